@@ -1,0 +1,12 @@
+/** The plain tensor shape that crosses the JS/native boundary: a typed array and its dimensions. */
+export interface Tensor<T extends Float32Array | Int32Array | BigInt64Array = Float32Array> {
+  data: T;
+  shape: number[];
+}
+
+/** A batch of images in CLIP's normalised layout, `[N, 3, S, S]`. */
+export type ImageTensor = Tensor<Float32Array>;
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+// Native code runs in forked processes: a crash in the addon must fail one file, not the runner.
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    maxWorkers: 2,
+  },
+});
