@@ -1,0 +1,328 @@
+#include "safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <set>
+#include <string_view>
+
+#include "../common/json.h"
+
+namespace ipclip {
+
+namespace {
+
+struct DTypeInfo {
+  DType dtype;
+  const char* name;
+  size_t size;
+};
+
+constexpr DTypeInfo kDTypes[] = {
+    {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2}, {DType::F64, "F64", 8},
+    {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2},   {DType::I8, "I8", 1},
+    {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
+};
+
+const DTypeInfo& info(DType dtype) {
+  for (const auto& d : kDTypes) {
+    if (d.dtype == dtype) return d;
+  }
+  fail("ERR_INVALID_ARGUMENT", "unknown DType value " + std::to_string(static_cast<int>(dtype)));
+}
+
+// Names come from the file: show them quoted, control bytes escaped, cut at 100 bytes on a character
+// boundary, so a hostile name cannot flood a log or inject terminal escapes.
+std::string shown(std::string_view s) {
+  const size_t limit = 100;
+  bool cut = s.size() > limit;
+  if (cut) {
+    size_t end = limit;
+    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+    s = s.substr(0, end);
+  }
+  std::string out = "'";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7F) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xF];
+    } else {
+      out += ch;
+    }
+  }
+  out += cut ? "...'" : "'";
+  return out;
+}
+
+std::string shapeText(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+uint64_t readU64LE(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Element count of a validated shape, or false when the product of its non-zero dimensions (and hence the
+// byte size, for elements of `elementSize` bytes) does not fit in int64. Zero dimensions make numel 0 but
+// do not excuse an overflowing product: libtorch would reject such a shape anyway.
+bool checkedNumel(const std::vector<int64_t>& shape, size_t elementSize, uint64_t& numel) {
+  const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / elementSize;
+  uint64_t product = 1;
+  bool hasZero = false;
+  for (int64_t d : shape) {
+    if (d == 0) { hasZero = true; continue; }
+    auto u = static_cast<uint64_t>(d);
+    if (product > limit / u) return false;
+    product *= u;
+  }
+  numel = hasZero ? 0 : product;
+  return true;
+}
+
+}  // namespace
+
+size_t dtypeSize(DType dtype) { return info(dtype).size; }
+const char* dtypeName(DType dtype) { return info(dtype).name; }
+
+const TensorView* SafetensorsFile::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+SafetensorsFile SafetensorsFile::fromBytes(std::vector<uint8_t> bytes, std::string label) {
+  SafetensorsFile f;
+  f.label_ = std::move(label);
+  f.bytes_ = std::move(bytes);
+  f.parse();
+  return f;
+}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO must not hang waiting for a writer; it is rejected below as not regular.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) fail("ERR_FILE_NOT_FOUND", path + ": no such file");
+    fail("ERR_BAD_FILE", path + ": cannot open: " + std::strerror(e));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail("ERR_BAD_FILE", path + ": cannot stat: " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail("ERR_BAD_FILE", path + ": is a directory, not a safetensors file");
+  if (!S_ISREG(st.st_mode)) fail("ERR_BAD_FILE", path + ": not a regular file");
+
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.resize(static_cast<size_t>(st.st_size));
+  } catch (const std::bad_alloc&) {
+    fail("ERR_BAD_FILE", path + ": file of " + std::to_string(st.st_size) + " bytes does not fit in memory");
+  } catch (const std::length_error&) {
+    fail("ERR_BAD_FILE", path + ": file of " + std::to_string(st.st_size) + " bytes does not fit in memory");
+  }
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("ERR_BAD_FILE", path + ": read failed: " + std::strerror(errno));
+    if (n == 0) break;  // the file shrank since fstat: validate what is there
+    got += static_cast<size_t>(n);
+  }
+  bytes.resize(got);
+  return fromBytes(std::move(bytes), path);
+}
+
+void SafetensorsFile::parse() {
+  const std::string& L = label_;
+  auto bad = [&L](const std::string& problem) { fail("ERR_BAD_FILE", L + ": " + problem); };
+
+  const size_t size = bytes_.size();
+  if (size == 0) bad("empty file (0 bytes)");
+  if (size < 8) bad("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  const uint64_t headerLen = readU64LE(bytes_.data());
+  if (headerLen == 0) bad("header length is 0");
+  if (headerLen > kMaxHeaderBytes) {
+    bad("header length " + std::to_string(headerLen) + " exceeds the " + std::to_string(kMaxHeaderBytes) +
+        "-byte limit");
+  }
+  if (headerLen > size - 8) {
+    bad("header length " + std::to_string(headerLen) + " runs past the end of the file (" + std::to_string(size) +
+        " bytes)");
+  }
+  const size_t dataStart = 8 + static_cast<size_t>(headerLen);
+  const uint64_t dataSize = size - dataStart;
+
+  json::Value header;
+  try {
+    header = json::parse(std::string_view(reinterpret_cast<const char*>(bytes_.data() + 8), headerLen));
+  } catch (const json::ParseError& e) {
+    bad(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.isObject()) bad("header is not a JSON object");
+
+  struct Span {
+    uint64_t begin, end;
+    size_t tensor;
+  };
+  std::vector<Span> spans;
+  tensors_.reserve(header.size());
+
+  for (size_t i = 0; i < header.size(); ++i) {
+    const std::string& name = header.key(i);
+    const json::Value& entry = header.at(i);
+
+    if (name == "__metadata__") {
+      if (!entry.isObject()) bad("__metadata__ is not an object");
+      for (size_t m = 0; m < entry.size(); ++m) {
+        if (!entry.at(m).isString()) bad("__metadata__ value " + shown(entry.key(m)) + " is not a string");
+        metadata_[entry.key(m)] = entry.at(m).text();
+      }
+      continue;
+    }
+
+    const std::string what = "tensor " + shown(name);
+    if (!entry.isObject()) bad(what + " is not an object");
+    for (size_t k = 0; k < entry.size(); ++k) {
+      const std::string& field = entry.key(k);
+      if (field != "dtype" && field != "shape" && field != "data_offsets") {
+        bad(what + " has unexpected field " + shown(field));
+      }
+    }
+    const json::Value* dtypeV = entry.get("dtype");
+    const json::Value* shapeV = entry.get("shape");
+    const json::Value* offsetsV = entry.get("data_offsets");
+    if (!dtypeV || !shapeV || !offsetsV) bad(what + " needs dtype, shape and data_offsets");
+
+    if (!dtypeV->isString()) bad(what + " dtype is not a string");
+    const DTypeInfo* dt = nullptr;
+    for (const auto& d : kDTypes) {
+      if (dtypeV->text() == d.name) dt = &d;
+    }
+    if (!dt) bad(what + " has unsupported dtype " + shown(dtypeV->text()));
+
+    if (!shapeV->isArray()) bad(what + " shape is not a list");
+    if (shapeV->size() > kMaxDims) {
+      bad(what + " shape has " + std::to_string(shapeV->size()) + " dimensions (at most " +
+          std::to_string(kMaxDims) + ")");
+    }
+    std::vector<int64_t> shape;
+    for (size_t d = 0; d < shapeV->size(); ++d) {
+      int64_t dim = 0;
+      if (!shapeV->at(d).toInt64(dim) || dim < 0) bad(what + " shape is not a list of non-negative integers");
+      shape.push_back(dim);
+    }
+    uint64_t numel = 0;
+    if (!checkedNumel(shape, dt->size, numel)) bad(what + " shape " + shapeText(shape) + " overflows the element count");
+    const uint64_t nbytes = numel * dt->size;
+
+    uint64_t begin = 0, end = 0;
+    if (!offsetsV->isArray() || offsetsV->size() != 2 || !offsetsV->at(0).toUint64(begin) ||
+        !offsetsV->at(1).toUint64(end)) {
+      bad(what + " data_offsets is not two non-negative integers");
+    }
+    const std::string range = "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+    if (begin > end) bad(what + " " + range + " begin after end");
+    if (end > dataSize) {
+      bad(what + " " + range + " run past the data section (" + std::to_string(dataSize) + " bytes)");
+    }
+    if (end - begin != nbytes) {
+      bad(what + " " + range + " do not match dtype " + dt->name + " \xC3\x97 shape " + shapeText(shape) + " = " +
+          std::to_string(nbytes) + " bytes");
+    }
+
+    index_[name] = tensors_.size();  // the JSON parser already rejected duplicate keys
+    spans.push_back({begin, end, tensors_.size()});
+    tensors_.push_back({name, dt->dtype, std::move(shape), bytes_.data() + dataStart + begin,
+                        static_cast<size_t>(nbytes)});
+  }
+
+  // Empty tensors cannot overlap anything; among the rest, sorted by begin, any overlap shows between
+  // neighbours.
+  spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& s) { return s.begin == s.end; }),
+              spans.end());
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  for (size_t i = 1; i < spans.size(); ++i) {
+    if (spans[i - 1].end > spans[i].begin) {
+      bad("tensors " + shown(tensors_[spans[i - 1].tensor].name) + " and " + shown(tensors_[spans[i].tensor].name) +
+          " overlap in the data section");
+    }
+  }
+}
+
+std::vector<uint8_t> encodeSafetensors(const std::vector<TensorView>& tensors,
+                                       const std::map<std::string, std::string>& metadata) {
+  auto invalid = [](const std::string& msg) { fail("ERR_INVALID_ARGUMENT", "encodeSafetensors: " + msg); };
+
+  std::string header = "{";
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [k, v] : metadata) {
+      if (!json::isValidUtf8(k) || !json::isValidUtf8(v)) invalid("metadata " + shown(k) + " is not valid UTF-8");
+      if (!first) header += ',';
+      first = false;
+      header += json::quote(k) + ":" + json::quote(v);
+    }
+    header += "}";
+  }
+
+  std::set<std::string_view> names;
+  uint64_t offset = 0;
+  for (const TensorView& t : tensors) {
+    const std::string what = "tensor " + shown(t.name);
+    if (t.name == "__metadata__") invalid(what + " uses the reserved name");
+    if (!json::isValidUtf8(t.name)) invalid(what + " name is not valid UTF-8");
+    if (!names.insert(t.name).second) invalid(what + " appears twice");
+    if (t.shape.size() > SafetensorsFile::kMaxDims) invalid(what + " has more than 8 dimensions");
+    for (int64_t d : t.shape) {
+      if (d < 0) invalid(what + " has a negative dimension");
+    }
+    const size_t elementSize = dtypeSize(t.dtype);
+    uint64_t numel = 0;
+    if (!checkedNumel(t.shape, elementSize, numel)) invalid(what + " shape overflows the element count");
+    if (numel * elementSize != t.nbytes) {
+      invalid(what + " has " + std::to_string(t.nbytes) + " bytes but dtype " + dtypeName(t.dtype) + " \xC3\x97 shape " +
+              shapeText(t.shape) + " needs " + std::to_string(numel * elementSize));
+    }
+    if (t.nbytes > 0 && t.data == nullptr) invalid(what + " has no data");
+
+    if (header.size() > 1) header += ',';
+    header += json::quote(t.name) + ":{\"dtype\":\"" + dtypeName(t.dtype) + "\",\"shape\":" + shapeText(t.shape) +
+              ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.nbytes) + "]}";
+    offset += t.nbytes;
+  }
+  header += "}";
+  header.append((8 - header.size() % 8) % 8, ' ');
+
+  std::vector<uint8_t> out;
+  out.reserve(8 + header.size() + offset);
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  for (const TensorView& t : tensors) {
+    if (t.nbytes > 0) out.insert(out.end(), t.data, t.data + t.nbytes);
+  }
+  return out;
+}
+
+}  // namespace ipclip

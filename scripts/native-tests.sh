@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds and runs the torch-free native unit tests (safetensors reader + JSON parser) with g++ under
+# AddressSanitizer and UBSan, then once more under valgrind (a separate unsanitised build) if it is installed.
+# Usage: scripts/native-tests.sh        (from anywhere; needs only g++)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${NATIVE_TEST_OUT:-build/native-tests}
+mkdir -p "$out"
+shared="$root/../shared"
+srcs="test/native/safetensors_test.cpp native/clip/safetensors.cpp native/common/json.cpp"
+flags="-std=c++17 -Wall -Wextra -Werror -g"
+
+echo "== building with -fsanitize=address,undefined"
+# shellcheck disable=SC2086
+g++ $flags -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $srcs -o "$out/safetensors_test"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$out/safetensors_test" "$shared" test/native/regressions
+
+if command -v valgrind >/dev/null 2>&1; then
+  echo "== building without sanitizers for valgrind"
+  # shellcheck disable=SC2086
+  g++ $flags -O1 $srcs -o "$out/safetensors_test_plain"
+  valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+    "$out/safetensors_test_plain" "$shared" test/native/regressions
+else
+  echo "== valgrind not installed: skipped the valgrind run"
+fi
