@@ -27,6 +27,8 @@ interface Placement {
   /** Half-extent of the object in pixels before rotation. */
   scale: number;
   rotation: number;
+  /** Where the shape's origin landed (the rotation centre). */
+  origin: [number, number];
   contours: Contour[];
 }
 
@@ -50,7 +52,7 @@ function place(rng: Rng, cls: string, size: number, scaleLo: number, scaleHi: nu
   const c = size / 2;
   const tx = clampShift(rng.uniform(-maxShift, maxShift) * size, margin - (c + x0), size - margin - (c + x1));
   const ty = clampShift(rng.uniform(-maxShift, maxShift) * size, margin - (c + y0), size - margin - (c + y1));
-  return { scale: scale * fit, rotation, contours: transform(shape, scale * fit, rotation, c + tx, c + ty) };
+  return { scale: scale * fit, rotation, origin: [c + tx, c + ty], contours: transform(shape, scale * fit, rotation, c + tx, c + ty) };
 }
 
 function clampShift(v: number, lo: number, hi: number): number {
@@ -147,9 +149,7 @@ async function drawClipart(cls: string, rng: Rng, size: number): Promise<DrawnIm
  * resized and wobbly, and overshooting its start the way a quick pencil line does. No fill and no colour.
  */
 async function drawSketch(cls: string, rng: Rng, size: number): Promise<DrawnImage> {
-  const { scale, rotation, contours: placed } = place(rng, cls, size, 0.27, 0.36, 0.1, size * 0.07);
-  const [x0, y0, x1, y1] = bounds(placed);
-  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const { scale, rotation, origin: [cx, cy] } = place(rng, cls, size, 0.27, 0.36, 0.1, size * 0.08);
   const shape = shapeContours(cls);
   const passes = rng.intBetween(2, 3);
   const grey = rng.intBetween(35, 75);
