@@ -260,16 +260,22 @@ export async function generateSynthDomains(options: SynthOptions): Promise<Synth
   const captions: Record<string, string> = {};
   let next = 0;
   let done = 0;
+  let failed = false; // once one render fails, the other workers stop instead of writing on
   const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
-      if (signal?.aborted) throw new IpclipError('ERR_ABORTED', 'SynthDomains generation was aborted');
-      const job = jobs[next++];
-      const rng = base.fork(`${job.domain}/${job.cls}/${job.i}`);
-      const { png, caption } = await renderSynthImage(job.domain, job.cls, rng, size);
-      await writeAtomic(path.join(root, job.key), png);
-      captions[job.key] = caption;
-      done++;
-      onProgress?.(done, count);
+    try {
+      while (next < jobs.length && !failed) {
+        if (signal?.aborted) throw new IpclipError('ERR_ABORTED', 'SynthDomains generation was aborted');
+        const job = jobs[next++];
+        const rng = base.fork(`${job.domain}/${job.cls}/${job.i}`);
+        const { png, caption } = await renderSynthImage(job.domain, job.cls, rng, size);
+        await writeAtomic(path.join(root, job.key), png);
+        captions[job.key] = caption;
+        done++;
+        onProgress?.(done, count);
+      }
+    } catch (err) {
+      failed = true;
+      throw err;
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
