@@ -90,10 +90,8 @@ export class DomainDataset {
     if (opts.classNames !== undefined) checkClassNames(opts.classNames, listing.classNames, listing.dir);
     let samples = listing.samples;
     if (split !== 'all') {
-      const seed = opts.seed ?? 0;
-      check(Number.isInteger(seed), `seed must be an integer, got ${seed}`);
       const { nTrain, nTest } = splitCounts(samples.length, opts);
-      const order = new Rng(seed).fork('split/' + opts.domain).shuffle(samples.map((_, i) => i));
+      const order = splitOrder(samples.length, opts.seed, opts.domain);
       const picked = split === 'test' ? order.slice(0, nTest) : order.slice(nTest, nTest + nTrain);
       samples = picked.map((i) => listing.samples[i]);
     }
@@ -104,7 +102,7 @@ export class DomainDataset {
   static async splits(root: string, opts: Omit<FolderOptions, 'split'>): Promise<{ train: DomainDataset; test: DomainDataset }> {
     const all = await DomainDataset.fromFolder(root, { ...opts, split: 'all' });
     const { nTrain, nTest } = splitCounts(all.length, opts);
-    const order = new Rng(opts.seed ?? 0).fork('split/' + opts.domain).shuffle(all.samples.map((_, i) => i));
+    const order = splitOrder(all.length, opts.seed, opts.domain);
     const make = (idx: number[], split: SplitName) =>
       new DomainDataset(idx.map((i) => all.samples[i]), all.classNames, all.classFolders, all.domain, all.root, split);
     return { test: make(order.slice(0, nTest), 'test'), train: make(order.slice(nTest, nTest + nTrain), 'train') };
@@ -206,6 +204,12 @@ export function splitCounts(n: number, opts: Pick<FolderOptions, 'sizes' | 'trai
   check(typeof fraction === 'number' && fraction >= 0 && fraction <= 1, `trainFraction must be in [0, 1], got ${fraction}`);
   const nTrain = Math.round(n * fraction);
   return { nTrain, nTest: n - nTrain };
+}
+
+/** The shuffled listing order a split is cut from: `new Rng(seed).fork('split/' + domain)`. */
+function splitOrder(n: number, seed = 0, domain: string): number[] {
+  check(Number.isInteger(seed), `seed must be an integer, got ${seed}`);
+  return new Rng(seed).fork('split/' + domain).shuffle(Array.from({ length: n }, (_, i) => i));
 }
 
 interface DomainListing {

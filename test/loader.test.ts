@@ -204,6 +204,17 @@ describe('BatchLoader with worker threads (compiled)', () => {
         result.bad = await loader.batchAt(0, 0).then(() => null, (e) => ({ code: e.code, message: e.message }));
         result.afterBad = (await new BatchLoader(bad, { batchSize: 1, size, seed: 0, shuffle: false, transform: { augment: 'test' }, workers: 2 }).batchAt(0, 0)).indices;
         await loader.close();
+        // A worker that cannot start (simulated: the script now throws in workers; this thread keeps its
+        // already-loaded copy) must not lose work: the loader falls back to this thread.
+        const { readFileSync, writeFileSync } = await import('node:fs');
+        const workerFile = new URL('./loader-worker.js', import.meta.url);
+        writeFileSync(workerFile, "import { workerData } from 'node:worker_threads';\\n" +
+          "if (workerData && workerData.ipclipLoaderWorker) throw new Error('cannot start');\\n" + readFileSync(workerFile, 'utf8'));
+        const broken = new BatchLoader(ds, { batchSize: 2, size, seed: 42, transform: { augment: 'train' }, workers: 2, prefetch: 2 });
+        const batches = [];
+        for await (const b of broken.epoch(1)) batches.push({ indices: b.indices, data: Buffer.from(b.images.data.buffer).toString('base64') });
+        result.fallback = { threads: broken.threads, batches };
+        await broken.close();
         console.log(JSON.stringify(result));
       `);
       const { stdout } = await promisify(execFile)(process.execPath, [path.join(out, 'run.mjs'), root, String(S)], { timeout: 60_000 });
@@ -219,6 +230,8 @@ describe('BatchLoader with worker threads (compiled)', () => {
       expect(result.bad.code).toBe('ERR_BAD_IMAGE');
       expect(result.bad.message).toContain(path.join('bad', 'a', '1.png'));
       expect(result.afterBad).toEqual([0]);
+      expect(result.fallback.threads).toBe(0);
+      expect(result.fallback.batches).toEqual(mine);
     } finally {
       await rm(out, { recursive: true, force: true });
     }
