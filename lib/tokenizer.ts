@@ -338,7 +338,7 @@ function parseMergeLines(lines: string[], what: string): [string, string][] {
   for (let i = 0; i < end; i++) {
     const line = lines[i]!.replace(/\r$/, '');
     const parts = line.split(' ');
-    if (parts.length !== 2 || !isSymbol(parts[0]!) || !isSymbol(parts[1]!)) {
+    if (parts.length !== 2 || !isBpeSymbol(parts[0]!) || !isBpeSymbol(parts[1]!)) {
       throw badFile(`${what}: merge ${i + 1} is not two byte-level symbols separated by a space: ${JSON.stringify(line.slice(0, 80))}`);
     }
     merges.push([parts[0]!, parts[1]!]);
@@ -346,8 +346,8 @@ function parseMergeLines(lines: string[], what: string): [string, string][] {
   return merges;
 }
 
-/** A BPE symbol: byte-unicode characters, optionally ending in `</w>`. */
-function isSymbol(s: string): boolean {
+/** Whether `s` is a BPE symbol: one or more byte-unicode characters, optionally followed by `</w>`. */
+export function isBpeSymbol(s: string): boolean {
   const body = s.endsWith(END_OF_WORD) ? s.slice(0, -END_OF_WORD.length) : s;
   if (body.length === 0) return false;
   for (const ch of body) if (!UNICODE_TO_BYTE.has(ch)) return false;
