@@ -15,9 +15,10 @@ import type { Rng } from './rng.js';
 export type Rgb = readonly [number, number, number];
 
 /**
- * Fill for Rotate, Shear and Translate. The release's RandAugment (FixMatch-derived) leaves PIL's default,
- * black; this project fills with mid grey (128,128,128) so that the uncovered corners carry no dark border,
- * which would be a cue correlated with "unauthorized" in the target-free stream.
+ * Fill for Rotate, Shear and Translate: mid grey (128,128,128), the project's choice. The release's
+ * RandAugment (FixMatch-derived) leaves PIL's default, black. Grey sits near CLIP's mean colour, so uncovered
+ * areas normalise to about 0 (≈ +0.1) rather than to ≈ −1.8 for black, and add no strong dark border.
+ * Every geometric op also takes an explicit `fill` for reproducing the black-filled release.
  */
 export const GEOMETRIC_FILL: Rgb = [128, 128, 128];
 
