@@ -1,0 +1,205 @@
+#include "binding/ClipModel.h"
+
+#include <ATen/Parallel.h>
+
+#include "binding/addon_data.h"
+#include "binding/convert.h"
+#include "binding/worker.h"
+#include "clip/weights.h"
+
+namespace ipclip::binding {
+
+namespace {
+
+struct LoadOptions {
+  std::string path, device = "cpu", dtype = "float32";
+  int threads = 0;  // 0: leave libtorch's default
+};
+
+std::string getString(Napi::Object o, const char* key, const std::string& fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsString(), std::string("option '") + key + "' must be a string");
+  return o.Get(key).As<Napi::String>().Utf8Value();
+}
+
+Napi::Object configToJs(Napi::Env env, const ClipConfig& c) {
+  auto vision = Napi::Object::New(env);
+  vision.Set("width", c.vision.width);
+  vision.Set("layers", c.vision.layers);
+  vision.Set("heads", c.vision.heads);
+  vision.Set("patchSize", c.vision.patchSize);
+  vision.Set("imageSize", c.vision.imageSize);
+  auto text = Napi::Object::New(env);
+  text.Set("width", c.text.width);
+  text.Set("layers", c.text.layers);
+  text.Set("heads", c.text.heads);
+  text.Set("contextLength", c.text.contextLength);
+  text.Set("vocabSize", c.text.vocabSize);
+  auto out = Napi::Object::New(env);
+  out.Set("embedDim", c.embedDim);
+  out.Set("vision", vision);
+  out.Set("text", text);
+  return out;
+}
+
+}  // namespace
+
+Napi::Function ClipModel::define(Napi::Env env) {
+  return DefineClass(env, "ClipModel",
+                     {InstanceAccessor<&ClipModel::config>("config"),
+                      InstanceAccessor<&ClipModel::info>("info"),
+                      InstanceMethod<&ClipModel::encodeImage>("encodeImage"),
+                      InstanceMethod<&ClipModel::encodeText>("encodeText"),
+                      InstanceMethod<&ClipModel::dispose>("dispose")});
+}
+
+ClipModel::ClipModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ClipModel>(info) {}
+
+void ClipModel::Finalize(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (handle_) Napi::MemoryManagement::AdjustExternalMemory(env, -handle_->bytes);
+  handle_.reset();
+}
+
+ClipModel* ClipModel::unwrap(Napi::Env env, Napi::Value v) {
+  IPCLIP_CHECK_ARG(env, v.IsObject() && v.As<Napi::Object>().InstanceOf(addonData(env).clipModel.Value()),
+                   "expected a loaded CLIP model");
+  return ClipModel::Unwrap(v.As<Napi::Object>());
+}
+
+std::shared_ptr<ClipHandle> ClipModel::handle(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (!handle_) throwJs(env, "ERR_DISPOSED", "this CLIP model has been disposed");
+  return handle_;
+}
+
+Napi::Value ClipModel::load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsString(), "loadClip: path must be a string");
+  LoadOptions opts;
+  opts.path = info[0].As<Napi::String>().Utf8Value();
+  if (info.Length() > 1 && info[1].IsObject()) {
+    auto o = info[1].As<Napi::Object>();
+    opts.device = getString(o, "device", opts.device);
+    opts.dtype = getString(o, "dtype", opts.dtype);
+    if (o.Has("threads") && o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
+  }
+  IPCLIP_CHECK_ARG(env, opts.threads >= 0 && opts.threads <= 1024, "loadClip: threads must be between 0 and 1024");
+  // Device and dtype are validated before queuing so their errors are immediate and precise.
+  auto device = guarded(env, [&] { return parseDevice(opts.device); });
+  auto dtype = guarded(env, [&] { return parseDtype(opts.dtype, device); });
+  if (opts.threads > 0) at::set_num_threads(opts.threads);
+
+  return PromiseWorker<std::shared_ptr<ClipHandle>>::start(
+      env, Napi::Object(), "ipclip.loadClip",
+      [opts, device, dtype]() {
+        auto weights = readClipWeights(opts.path);
+        auto config = inferClipConfig(weights);
+        auto h = std::make_shared<ClipHandle>();
+        h->model = Clip(config);
+        assignClipWeights(*h->model, weights);
+        h->fingerprint = fingerprintWeights(*h->model);
+        h->model->to(device, dtype);
+        h->model->eval();
+        for (auto& p : h->model->parameters()) p.set_requires_grad(false);  // CLIP stays frozen
+        h->device = device;
+        h->dtype = dtype;
+        h->format = formatName(weights.format);
+        h->source = opts.path;
+        for (auto& p : h->model->parameters()) h->bytes += p.numel() * p.element_size();
+        return h;
+      },
+      [](Napi::Env env, std::shared_ptr<ClipHandle>& h) -> Napi::Value {
+        auto obj = addonData(env).clipModel.New({});
+        auto* self = ClipModel::Unwrap(obj);
+        self->handle_ = h;
+        Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
+        return obj;
+      });
+}
+
+Napi::Value ClipModel::config(const Napi::CallbackInfo& info) {
+  return configToJs(info.Env(), handle(info.Env())->model->config());
+}
+
+Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto h = handle(env);
+  auto out = Napi::Object::New(env);
+  out.Set("format", h->format);
+  out.Set("fingerprint", h->fingerprint);
+  out.Set("device", h->device.str());
+  out.Set("dtype", dtypeName(h->dtype));
+  out.Set("bytes", static_cast<double>(h->bytes));
+  out.Set("source", h->source);
+  return out;
+}
+
+Napi::Value ClipModel::encodeImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  const auto& c = h->model->config();
+  auto images = floatTensorFrom(env, info[0], info[1], "encodeImage");
+  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == c.vision.imageSize &&
+                            images.size(3) == c.vision.imageSize,
+                   "encodeImage: images must have shape [N,3," + std::to_string(c.vision.imageSize) + "," +
+                       std::to_string(c.vision.imageSize) + "]");
+  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", "encodeImage: the batch is empty");
+  VisionRequest request;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    auto o = info[2].As<Napi::Object>();
+    request.layers = o.Get("layers").ToBoolean();
+    request.stats = o.Get("stats").ToBoolean();
+  }
+  struct Out { torch::Tensor embeds, layers, stats; };
+  return PromiseWorker<Out>::start(
+      env, Value(), "ipclip.encodeImage",
+      [h, images, request]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        c10::InferenceMode guard;
+        auto out = h->model->encodeImage(images.to(h->device), request);
+        Out r{hostFloat(out.embeds), {}, {}};
+        if (out.layers.defined()) r.layers = hostFloat(out.layers);
+        if (out.stats.defined()) r.stats = hostFloat(out.stats);
+        return r;
+      },
+      [](Napi::Env env, Out& r) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("embeds", toJsTensor(env, r.embeds));
+        if (r.layers.defined()) o.Set("layers", toJsTensor(env, r.layers));
+        if (r.stats.defined()) o.Set("stats", toJsTensor(env, r.stats));
+        return o;
+      });
+}
+
+Napi::Value ClipModel::encodeText(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  const auto& c = h->model->config();
+  auto ids = longTensorFrom(env, info[0], info[1], "encodeText");
+  IPCLIP_CHECK_ARG(env, ids.dim() == 2 && ids.size(1) >= 2 && ids.size(1) <= c.text.contextLength,
+                   "encodeText: token ids must have shape [N,ctx] with 2 <= ctx <= " +
+                       std::to_string(c.text.contextLength));
+  if (ids.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", "encodeText: the batch is empty");
+  IPCLIP_CHECK_ARG(env, ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < c.text.vocabSize,
+                   "encodeText: token ids must lie in [0, " + std::to_string(c.text.vocabSize) + ")");
+  return PromiseWorker<torch::Tensor>::start(
+      env, Value(), "ipclip.encodeText",
+      [h, ids]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        c10::InferenceMode guard;
+        return hostFloat(h->model->encodeText(ids.to(h->device)));
+      },
+      [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
+}
+
+Napi::Value ClipModel::dispose(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (handle_) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -handle_->bytes);
+    handle_.reset();  // in-flight workers keep their own reference; memory goes when the last one ends
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace ipclip::binding

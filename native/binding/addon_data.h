@@ -1,0 +1,15 @@
+// Per-environment state (one per main thread or worker_thread that loads the addon).
+#pragma once
+#include <napi.h>
+
+namespace ipclip::binding {
+
+struct AddonData {
+  Napi::FunctionReference clipModel;
+  Napi::FunctionReference promptModel;
+  Napi::FunctionReference pretrainer;
+};
+
+inline AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+}  // namespace ipclip::binding

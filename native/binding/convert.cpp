@@ -1,0 +1,137 @@
+#include "binding/convert.h"
+
+#include <torch/cuda.h>
+
+#include <cstring>
+
+#include "binding/common.h"
+
+namespace ipclip::binding {
+
+std::vector<int64_t> toShape(Napi::Env env, Napi::Value v, const char* what) {
+  IPCLIP_CHECK_ARG(env, v.IsArray(), std::string(what) + ": shape must be an array of integers");
+  auto arr = v.As<Napi::Array>();
+  IPCLIP_CHECK_ARG(env, arr.Length() <= 8, std::string(what) + ": shape has too many dimensions");
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value d = arr.Get(i);
+    IPCLIP_CHECK_ARG(env, d.IsNumber(), std::string(what) + ": shape must be an array of integers");
+    double x = d.As<Napi::Number>().DoubleValue();
+    IPCLIP_CHECK_ARG(env, x >= 0 && x == static_cast<double>(static_cast<int64_t>(x)) && x < 1e12,
+                     std::string(what) + ": shape entries must be non-negative integers");
+    shape.push_back(static_cast<int64_t>(x));
+  }
+  return shape;
+}
+
+namespace {
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+}  // namespace
+
+torch::Tensor floatTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shapeV, const char* what) {
+  IPCLIP_CHECK_ARG(env, data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array,
+                   std::string(what) + ": data must be a Float32Array");
+  auto arr = data.As<Napi::Float32Array>();
+  auto shape = toShape(env, shapeV, what);
+  IPCLIP_CHECK_ARG(env, static_cast<int64_t>(arr.ElementLength()) == numel(shape),
+                   std::string(what) + ": data has " + std::to_string(arr.ElementLength()) +
+                       " elements but the shape needs " + std::to_string(numel(shape)));
+  auto t = torch::empty(shape, torch::kFloat32);
+  if (arr.ElementLength()) std::memcpy(t.data_ptr(), arr.Data(), arr.ByteLength());
+  return t;
+}
+
+torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shapeV, const char* what) {
+  IPCLIP_CHECK_ARG(env, data.IsTypedArray(), std::string(what) + ": data must be an Int32Array or BigInt64Array");
+  auto ta = data.As<Napi::TypedArray>();
+  auto shape = toShape(env, shapeV, what);
+  IPCLIP_CHECK_ARG(env, static_cast<int64_t>(ta.ElementLength()) == numel(shape),
+                   std::string(what) + ": data has " + std::to_string(ta.ElementLength()) +
+                       " elements but the shape needs " + std::to_string(numel(shape)));
+  if (ta.TypedArrayType() == napi_int32_array) {
+    auto a = data.As<Napi::Int32Array>();
+    auto t = torch::empty(shape, torch::kInt32);
+    if (a.ElementLength()) std::memcpy(t.data_ptr(), a.Data(), a.ByteLength());
+    return t.to(torch::kInt64);
+  }
+  if (ta.TypedArrayType() == napi_bigint64_array) {
+    auto a = data.As<Napi::BigInt64Array>();
+    auto t = torch::empty(shape, torch::kInt64);
+    if (a.ElementLength()) std::memcpy(t.data_ptr(), a.Data(), a.ByteLength());
+    return t;
+  }
+  throwJs(env, "ERR_INVALID_ARGUMENT", std::string(what) + ": data must be an Int32Array or BigInt64Array");
+}
+
+torch::Tensor hostFloat(const torch::Tensor& t) {
+  return t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t) {
+  auto host = hostFloat(t);
+  auto arr = Napi::Float32Array::New(env, host.numel());
+  if (host.numel()) std::memcpy(arr.Data(), host.data_ptr(), host.numel() * sizeof(float));
+  auto shape = Napi::Array::New(env, host.dim());
+  for (int64_t i = 0; i < host.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, host.size(i)));
+  auto out = Napi::Object::New(env);
+  out.Set("data", arr);
+  out.Set("shape", shape);
+  return out;
+}
+
+Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t) {
+  auto host = t.detach().to(torch::kCPU, torch::kInt32).contiguous();
+  auto arr = Napi::Int32Array::New(env, host.numel());
+  if (host.numel()) std::memcpy(arr.Data(), host.data_ptr(), host.numel() * sizeof(int32_t));
+  auto shape = Napi::Array::New(env, host.dim());
+  for (int64_t i = 0; i < host.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, host.size(i)));
+  auto out = Napi::Object::New(env);
+  out.Set("data", arr);
+  out.Set("shape", shape);
+  return out;
+}
+
+torch::Device parseDevice(const std::string& s) {
+  if (s == "cpu") return torch::Device(torch::kCPU);
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available())
+      fail("ERR_DEVICE", "device '" + s + "' requested but this libtorch has no usable CUDA device "
+                         "(build against a CUDA libtorch: see the README, 'CUDA')");
+    int64_t index = 0;
+    if (s.size() > 5) {
+      const std::string n = s.substr(5);
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 3)
+        fail("ERR_DEVICE", "device '" + s + "' is not of the form cuda:N");
+      index = std::stoll(n);
+    }
+    if (index >= static_cast<int64_t>(torch::cuda::device_count()))
+      fail("ERR_DEVICE", "device '" + s + "' does not exist (" + std::to_string(torch::cuda::device_count()) +
+                             " CUDA device(s))");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  fail("ERR_DEVICE", "unknown device '" + s + "' (use 'cpu', 'cuda' or 'cuda:N')");
+}
+
+torch::Dtype parseDtype(const std::string& s, const torch::Device& device) {
+  if (s == "float32") return torch::kFloat32;
+  if (s == "bfloat16") return torch::kBFloat16;
+  if (s == "float16") {
+    // libtorch's CPU kernels lack half-precision matrix products in 1.13: refuse rather than crawl or fail later.
+    if (device.is_cpu()) fail("ERR_DEVICE", "dtype float16 needs a CUDA device; on CPU use float32 or bfloat16");
+    return torch::kFloat16;
+  }
+  fail("ERR_INVALID_ARGUMENT", "unknown dtype '" + s + "' (use 'float32', 'float16' or 'bfloat16')");
+}
+
+std::string dtypeName(torch::Dtype d) {
+  if (d == torch::kFloat32) return "float32";
+  if (d == torch::kFloat16) return "float16";
+  if (d == torch::kBFloat16) return "bfloat16";
+  return "other";
+}
+
+}  // namespace ipclip::binding

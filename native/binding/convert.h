@@ -1,0 +1,32 @@
+// Conversions between JS values and tensors. All of these run on the main thread: inputs are copied into
+// tensors before work is queued (the JS buffers may be collected or changed while the worker runs).
+#pragma once
+#include <napi.h>
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+namespace ipclip::binding {
+
+std::vector<int64_t> toShape(Napi::Env env, Napi::Value v, const char* what);
+
+// Float32Array + shape → float32 CPU tensor (copied). Checks the element count.
+torch::Tensor floatTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
+// Int32Array | BigInt64Array + shape → int64 CPU tensor (copied).
+torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
+
+// A float tensor (any device or dtype) → { data: Float32Array, shape: number[] } (copied).
+Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t);
+// An integer tensor → { data: Int32Array, shape }.
+Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t);
+// A CPU float32 contiguous tensor ready for toJsTensor (call inside Execute so the copy happens off-thread).
+torch::Tensor hostFloat(const torch::Tensor& t);
+
+// "cpu" | "cuda" | "cuda:N" → device, checking CUDA is available (ERR_DEVICE otherwise).
+torch::Device parseDevice(const std::string& s);
+// "float32" | "float16" | "bfloat16" → dtype, checking the device supports it (ERR_DEVICE otherwise).
+torch::Dtype parseDtype(const std::string& s, const torch::Device& device);
+std::string dtypeName(torch::Dtype d);
+
+}  // namespace ipclip::binding

@@ -1,0 +1,80 @@
+#include "clip/model.h"
+
+namespace ipclip {
+
+namespace {
+torch::nn::LayerNorm layerNorm(int64_t width) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(1e-5));
+}
+}  // namespace
+
+VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c, int64_t embedDim) : config_(c) {
+  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, c.width, c.patchSize)
+                                                         .stride(c.patchSize).bias(false)));
+  class_embedding = register_parameter("class_embedding", torch::zeros({c.width}));
+  positional_embedding = register_parameter("positional_embedding", torch::zeros({c.tokens(), c.width}));
+  ln_pre = register_module("ln_pre", layerNorm(c.width));
+  transformer = register_module("transformer", Transformer(c.width, c.layers, c.heads));
+  ln_post = register_module("ln_post", layerNorm(c.width));
+  proj = register_parameter("proj", torch::zeros({c.width, embedDim}));
+}
+
+torch::Tensor tokenStatistics(const torch::Tensor& h) {
+  auto x = h.to(torch::kFloat32);                  // statistics in fp32 whatever the tower's dtype
+  auto mean = x.mean(1);                           // [B,W]
+  auto ss = (x - mean.unsqueeze(1)).pow(2).sum(1); // [B,W]
+  // The epsilon is added to the sum of squares, not to the variance (spec §1).
+  auto std = ((ss + 2.3e-8) / static_cast<double>(h.size(1))).sqrt();
+  return torch::stack({mean, std}, 1);             // [B,2,W]
+}
+
+VisionOutput VisionTransformerImpl::forward(const torch::Tensor& images, const VisionRequest& request) {
+  auto x = conv1->forward(images.to(proj.scalar_type()));  // [B,W,g,g]
+  const auto B = x.size(0);
+  x = x.flatten(2).transpose(1, 2);                        // [B,g²,W]
+  auto cls = class_embedding.view({1, 1, -1}).expand({B, 1, x.size(2)});
+  x = torch::cat({cls, x}, 1) + positional_embedding;      // [B,T,W]
+  x = ln_pre->forward(x);
+
+  VisionOutput out;
+  std::vector<torch::Tensor> layers, stats;
+  for (size_t i = 0; i < transformer->size(); ++i) {
+    x = transformer->block(i).forward(x);
+    if (request.layers) layers.push_back(x);
+    if (request.stats) stats.push_back(tokenStatistics(x));  // [B,2,W]; the stream itself is not kept
+  }
+  if (request.layers) out.layers = torch::stack(layers, 0);
+  if (request.stats) out.stats = torch::stack(stats, 0);
+  out.embeds = torch::matmul(ln_post->forward(x.select(1, 0)), proj);  // [B,D]
+  return out;
+}
+
+ClipImpl::ClipImpl(const ClipConfig& c) : config_(c) {
+  visual = register_module("visual", VisionTransformer(c.vision, c.embedDim));
+  transformer = register_module("transformer", Transformer(c.text.width, c.text.layers, c.text.heads));
+  token_embedding = register_module("token_embedding", torch::nn::Embedding(c.text.vocabSize, c.text.width));
+  positional_embedding = register_parameter("positional_embedding", torch::zeros({c.text.contextLength, c.text.width}));
+  ln_final = register_module("ln_final", layerNorm(c.text.width));
+  text_projection = register_parameter("text_projection", torch::zeros({c.text.width, c.embedDim}));
+  logit_scale = register_parameter("logit_scale", torch::zeros({}));
+}
+
+torch::Tensor ClipImpl::encodeText(const torch::Tensor& ids) {
+  auto eot = ids.argmax(-1);
+  return encodePrompts(token_embedding->forward(ids), eot);
+}
+
+torch::Tensor ClipImpl::encodePrompts(const torch::Tensor& prompts, const torch::Tensor& eot) {
+  const auto T = prompts.size(1);
+  auto x = prompts.to(dtype()) + positional_embedding.slice(0, 0, T);  // [N,T,W]
+  auto mask = causalMask(T, x.options());
+  for (size_t i = 0; i < transformer->size(); ++i) x = transformer->block(i).forward(x, mask);
+  auto rows = torch::arange(x.size(0), eot.options());
+  return projectText(x.index({rows, eot}));
+}
+
+torch::Tensor ClipImpl::projectText(const torch::Tensor& eotHidden) {
+  return torch::matmul(ln_final->forward(eotHidden), text_projection);
+}
+
+}  // namespace ipclip

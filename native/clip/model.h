@@ -1,0 +1,80 @@
+// OpenAI CLIP: a ViT image tower and a causal text transformer, with OpenAI's parameter names
+// (`visual.conv1.weight`, `transformer.resblocks.0.attn.in_proj_weight`, `token_embedding.weight`, …).
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "clip/config.h"
+#include "clip/transformer.h"
+
+namespace ipclip {
+
+// What the vision tower returns. `layers` and `stats` are filled only when asked for.
+struct VisionOutput {
+  torch::Tensor embeds;  // [B,D] (not normalised, as OpenAI's encode_image)
+  torch::Tensor layers;  // [L,B,T,W] residual stream after each block (compute dtype)
+  torch::Tensor stats;   // [L,B,2,W] fp32: per-layer token mean (index 0) and std (index 1), spec §1
+};
+
+struct VisionRequest {
+  bool layers = false;  // materialise the full residual streams (costly: L·B·T·W)
+  bool stats = false;   // per-layer mean/std only, computed as each block finishes
+};
+
+class VisionTransformerImpl : public torch::nn::Module {
+ public:
+  explicit VisionTransformerImpl(const VisionConfig& c, int64_t embedDim);
+  // images: [B,3,S,S] normalised, any float dtype (converted to the tower's)
+  VisionOutput forward(const torch::Tensor& images, const VisionRequest& request = {});
+
+  torch::nn::Conv2d conv1{nullptr};
+  torch::Tensor class_embedding;       // [W]
+  torch::Tensor positional_embedding;  // [T,W]
+  torch::nn::LayerNorm ln_pre{nullptr};
+  Transformer transformer{nullptr};
+  torch::nn::LayerNorm ln_post{nullptr};
+  torch::Tensor proj;                  // [W,D]
+
+ private:
+  VisionConfig config_;
+};
+TORCH_MODULE(VisionTransformer);
+
+// Per-layer statistics of spec §1 from one residual stream h: [B,T,W] → [B,2,W] in fp32.
+torch::Tensor tokenStatistics(const torch::Tensor& h);
+
+class ClipImpl : public torch::nn::Module {
+ public:
+  explicit ClipImpl(const ClipConfig& config);
+
+  VisionOutput encodeImage(const torch::Tensor& images, const VisionRequest& request = {}) {
+    return visual->forward(images, request);
+  }
+  // ids: [N,ctx] int64 → [N,D]; the EOT row is found as argmax(ids) (EOT has the largest id).
+  torch::Tensor encodeText(const torch::Tensor& ids);
+  // prompts: [N,ctx',W] token embeddings without positions (ctx' ≤ context length), eot: [N] int64 → [N,D].
+  // Gradients flow into `prompts`.
+  torch::Tensor encodePrompts(const torch::Tensor& prompts, const torch::Tensor& eot);
+  // From the final hidden states at the EOT rows, [N,W] → ln_final → projection → [N,D].
+  torch::Tensor projectText(const torch::Tensor& eotHidden);
+
+  const ClipConfig& config() const { return config_; }
+  torch::Dtype dtype() const { return positional_embedding.scalar_type(); }
+  torch::Device device() const { return positional_embedding.device(); }
+
+  VisionTransformer visual{nullptr};
+  Transformer transformer{nullptr};
+  torch::nn::Embedding token_embedding{nullptr};
+  torch::Tensor positional_embedding;  // [ctx,Wt]
+  torch::nn::LayerNorm ln_final{nullptr};
+  torch::Tensor text_projection;       // [Wt,D]
+  torch::Tensor logit_scale;           // [] (log of the scale)
+
+ private:
+  ClipConfig config_;
+};
+TORCH_MODULE(Clip);
+
+}  // namespace ipclip
