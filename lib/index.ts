@@ -1,0 +1,41 @@
+/**
+ * ipclip: IP-CLIP for Node. CLIP on libtorch, its tokenizer and preprocessing, the data pipeline, and the
+ * protection method on top. This is the package entry: everything public is exported here, by area.
+ *
+ * @packageDocumentation
+ */
+
+// --- Errors and plain tensors --------------------------------------------------------------------------------------
+export { IpclipError, check, type IpclipErrorCode } from './errors.js';
+export { numel, type Tensor, type ImageTensor } from './tensor.js';
+export { Rng, hashString } from './rng.js';
+
+// --- Native runtime -------------------------------------------------------------------------------------------------
+export {
+  addonPath, loadNative, runtimeInfo, setThreads, wrapNativeError,
+  type NativeAddon, type NativeClipModel, type RuntimeInfo,
+} from './native.js';
+
+// --- CLIP -------------------------------------------------------------------------------------------------------------
+export * from './clip.js';
+export * from './safetensors.js';
+
+// --- Tokenizer --------------------------------------------------------------------------------------------------------
+export * from './tokenizer.js';
+export { learnMerges, writeOpenAiVocab, type LearnMergesOptions } from './bpe-train.js';
+
+// --- Images: decoding, preprocessing, augmentation ------------------------------------------------------------------
+export * from './image.js';
+export * from './preprocess.js';
+export * from './augment.js';
+export * from './transforms.js';
+
+// --- Data: datasets, batch loading, synthetic domains ---------------------------------------------------------------
+export * from './data.js';
+export { BatchLoader, cycle, cyclePosition, type Batch, type LoaderOptions, type TransformChoice } from './loader.js';
+export * from './synth.js';
+
+// --- Metrics --------------------------------------------------------------------------------------------------------
+export * from './metrics.js';
+
+// --- IP-CLIP (prompt models, training, protection): exported below by their modules --------------------------------
