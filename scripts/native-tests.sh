@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-out=${NATIVE_TEST_OUT:-build/native-tests}
+out=${NATIVE_TEST_OUT:-.cache/native-tests}
 mkdir -p "$out"
 shared="$root/../shared"
 srcs="test/native/safetensors_test.cpp native/clip/safetensors.cpp native/common/json.cpp"

@@ -134,9 +134,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   std::vector<uint8_t> bytes;
   try {
     bytes.resize(static_cast<size_t>(st.st_size));
-  } catch (const std::bad_alloc&) {
-    fail("ERR_BAD_FILE", path + ": file of " + std::to_string(st.st_size) + " bytes does not fit in memory");
-  } catch (const std::length_error&) {
+  } catch (const std::exception&) {  // bad_alloc, or length_error beyond max_size()
     fail("ERR_BAD_FILE", path + ": file of " + std::to_string(st.st_size) + " bytes does not fit in memory");
   }
   size_t got = 0;
