@@ -132,6 +132,7 @@ Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
   out.Set("dtype", dtypeName(h->dtype));
   out.Set("bytes", static_cast<double>(h->bytes));
   out.Set("source", h->source);
+  out.Set("logitScale", h->model->logit_scale.detach().to(torch::kCPU, torch::kFloat32).exp().item<double>());
   return out;
 }
 

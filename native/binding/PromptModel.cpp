@@ -1,0 +1,376 @@
+#include "binding/PromptModel.h"
+
+#include "binding/addon_data.h"
+#include "binding/convert.h"
+#include "binding/register.h"
+#include "binding/worker.h"
+
+namespace ipclip::binding {
+
+namespace {
+
+using TensorMap = std::map<std::string, torch::Tensor>;
+
+Napi::Object mapToJs(Napi::Env env, const TensorMap& m) {
+  auto out = Napi::Object::New(env);
+  for (const auto& [k, v] : m) out.Set(k, toJsTensor(env, v));
+  return out;
+}
+
+// { name: { data: Float32Array, shape } } → tensors, on the main thread.
+TensorMap mapFromJs(Napi::Env env, Napi::Value v, const char* what) {
+  IPCLIP_CHECK_ARG(env, v.IsObject(), std::string(what) + ": expected an object of tensors");
+  auto obj = v.As<Napi::Object>();
+  TensorMap out;
+  auto names = obj.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+    Napi::Value t = obj.Get(name);
+    IPCLIP_CHECK_ARG(env, t.IsObject(), std::string(what) + ": '" + name + "' must be { data, shape }");
+    auto to = t.As<Napi::Object>();
+    out[name] = floatTensorFrom(env, to.Get("data"), to.Get("shape"), name.c_str());
+  }
+  return out;
+}
+
+torch::Tensor imagesFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what) {
+  auto images = floatTensorFrom(env, data, shape, what);
+  const auto S = c.vision.imageSize;
+  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == S && images.size(3) == S,
+                   std::string(what) + ": images must have shape [B,3," + std::to_string(S) + "," + std::to_string(S) + "]");
+  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
+  return images;
+}
+
+torch::Tensor labelsFrom(Napi::Env env, Napi::Value v, int64_t batch, int64_t classes, const char* what) {
+  IPCLIP_CHECK_ARG(env, v.IsTypedArray(), std::string(what) + ": labels must be an Int32Array");
+  auto n = static_cast<double>(v.As<Napi::TypedArray>().ElementLength());
+  auto shape = Napi::Array::New(env, 1);
+  shape.Set(0u, n);
+  auto labels = longTensorFrom(env, v, shape, what);
+  IPCLIP_CHECK_ARG(env, labels.size(0) == batch,
+                   std::string(what) + ": " + std::to_string(labels.size(0)) + " labels for " + std::to_string(batch) + " images");
+  if (batch > 0)
+    IPCLIP_CHECK_ARG(env, labels.min().item<int64_t>() >= 0 && labels.max().item<int64_t>() < classes,
+                     std::string(what) + ": labels must lie in [0, " + std::to_string(classes) + ")");
+  return labels;
+}
+
+std::string optString(Napi::Object o, const char* key, const std::string& fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsString(), std::string("option '") + key + "' must be a string");
+  return o.Get(key).As<Napi::String>().Utf8Value();
+}
+
+double optNumber(Napi::Object o, const char* key, double fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsNumber(), std::string("option '") + key + "' must be a number");
+  double v = o.Get(key).As<Napi::Number>().DoubleValue();
+  IPCLIP_CHECK_ARG(o.Env(), std::isfinite(v), std::string("option '") + key + "' must be finite");
+  return v;
+}
+
+bool optBool(Napi::Object o, const char* key, bool fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  return o.Get(key).ToBoolean();
+}
+
+}  // namespace
+
+Napi::Function PromptModel::define(Napi::Env env) {
+  return DefineClass(env, "PromptModel",
+                     {InstanceAccessor<&PromptModel::numClasses>("numClasses"),
+                      InstanceAccessor<&PromptModel::nCtx>("nCtx"),
+                      InstanceAccessor<&PromptModel::dims>("dims"),
+                      InstanceAccessor<&PromptModel::skippedSteps>("skippedSteps"),
+                      InstanceMethod<&PromptModel::state>("state"),
+                      InstanceMethod<&PromptModel::setState>("setState"),
+                      InstanceMethod<&PromptModel::logits>("logits"),
+                      InstanceMethod<&PromptModel::bankUpdate>("bankUpdate"),
+                      InstanceMethod<&PromptModel::resetBanks>("resetBanks"),
+                      InstanceMethod<&PromptModel::step>("step"),
+                      InstanceMethod<&PromptModel::gradients>("gradients"),
+                      InstanceMethod<&PromptModel::optimizerState>("optimizerState"),
+                      InstanceMethod<&PromptModel::setOptimizerState>("setOptimizerState"),
+                      InstanceMethod<&PromptModel::dispose>("dispose")});
+}
+
+PromptModel::PromptModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PromptModel>(info) {}
+
+void PromptModel::Finalize(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (handle_) Napi::MemoryManagement::AdjustExternalMemory(env, -handle_->bytes);
+  handle_.reset();
+}
+
+std::shared_ptr<PromptHandle> PromptModel::handle(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (!handle_) throwJs(env, "ERR_DISPOSED", "this prompt has been disposed");
+  return handle_;
+}
+
+// createPrompt(clip, classTokens: Int32Array, shape [C,ctx], { seed, textPath, bankSize }) — synchronous:
+// building a prompt is a few small allocations and one embedding lookup.
+Napi::Value PromptModel::create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto clip = ClipModel::unwrap(env, info[0])->handle(env);
+  auto ids = longTensorFrom(env, info[1], info[2], "createPrompt");
+  IPCLIP_CHECK_ARG(env, ids.dim() == 2, "createPrompt: class tokens must have shape [C, contextLength]");
+  IPCLIP_CHECK_ARG(env, ids.size(0) >= 2, "createPrompt: IP-CLIP needs at least 2 classes");
+  IPClipOptions opts;
+  if (info.Length() > 3 && info[3].IsObject()) {
+    auto o = info[3].As<Napi::Object>();
+    double seed = optNumber(o, "seed", 1);
+    IPCLIP_CHECK_ARG(env, seed >= 0 && seed <= 9007199254740991.0, "createPrompt: seed must be a non-negative integer");
+    opts.seed = static_cast<uint64_t>(seed);
+    auto path = optString(o, "textPath", "fast");
+    IPCLIP_CHECK_ARG(env, path == "fast" || path == "naive", "createPrompt: textPath must be 'fast' or 'naive'");
+    opts.textPath = path == "fast" ? TextPath::Fast : TextPath::Naive;
+    double k = optNumber(o, "bankSize", 5);
+    IPCLIP_CHECK_ARG(env, k >= 1 && k <= 1000 && k == static_cast<int64_t>(k), "createPrompt: bankSize must be an integer in [1,1000]");
+    opts.bankSize = static_cast<int64_t>(k);
+  }
+  auto h = std::make_shared<PromptHandle>();
+  h->clip = clip;
+  guarded(env, [&] {
+    std::lock_guard<std::mutex> lock(clip->mutex);
+    h->core = std::make_unique<IPClip>(clip->model, ids, opts);
+    h->bytes = h->core->parameterBytes();
+    return 0;
+  });
+  auto obj = addonData(env).promptModel.New({});
+  PromptModel::Unwrap(obj)->handle_ = h;
+  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
+  return obj;
+}
+
+Napi::Value PromptModel::numClasses(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(handle(info.Env())->core->numClasses()));
+}
+
+Napi::Value PromptModel::nCtx(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(handle(info.Env())->core->nCtx()));
+}
+
+Napi::Value PromptModel::dims(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto& c = handle(env)->core->clip().config();
+  auto o = Napi::Object::New(env);
+  o.Set("layers", c.vision.layers);
+  o.Set("visionWidth", c.vision.width);
+  o.Set("textWidth", c.text.width);
+  o.Set("embedDim", c.embedDim);
+  o.Set("imageSize", c.vision.imageSize);
+  return o;
+}
+
+Napi::Value PromptModel::skippedSteps(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(handle(info.Env())->core->skippedSteps));
+}
+
+Napi::Value PromptModel::state(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  return PromiseWorker<TensorMap>::start(
+      info.Env(), Value(), "ipclip.prompt.state",
+      [h]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        return h->core->state();
+      },
+      [](Napi::Env env, TensorMap& m) -> Napi::Value { return mapToJs(env, m); });
+}
+
+Napi::Value PromptModel::setState(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  auto tensors = mapFromJs(info.Env(), info[0], "setState");
+  return PromiseWorker<int>::start(
+      info.Env(), Value(), "ipclip.prompt.setState",
+      [h, tensors]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        h->core->setState(tensors);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value PromptModel::logits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  auto images = imagesFrom(env, info[0], info[1], h->core->clip().config(), "logits");
+  bool wantDomain = false, wantEmbeds = false;
+  if (info.Length() > 2 && info[2].IsObject()) {
+    wantDomain = optBool(info[2].As<Napi::Object>(), "domain", false);
+    wantEmbeds = optBool(info[2].As<Napi::Object>(), "embeds", false);
+  }
+  return PromiseWorker<PromptOutput>::start(
+      env, Value(), "ipclip.prompt.logits",
+      [h, images]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+        c10::InferenceMode guard;
+        auto out = h->core->forward(images);
+        return PromptOutput{hostFloat(out.logits), hostFloat(out.domain), hostFloat(out.embeds), {}};
+      },
+      [wantDomain, wantEmbeds](Napi::Env env, PromptOutput& out) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("logits", toJsTensor(env, out.logits));
+        if (wantDomain) o.Set("domain", toJsTensor(env, out.domain));
+        if (wantEmbeds) o.Set("embeds", toJsTensor(env, out.embeds));
+        return o;
+      });
+}
+
+Napi::Value PromptModel::bankUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  auto images = imagesFrom(env, info[0], info[1], h->core->clip().config(), "bankUpdate");
+  auto labels = labelsFrom(env, info[2], images.size(0), h->core->numClasses(), "bankUpdate");
+  IPCLIP_CHECK_ARG(env, info.Length() > 3 && info[3].IsString(), "bankUpdate: which must be 'authorized' or 'unauthorized'");
+  auto which = info[3].As<Napi::String>().Utf8Value();
+  IPCLIP_CHECK_ARG(env, which == "authorized" || which == "unauthorized",
+                   "bankUpdate: which must be 'authorized' or 'unauthorized'");
+  auto rule = which == "authorized" ? BankRule::Authorized : BankRule::Unauthorized;
+  return PromiseWorker<torch::Tensor>::start(
+      env, Value(), "ipclip.prompt.bankUpdate",
+      [h, images, labels, rule]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+        return hostFloat(h->core->bankUpdate(images, labels, rule));
+      },
+      [](Napi::Env env, torch::Tensor& logits) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("logits", toJsTensor(env, logits));
+        return o;
+      });
+}
+
+Napi::Value PromptModel::resetBanks(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  return PromiseWorker<int>::start(
+      info.Env(), Value(), "ipclip.prompt.resetBanks",
+      [h]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        h->core->resetBanks();
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  const auto& c = h->core->clip().config();
+  const auto C = h->core->numClasses();
+  IPCLIP_CHECK_ARG(env, info.Length() >= 7 && info[6].IsObject(), "step: expected (imagesA, shapeA, labelsA, imagesU, shapeU, labelsU, options)");
+  auto o = info[6].As<Napi::Object>();
+  StepOptions opts;
+  guarded(env, [&] {
+    opts.scenario = parseScenario(optString(o, "scenario", "target-specified"));
+    opts.preset = parsePreset(optString(o, "preset", "paper"));
+    return 0;
+  });
+  opts.lr = optNumber(o, "lr", 0.01);
+  opts.weightDecay = optNumber(o, "weightDecay", 5e-4);
+  opts.update = optBool(o, "update", true);
+  opts.returnOutputs = optBool(o, "returnOutputs", false);
+  opts.trainEnhancer = optBool(o, "trainEnhancer", false);
+  IPCLIP_CHECK_ARG(env, opts.lr >= 0, "step: lr must be non-negative");
+  auto imagesA = imagesFrom(env, info[0], info[1], c, "step (authorized)");
+  auto labelsA = labelsFrom(env, info[2], imagesA.size(0), C, "step (authorized)");
+  torch::Tensor imagesU, labelsU;
+  if (opts.scenario != Scenario::Reference) {
+    imagesU = imagesFrom(env, info[3], info[4], c, "step (unauthorized)");
+    labelsU = labelsFrom(env, info[5], imagesU.size(0), C, "step (unauthorized)");
+    IPCLIP_CHECK_ARG(env, imagesA.size(0) == imagesU.size(0),
+                     "step: the authorized and unauthorized batches must have the same size (samples are paired)");
+    IPCLIP_CHECK_ARG(env, imagesA.size(0) >= 2,
+                     "step: batches need at least 2 images (the enhancement branch normalises over the batch)");
+  }
+  return PromiseWorker<StepResult>::start(
+      env, Value(), "ipclip.prompt.step",
+      [h, imagesA, labelsA, imagesU, labelsU, opts]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+        auto r = h->core->step(imagesA, labelsA, imagesU, labelsU, opts);
+        {
+          std::lock_guard<std::mutex> g(h->gradMutex);
+          h->gradients = h->core->lastGradients;
+        }
+        for (auto& [k, v] : r.outputs) v = hostFloat(v);
+        return r;
+      },
+      [](Napi::Env env, StepResult& r) -> Napi::Value {
+        auto terms = Napi::Object::New(env);
+        terms.Set("loss", r.loss);
+        terms.Set("ceA", r.terms.ceA);
+        terms.Set("ceU", r.terms.ceU);
+        terms.Set("ceSelf", r.terms.ceSelf);
+        terms.Set("ceCross", r.terms.ceCross);
+        terms.Set("mse", r.terms.mse);
+        terms.Set("kl", r.terms.kl);
+        terms.Set("entropy", r.terms.entropy);
+        auto out = Napi::Object::New(env);
+        out.Set("terms", terms);
+        out.Set("skipped", r.skipped);
+        if (!r.outputs.empty()) out.Set("outputs", mapToJs(env, r.outputs));
+        return out;
+      });
+}
+
+Napi::Value PromptModel::gradients(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  std::lock_guard<std::mutex> g(h->gradMutex);  // held only while copying a small snapshot
+  return mapToJs(info.Env(), h->gradients);
+}
+
+Napi::Value PromptModel::optimizerState(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  struct Out { int64_t steps; TensorMap tensors; };
+  return PromiseWorker<Out>::start(
+      info.Env(), Value(), "ipclip.prompt.optimizerState",
+      [h]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        return Out{h->core->adam.steps, h->core->optimizerState()};
+      },
+      [](Napi::Env env, Out& out) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("step", static_cast<double>(out.steps));
+        o.Set("tensors", mapToJs(env, out.tensors));
+        return o;
+      });
+}
+
+Napi::Value PromptModel::setOptimizerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsObject(), "setOptimizerState: expected { step, tensors }");
+  auto o = info[0].As<Napi::Object>();
+  double steps = optNumber(o, "step", 0);
+  IPCLIP_CHECK_ARG(env, steps >= 0 && steps == static_cast<int64_t>(steps), "setOptimizerState: step must be a non-negative integer");
+  auto tensors = mapFromJs(env, o.Get("tensors"), "setOptimizerState");
+  return PromiseWorker<int>::start(
+      env, Value(), "ipclip.prompt.setOptimizerState",
+      [h, steps, tensors]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        h->core->setOptimizerState(static_cast<int64_t>(steps), tensors);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value PromptModel::dispose(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (handle_) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -handle_->bytes);
+    handle_.reset();
+  }
+  return info.Env().Undefined();
+}
+
+void registerPrompt(Napi::Env env, Napi::Object exports) {
+  auto ctor = PromptModel::define(env);
+  addonData(env).promptModel = Napi::Persistent(ctor);
+  exports.Set("PromptModel", ctor);
+  exports.Set("createPrompt", Napi::Function::New(env, PromptModel::create, "createPrompt"));
+}
+
+}  // namespace ipclip::binding

@@ -1,0 +1,30 @@
+// The two feature banks of spec §3: K slots per class, each a normalised image embedding with the
+// confidence (max softmax probability) it entered with. Unfilled slots are zero vectors with confidence 0.
+#pragma once
+#include <torch/types.h>
+
+namespace ipclip {
+
+enum class BankRule {
+  Authorized,    // enters only if prediction == true label; slot class = true label
+  Unauthorized,  // every sample; slot class = predicted label
+};
+
+class FeatureBank {
+ public:
+  FeatureBank(int64_t classes, int64_t slots, int64_t dim);
+
+  // feats: [B,D] normalised embeddings, logits: [B,C], labels: [B]. Samples are taken in batch order;
+  // each replaces the least confident slot of its class if its confidence is higher.
+  void update(const torch::Tensor& feats, const torch::Tensor& logits, const torch::Tensor& labels, BankRule rule);
+  void reset();
+
+  // [C,D]: mean over each class's K slots, zeros included, not re-normalised.
+  torch::Tensor prototypes() const;
+
+  torch::Tensor feats;  // [C·K, D] fp32, CPU
+  torch::Tensor conf;   // [C·K] fp32, CPU
+  int64_t classes, slots;
+};
+
+}  // namespace ipclip

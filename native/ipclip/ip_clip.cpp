@@ -1,0 +1,233 @@
+#include "ipclip/ip_clip.h"
+
+#include <torch/nn/functional/normalization.h>
+
+#include "common/errors.h"
+
+namespace ipclip {
+
+namespace F = torch::nn::functional;
+
+namespace {
+torch::Tensor normalize(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(-1)); }
+
+bool allFinite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
+
+std::string shapeStr(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+}  // namespace
+
+IPClip::IPClip(Clip clip, const torch::Tensor& classIds, const IPClipOptions& options)
+    : clip_(std::move(clip)),
+      bankA_(classIds.size(0), options.bankSize, clip_->config().embedDim),
+      bankU_(classIds.size(0), options.bankSize, clip_->config().embedDim),
+      options_(options),
+      classes_(classIds.size(0)) {
+  const auto& c = clip_->config();
+  if (classes_ < 2) fail("ERR_INVALID_ARGUMENT", "IP-CLIP needs at least 2 classes");
+  prompt_ = PromptLearner(c.vision.layers, c.vision.width, c.text.width);
+  enhancer_ = Enhancer(c.embedDim);
+  // Seeded on the CPU in fp32, then moved: the same seed gives the same parameters everywhere.
+  seededLinearInit(*prompt_, options.seed);
+  seededLinearInit(*enhancer_, options.seed ^ 0x9e3779b97f4a7c15ULL);
+  prompt_->to(clip_->device());
+  enhancer_->to(clip_->device());
+  for (auto& p : enhancer_->parameters()) p.set_requires_grad(false);
+  classPrompts_ = makeClassPrompts(*clip_, classIds, prompt_->nCtx());
+}
+
+int64_t IPClip::parameterBytes() {
+  int64_t n = 0;
+  for (auto& p : prompt_->parameters()) n += p.numel() * 4;
+  for (auto& p : enhancer_->parameters()) n += p.numel() * 4;
+  return n + bankA_.feats.numel() * 8;
+}
+
+torch::Tensor IPClip::logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const {
+  // z_{b,c} = exp(logit_scale) · ⟨f_b, t_{b,c}⟩
+  auto scale = clip_->logit_scale.detach().to(torch::kFloat32).exp();
+  return scale * torch::matmul(text, f.unsqueeze(-1)).squeeze(-1);  // [B,C]
+}
+
+PromptOutput IPClip::forward(const torch::Tensor& images) {
+  VisionOutput vision;
+  {
+    torch::NoGradGuard frozen;  // CLIP is frozen: its forward records nothing
+    VisionRequest request;
+    request.stats = true;
+    vision = clip_->encodeImage(images.to(clip_->device()), request);
+  }
+  PromptOutput out;
+  out.embeds = normalize(vision.embeds.to(torch::kFloat32));
+  auto prompt = prompt_->forward(vision.stats);
+  out.domain = prompt.domain;
+  out.text = normalize(encodeClassPrompts(*clip_, classPrompts_, prompt.context, options_.textPath));
+  out.logits = logitsFrom(out.embeds, out.text);
+  return out;
+}
+
+torch::Tensor IPClip::bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule) {
+  torch::NoGradGuard noGrad;
+  auto out = forward(images);
+  (rule == BankRule::Authorized ? bankA_ : bankU_).update(out.embeds, out.logits, labels, rule);
+  return out.logits;
+}
+
+void IPClip::resetBanks() {
+  bankA_.reset();
+  bankU_.reset();
+}
+
+std::map<std::string, torch::Tensor> IPClip::trainable(bool withEnhancer) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& p : prompt_->named_parameters(true)) out.emplace(p.key(), p.value());
+  if (withEnhancer)
+    for (auto& p : enhancer_->named_parameters(true)) out.emplace("attn_block." + p.key(), p.value());
+  return out;
+}
+
+StepResult IPClip::step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
+                        const torch::Tensor& labelsU, const StepOptions& o) {
+  const bool reference = o.scenario == Scenario::Reference;
+  if (!allFinite(imagesA) || (!reference && !allFinite(imagesU)))
+    fail("ERR_NON_FINITE", "the training batch contains NaN or Inf pixels; nothing was updated");
+  for (auto& p : enhancer_->parameters()) p.set_requires_grad(o.trainEnhancer);
+  auto params = trainable(o.trainEnhancer);
+  for (auto& [_, p] : params) p.mutable_grad() = torch::Tensor();
+
+  const auto dev = clip_->device();
+  LossInputs in;
+  in.yA = labelsA.to(dev);
+  auto A = forward(imagesA);
+  in.zA = A.logits;
+  StepResult result;
+  if (!reference) {
+    in.yU = labelsU.to(dev);
+    auto U = forward(imagesU);
+    in.zU = U.logits;
+    in.domainA = A.domain;
+    in.domainU = U.domain;
+    in.textA = A.text;
+    in.textU = U.text;
+    // Style enhancement: A's embeddings towards A's own prototypes (self) and U's prototypes (cross).
+    auto protoA = bankA_.prototypes().to(dev), protoU = bankU_.prototypes().to(dev);
+    auto selfEnh = enhancer_->forward(A.embeds, protoA);
+    auto crossEnh = enhancer_->forward(A.embeds, protoU);
+    in.zSelf = logitsFrom(selfEnh, A.text);
+    in.zCross = logitsFrom(crossEnh, U.text);
+    if (o.returnOutputs) {
+      result.outputs = {{"zA", in.zA.detach()}, {"zU", in.zU.detach()}, {"zSelf", in.zSelf.detach()},
+                        {"zCross", in.zCross.detach()}, {"domainA", in.domainA.detach()},
+                        {"domainU", in.domainU.detach()}};
+    }
+  } else if (o.returnOutputs) {
+    result.outputs = {{"zA", in.zA.detach()}, {"domainA", A.domain.detach()}};
+  }
+
+  result.terms = computeLoss(in, o.scenario, o.preset);
+  result.loss = result.terms.total.item<double>();
+  // Half-precision towers: scale the loss so small gradients survive fp16, unscale before the update.
+  const bool scaled = clip_->dtype() == torch::kFloat16;
+  if (!std::isfinite(result.loss)) {
+    result.skipped = true;
+  } else {
+    (scaled ? result.terms.total * lossScale_ : result.terms.total).backward();
+    lastGradients.clear();
+    for (auto& [name, p] : params) {
+      if (!p.grad().defined()) continue;
+      if (scaled) p.mutable_grad().div_(lossScale_);
+      if (!allFinite(p.grad())) result.skipped = true;
+      lastGradients[name] = p.grad().detach().to(torch::kCPU).clone();
+    }
+    if (scaled && result.skipped) lossScale_ = std::max(1.0, lossScale_ / 2);
+  }
+  if (result.skipped) ++skippedSteps;
+  if (o.update && !result.skipped) {
+    Adam::Options ao;
+    ao.weightDecay = o.weightDecay;
+    adam.step(params, o.lr, ao);
+  }
+  for (auto& [_, p] : params) p.mutable_grad() = torch::Tensor();
+  result.terms.total = torch::Tensor();
+  return result;
+}
+
+std::map<std::string, torch::Tensor> IPClip::state() {
+  torch::NoGradGuard noGrad;
+  std::map<std::string, torch::Tensor> out;
+  for (auto& p : prompt_->named_parameters(true)) out[p.key()] = p.value().detach().to(torch::kCPU).clone();
+  for (auto& p : enhancer_->named_parameters(true)) out["attn_block." + p.key()] = p.value().detach().to(torch::kCPU).clone();
+  out["source_feat_bank"] = bankA_.feats.clone();
+  out["target_feat_bank"] = bankU_.feats.clone();
+  out["source_feat_conf"] = bankA_.conf.clone();
+  out["target_feat_conf"] = bankU_.conf.clone();
+  return out;
+}
+
+void IPClip::setState(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard noGrad;
+  std::map<std::string, torch::Tensor> targets;
+  for (auto& p : prompt_->named_parameters(true)) targets[p.key()] = p.value();
+  for (auto& p : enhancer_->named_parameters(true)) targets["attn_block." + p.key()] = p.value();
+  targets["source_feat_bank"] = bankA_.feats;
+  targets["target_feat_bank"] = bankU_.feats;
+  targets["source_feat_conf"] = bankA_.conf;
+  targets["target_feat_conf"] = bankU_.conf;
+  auto ignored = [](const std::string& name) {
+    // The release's unused parameters and BatchNorm running statistics (batch statistics always apply).
+    return name.rfind("style_mapping_tokens.", 0) == 0 || name == "attn_block.logit_scale" ||
+           name.find("running_mean") != std::string::npos || name.find("running_var") != std::string::npos ||
+           name.find("num_batches_tracked") != std::string::npos;
+  };
+  // Validate everything before copying anything: a bad file changes nothing.
+  for (const auto& [name, t] : tensors) {
+    if (ignored(name)) continue;
+    auto it = targets.find(name);
+    if (it == targets.end()) fail("ERR_BAD_WEIGHTS", "unknown prompt tensor '" + name + "'");
+    if (t.sizes() != it->second.sizes())
+      fail("ERR_BAD_WEIGHTS", "prompt tensor '" + name + "' has shape " + shapeStr(t.sizes()) + ", expected " +
+                                  shapeStr(it->second.sizes()) + " (another CLIP size or class count?)");
+    if (!allFinite(t)) fail("ERR_NON_FINITE", "prompt tensor '" + name + "' contains NaN or Inf");
+  }
+  for (const auto& [name, t] : tensors) {
+    if (ignored(name)) continue;
+    targets[name].copy_(t.to(targets[name].options()));
+  }
+  // A bank imported without confidences (the release stores none): filled slots count as fully confident.
+  if (!tensors.count("source_feat_conf") && tensors.count("source_feat_bank"))
+    bankA_.conf.copy_((bankA_.feats.abs().sum(1) > 0).to(torch::kFloat32));
+  if (!tensors.count("target_feat_conf") && tensors.count("target_feat_bank"))
+    bankU_.conf.copy_((bankU_.feats.abs().sum(1) > 0).to(torch::kFloat32));
+}
+
+std::map<std::string, torch::Tensor> IPClip::optimizerState() {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [k, v] : adam.expAvg) out["exp_avg." + k] = v.to(torch::kCPU).clone();
+  for (auto& [k, v] : adam.expAvgSq) out["exp_avg_sq." + k] = v.to(torch::kCPU).clone();
+  return out;
+}
+
+void IPClip::setOptimizerState(int64_t steps, const std::map<std::string, torch::Tensor>& tensors) {
+  auto params = trainable(true);
+  std::map<std::string, torch::Tensor> m, v;
+  for (const auto& [name, t] : tensors) {
+    std::string param;
+    bool first = name.rfind("exp_avg.", 0) == 0;
+    if (first) param = name.substr(8);
+    else if (name.rfind("exp_avg_sq.", 0) == 0) param = name.substr(11);
+    else fail("ERR_BAD_WEIGHTS", "unknown optimiser tensor '" + name + "'");
+    auto it = params.find(param);
+    if (it == params.end() || it->second.sizes() != t.sizes())
+      fail("ERR_BAD_WEIGHTS", "optimiser tensor '" + name + "' does not match a parameter of this prompt");
+    (first ? m : v)[param] = t.to(it->second.options()).clone();
+  }
+  if (steps < 0) fail("ERR_BAD_WEIGHTS", "optimiser step count must be non-negative");
+  adam.steps = steps;
+  adam.expAvg = std::move(m);
+  adam.expAvgSq = std::move(v);
+}
+
+}  // namespace ipclip

@@ -1,0 +1,90 @@
+// IP-CLIP's trainable state around a frozen CLIP: the IP prompt, the enhancement module, the two feature
+// banks, the class prompts' frozen parts and the optimiser — and the operations on them: protected logits,
+// bank construction, and one training step (spec §2–4). Not thread-safe: the binding serialises calls.
+#pragma once
+#include <map>
+#include <string>
+
+#include "clip/model.h"
+#include "ipclip/adam.h"
+#include "ipclip/banks.h"
+#include "ipclip/enhancer.h"
+#include "ipclip/losses.h"
+#include "ipclip/prompt_learner.h"
+#include "ipclip/text_path.h"
+
+namespace ipclip {
+
+struct IPClipOptions {
+  uint64_t seed = 1;
+  TextPath textPath = TextPath::Fast;
+  int64_t bankSize = 5;  // K slots per class
+};
+
+struct StepOptions {
+  Scenario scenario = Scenario::TargetSpecified;
+  Preset preset = Preset::Paper;
+  double lr = 0.01;
+  double weightDecay = 5e-4;
+  bool update = true;          // false: loss and gradients only
+  bool returnOutputs = false;  // keep zA, zU, zSelf, zCross, domainA, domainU
+  bool trainEnhancer = false;
+};
+
+struct StepResult {
+  LossTerms terms;
+  double loss = 0;
+  bool skipped = false;  // non-finite loss or gradient: no update was made
+  std::map<std::string, torch::Tensor> outputs;
+};
+
+struct PromptOutput {
+  torch::Tensor logits;  // [B,C] fp32
+  torch::Tensor domain;  // [B,L,Wt]
+  torch::Tensor embeds;  // [B,D] normalised image embeddings
+  torch::Tensor text;    // [B,C,D] normalised text features
+};
+
+class IPClip {
+ public:
+  IPClip(Clip clip, const torch::Tensor& classIds, const IPClipOptions& options);
+
+  // Logits with each image's own prompts. Gradients are recorded only when autograd is on.
+  PromptOutput forward(const torch::Tensor& images);
+  // One batch of bank construction with the current prompt (no gradient). Returns the logits.
+  torch::Tensor bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule);
+  void resetBanks();
+  StepResult step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
+                  const torch::Tensor& labelsU, const StepOptions& options);
+
+  // Named state in the release's names (+ bank confidences); setState validates names and shapes first.
+  std::map<std::string, torch::Tensor> state();
+  void setState(const std::map<std::string, torch::Tensor>& tensors);
+  // Adam's state as "exp_avg.<name>" / "exp_avg_sq.<name>".
+  std::map<std::string, torch::Tensor> optimizerState();
+  void setOptimizerState(int64_t steps, const std::map<std::string, torch::Tensor>& tensors);
+
+  int64_t numClasses() const { return classes_; }
+  int64_t nCtx() const { return prompt_->nCtx(); }
+  const ClipImpl& clip() const { return *clip_; }
+  int64_t parameterBytes();
+
+  std::map<std::string, torch::Tensor> lastGradients;  // CPU copies, taken at the end of each step
+  Adam adam;
+  int64_t skippedSteps = 0;
+
+ private:
+  std::map<std::string, torch::Tensor> trainable(bool withEnhancer);
+  torch::Tensor logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const;
+
+  Clip clip_;
+  PromptLearner prompt_{nullptr};
+  Enhancer enhancer_{nullptr};
+  FeatureBank bankA_, bankU_;
+  ClassPrompts classPrompts_;
+  IPClipOptions options_;
+  int64_t classes_;
+  double lossScale_ = 65536.0;  // dynamic loss scale, used only when the towers run in float16
+};
+
+}  // namespace ipclip

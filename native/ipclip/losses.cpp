@@ -1,0 +1,85 @@
+#include "ipclip/losses.h"
+
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/functional/normalization.h>
+
+#include "common/errors.h"
+
+namespace ipclip {
+
+namespace F = torch::nn::functional;
+
+Scenario parseScenario(const std::string& s) {
+  if (s == "target-specified") return Scenario::TargetSpecified;
+  if (s == "ownership") return Scenario::Ownership;
+  if (s == "target-free") return Scenario::TargetFree;
+  if (s == "authorization") return Scenario::Authorization;
+  if (s == "reference") return Scenario::Reference;
+  fail("ERR_INVALID_ARGUMENT", "unknown scenario '" + s +
+                                   "' (target-specified, ownership, target-free, authorization, reference)");
+}
+
+Preset parsePreset(const std::string& s) {
+  if (s == "paper") return Preset::Paper;
+  if (s == "official") return Preset::Official;
+  fail("ERR_INVALID_ARGUMENT", "unknown preset '" + s + "' (paper, official)");
+}
+
+namespace {
+
+struct Weights {
+  double ceU, ceSelf, ceCross, mse, entropy, kl;
+};
+
+Weights weightsFor(Scenario s, Preset p) {
+  const bool specified = s == Scenario::TargetSpecified || s == Scenario::Ownership;
+  if (specified) return {-1, p == Preset::Official ? -1.0 : 1.0, -1, -0.1, 0.01, -1};
+  return {-1, 1, -1, -5, 1, -5};
+}
+
+// min(x, 5): above 5 the term is the constant 5 and passes no gradient.
+torch::Tensor clamp5(const torch::Tensor& x) { return x.clamp_max(5.0); }
+
+torch::Tensor entropyPaper(const torch::Tensor& z) {
+  auto logp = torch::log_softmax(z, -1);
+  return -(logp.exp() * logp).sum(-1).mean();
+}
+
+// The release's variant: softmax columns L2-normalised along the batch axis, then −Σ p log(p + 1e-8).
+torch::Tensor entropyOfficial(const torch::Tensor& z) {
+  auto p = F::normalize(torch::softmax(z, -1), F::NormalizeFuncOptions().dim(0));
+  return -(p * torch::log(p + 1e-8)).sum(-1).mean();
+}
+
+}  // namespace
+
+LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset) {
+  LossTerms out;
+  auto ceA = F::cross_entropy(in.zA, in.yA);
+  out.ceA = ceA.item<double>();
+  if (scenario == Scenario::Reference) {
+    out.total = ceA;
+    return out;
+  }
+  auto ceU = F::cross_entropy(in.zU, in.yU);
+  auto ceSelf = F::cross_entropy(in.zSelf, in.yA);
+  auto ceCross = F::cross_entropy(in.zCross, in.yA);
+  auto mse = (in.domainA - in.domainU).pow(2).mean();
+  // KL over the class axis of the normalised text features, for each embedding coordinate, / B.
+  auto logpA = torch::log_softmax(in.textA, 1), logpU = torch::log_softmax(in.textU, 1);
+  auto kl = (logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0));
+  auto ent = preset == Preset::Official ? entropyOfficial(in.zU) : entropyPaper(in.zU);
+
+  const auto w = weightsFor(scenario, preset);
+  out.total = ceA + w.ceU * clamp5(ceU) + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
+              w.mse * clamp5(mse) + w.entropy * ent + w.kl * kl;
+  out.ceU = ceU.item<double>();
+  out.ceSelf = ceSelf.item<double>();
+  out.ceCross = ceCross.item<double>();
+  out.mse = mse.item<double>();
+  out.kl = kl.item<double>();
+  out.entropy = ent.item<double>();
+  return out;
+}
+
+}  // namespace ipclip
