@@ -6,7 +6,7 @@
 // libtorch is found by CMake: Torch_DIR, CMAKE_PREFIX_PATH or LIBTORCH, else the system one (libtorch-dev).
 // Nothing is downloaded: Node-API headers come from the node-api-headers and node-addon-api packages.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,29 @@ if (spawnSync('cmake', ['--version'], { stdio: 'ignore' }).status !== 0) {
   console.error('ipclip: cmake is not installed. Debian/Ubuntu: apt-get install cmake g++ libtorch-dev libopenblas-dev');
   process.exit(1);
 }
+
+// One build at a time per checkout: two cmake-js runs in one build folder corrupt each other's objects
+// (and the precompiled header). A lock folder holds the builder's pid; a dead builder's lock is taken over.
+const lock = join(root, 'build', '.build-lock');
+function acquireLock() {
+  mkdirSync(join(root, 'build'), { recursive: true });
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      return;
+    } catch {
+      let pid = 0;
+      try { pid = Number(readFileSync(join(lock, 'pid'), 'utf8')); } catch { /* being written */ }
+      let alive = false;
+      try { if (pid > 0) { process.kill(pid, 0); alive = true; } } catch { alive = false; }
+      if (pid > 0 && !alive) { rmSync(lock, { recursive: true, force: true }); continue; }
+      spawnSync('sleep', ['1']);
+    }
+  }
+}
+acquireLock();
+process.on('exit', () => rmSync(lock, { recursive: true, force: true }));
 
 const defines = [];
 const haveCcache = spawnSync('ccache', ['--version'], { stdio: 'ignore' }).status === 0;

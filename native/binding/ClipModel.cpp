@@ -5,6 +5,7 @@
 #include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/worker.h"
+#include "clip/init.h"
 #include "clip/weights.h"
 
 namespace ipclip::binding {
@@ -16,30 +17,24 @@ struct LoadOptions {
   int threads = 0;  // 0: leave libtorch's default
 };
 
+// Fingerprint, device/dtype move, freezing and memory accounting, shared by load and createRandom.
+void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, const std::string& format,
+                 const std::string& source) {
+  h.fingerprint = fingerprintWeights(*h.model);
+  h.model->to(device, dtype);
+  h.model->eval();
+  for (auto& p : h.model->parameters()) p.set_requires_grad(false);  // CLIP stays frozen
+  h.device = device;
+  h.dtype = dtype;
+  h.format = format;
+  h.source = source;
+  for (auto& p : h.model->parameters()) h.bytes += p.numel() * p.element_size();
+}
+
 std::string getString(Napi::Object o, const char* key, const std::string& fallback) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
   IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsString(), std::string("option '") + key + "' must be a string");
   return o.Get(key).As<Napi::String>().Utf8Value();
-}
-
-Napi::Object configToJs(Napi::Env env, const ClipConfig& c) {
-  auto vision = Napi::Object::New(env);
-  vision.Set("width", c.vision.width);
-  vision.Set("layers", c.vision.layers);
-  vision.Set("heads", c.vision.heads);
-  vision.Set("patchSize", c.vision.patchSize);
-  vision.Set("imageSize", c.vision.imageSize);
-  auto text = Napi::Object::New(env);
-  text.Set("width", c.text.width);
-  text.Set("layers", c.text.layers);
-  text.Set("heads", c.text.heads);
-  text.Set("contextLength", c.text.contextLength);
-  text.Set("vocabSize", c.text.vocabSize);
-  auto out = Napi::Object::New(env);
-  out.Set("embedDim", c.embedDim);
-  out.Set("vision", vision);
-  out.Set("text", text);
-  return out;
 }
 
 }  // namespace
@@ -98,28 +93,49 @@ Napi::Value ClipModel::load(const Napi::CallbackInfo& info) {
         auto h = std::make_shared<ClipHandle>();
         h->model = Clip(config);
         assignClipWeights(*h->model, weights);
-        h->fingerprint = fingerprintWeights(*h->model);
-        h->model->to(device, dtype);
-        h->model->eval();
-        for (auto& p : h->model->parameters()) p.set_requires_grad(false);  // CLIP stays frozen
-        h->device = device;
-        h->dtype = dtype;
-        h->format = formatName(weights.format);
-        h->source = opts.path;
-        for (auto& p : h->model->parameters()) h->bytes += p.numel() * p.element_size();
+        finishSetup(*h, device, dtype, formatName(weights.format), opts.path);
         return h;
       },
-      [](Napi::Env env, std::shared_ptr<ClipHandle>& h) -> Napi::Value {
-        auto obj = addonData(env).clipModel.New({});
-        auto* self = ClipModel::Unwrap(obj);
-        self->handle_ = h;
-        Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
-        return obj;
-      });
+      [](Napi::Env env, std::shared_ptr<ClipHandle>& h) -> Napi::Value { return wrap(env, h); });
+}
+
+Napi::Value ClipModel::wrap(Napi::Env env, const std::shared_ptr<ClipHandle>& h) {
+  auto obj = addonData(env).clipModel.New({});
+  ClipModel::Unwrap(obj)->handle_ = h;
+  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
+  return obj;
+}
+
+// createRandomClip(config, {seed, device, dtype}): a CLIP with OpenAI-style random weights, for benchmarks and
+// tests that need a given architecture (ViT-B/16 …) without a checkpoint.
+Napi::Value ClipModel::createRandom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto config = clipConfigFromJs(env, info[0], "createRandomClip");
+  LoadOptions opts;
+  double seed = 0;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    auto o = info[1].As<Napi::Object>();
+    opts.device = getString(o, "device", opts.device);
+    opts.dtype = getString(o, "dtype", opts.dtype);
+    if (o.Has("seed") && o.Get("seed").IsNumber()) seed = o.Get("seed").As<Napi::Number>().DoubleValue();
+  }
+  IPCLIP_CHECK_ARG(env, seed >= 0 && seed < 9007199254740992.0, "createRandomClip: seed must be a non-negative integer");
+  auto device = guarded(env, [&] { return parseDevice(opts.device); });
+  auto dtype = guarded(env, [&] { return parseDtype(opts.dtype, device); });
+  return PromiseWorker<std::shared_ptr<ClipHandle>>::start(
+      env, Napi::Object(), "ipclip.createRandomClip",
+      [config, device, dtype, seed]() {
+        auto h = std::make_shared<ClipHandle>();
+        h->model = Clip(config);
+        initializeClip(*h->model, static_cast<uint64_t>(seed));
+        finishSetup(*h, device, dtype, "random", "random");
+        return h;
+      },
+      [](Napi::Env env, std::shared_ptr<ClipHandle>& h) -> Napi::Value { return wrap(env, h); });
 }
 
 Napi::Value ClipModel::config(const Napi::CallbackInfo& info) {
-  return configToJs(info.Env(), handle(info.Env())->model->config());
+  return clipConfigToJs(info.Env(), handle(info.Env())->model->config());
 }
 
 Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {

@@ -25,6 +25,8 @@ class ClipModel : public Napi::ObjectWrap<ClipModel> {
  public:
   static Napi::Function define(Napi::Env env);
   static Napi::Value load(const Napi::CallbackInfo& info);  // loadClip(path, {device, dtype, threads})
+  static Napi::Value createRandom(const Napi::CallbackInfo& info);  // createRandomClip(config, {seed, device, dtype})
+  static Napi::Value wrap(Napi::Env env, const std::shared_ptr<ClipHandle>& h);
   explicit ClipModel(const Napi::CallbackInfo& info);
   void Finalize(Napi::Env env) override;
 

@@ -18,6 +18,7 @@ void registerClip(Napi::Env env, Napi::Object exports) {
   addonData(env).clipModel = Napi::Persistent(ctor);
   exports.Set("ClipModel", ctor);
   exports.Set("loadClip", Napi::Function::New(env, ClipModel::load, "loadClip"));
+  exports.Set("createRandomClip", Napi::Function::New(env, ClipModel::createRandom, "createRandomClip"));
 }
 
 namespace {

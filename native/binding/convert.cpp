@@ -2,6 +2,7 @@
 
 #include <torch/cuda.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "binding/common.h"
@@ -132,6 +133,74 @@ std::string dtypeName(torch::Dtype d) {
   if (d == torch::kFloat16) return "float16";
   if (d == torch::kBFloat16) return "bfloat16";
   return "other";
+}
+
+}  // namespace ipclip::binding
+
+namespace ipclip::binding {
+
+namespace {
+
+int64_t intField(Napi::Env env, Napi::Object o, const char* key, const std::string& where, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  IPCLIP_CHECK_ARG(env, v.IsNumber(), where + "." + key + " must be an integer");
+  double x = v.As<Napi::Number>().DoubleValue();
+  IPCLIP_CHECK_ARG(env, std::isfinite(x) && x == std::floor(x) && x >= static_cast<double>(lo) && x <= static_cast<double>(hi),
+                   where + "." + key + " must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return static_cast<int64_t>(x);
+}
+
+Napi::Object objectField(Napi::Env env, Napi::Object o, const char* key, const std::string& where) {
+  Napi::Value v = o.Get(key);
+  IPCLIP_CHECK_ARG(env, v.IsObject(), where + "." + key + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+}  // namespace
+
+ClipConfig clipConfigFromJs(Napi::Env env, Napi::Value v, const char* where) {
+  const std::string w = std::string(where) + ": config";
+  IPCLIP_CHECK_ARG(env, v.IsObject(), w + " must be an object");
+  auto o = v.As<Napi::Object>();
+  ClipConfig c;
+  c.embedDim = intField(env, o, "embedDim", w, 1, 4096);
+  auto vis = objectField(env, o, "vision", w);
+  c.vision.width = intField(env, vis, "width", w + ".vision", 1, 4096);
+  c.vision.layers = intField(env, vis, "layers", w + ".vision", 1, 64);
+  c.vision.heads = intField(env, vis, "heads", w + ".vision", 1, 256);
+  c.vision.patchSize = intField(env, vis, "patchSize", w + ".vision", 1, 1024);
+  c.vision.imageSize = intField(env, vis, "imageSize", w + ".vision", 1, 4096);
+  auto txt = objectField(env, o, "text", w);
+  c.text.width = intField(env, txt, "width", w + ".text", 1, 4096);
+  c.text.layers = intField(env, txt, "layers", w + ".text", 1, 64);
+  c.text.heads = intField(env, txt, "heads", w + ".text", 1, 256);
+  c.text.contextLength = intField(env, txt, "contextLength", w + ".text", 2, 1024);
+  c.text.vocabSize = intField(env, txt, "vocabSize", w + ".text", 3, 1 << 20);
+  IPCLIP_CHECK_ARG(env, c.vision.width % c.vision.heads == 0, w + ".vision.width must be divisible by its heads");
+  IPCLIP_CHECK_ARG(env, c.text.width % c.text.heads == 0, w + ".text.width must be divisible by its heads");
+  IPCLIP_CHECK_ARG(env, c.vision.imageSize % c.vision.patchSize == 0, w + ".vision.imageSize must be a multiple of patchSize");
+  IPCLIP_CHECK_ARG(env, c.vision.tokens() <= 1 + 256 * 256, w + ".vision: too many patches");
+  return c;
+}
+
+Napi::Object clipConfigToJs(Napi::Env env, const ClipConfig& c) {
+  auto vision = Napi::Object::New(env);
+  vision.Set("width", c.vision.width);
+  vision.Set("layers", c.vision.layers);
+  vision.Set("heads", c.vision.heads);
+  vision.Set("patchSize", c.vision.patchSize);
+  vision.Set("imageSize", c.vision.imageSize);
+  auto text = Napi::Object::New(env);
+  text.Set("width", c.text.width);
+  text.Set("layers", c.text.layers);
+  text.Set("heads", c.text.heads);
+  text.Set("contextLength", c.text.contextLength);
+  text.Set("vocabSize", c.text.vocabSize);
+  auto out = Napi::Object::New(env);
+  out.Set("embedDim", c.embedDim);
+  out.Set("vision", vision);
+  out.Set("text", text);
+  return out;
 }
 
 }  // namespace ipclip::binding

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "clip/config.h"
+
 namespace ipclip::binding {
 
 std::vector<int64_t> toShape(Napi::Env env, Napi::Value v, const char* what);
@@ -28,5 +30,10 @@ torch::Device parseDevice(const std::string& s);
 // "float32" | "float16" | "bfloat16" → dtype, checking the device supports it (ERR_DEVICE otherwise).
 torch::Dtype parseDtype(const std::string& s, const torch::Device& device);
 std::string dtypeName(torch::Dtype d);
+
+// {embedDim, vision: {width, layers, heads, patchSize, imageSize}, text: {width, layers, heads, contextLength,
+// vocabSize}} ↔ ClipConfig. Parsing checks every field's range and the divisibility rules.
+ClipConfig clipConfigFromJs(Napi::Env env, Napi::Value v, const char* where);
+Napi::Object clipConfigToJs(Napi::Env env, const ClipConfig& c);
 
 }  // namespace ipclip::binding
