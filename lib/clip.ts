@@ -10,7 +10,6 @@ import {
   type ClipConfig, type ClipDtype, type ClipInfo, type NativeClipModel,
 } from './native.js';
 import { preprocess as preprocessImages } from './preprocess.js';
-import { readSafetensorsScalar } from './safetensors.js';
 import { type ImageTensor, type Tensor, numel } from './tensor.js';
 import { ClipTokenizer } from './tokenizer.js';
 
@@ -73,9 +72,6 @@ export interface Prediction {
   score: number;
 }
 
-/** Used when neither the addon nor the checkpoint reveals logit_scale: OpenAI's trained models clamp it to 100. */
-export const DEFAULT_LOGIT_SCALE = 100;
-
 /** Vocabulary files looked for beside the weights, in this order. */
 export const VOCAB_FILE_NAMES: readonly string[] = ['vocab.txt.gz', 'bpe_simple_vocab_16e6.txt.gz'];
 
@@ -99,15 +95,6 @@ function findVocab(path: string): string | undefined {
   for (const name of VOCAB_FILE_NAMES) if (existsSync(join(dir, name))) return join(dir, name);
   if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) return join(dir, 'vocab.json');
   return undefined;
-}
-
-/** exp(logit_scale): from the addon if it reports it, else read from a safetensors checkpoint, else 100. */
-async function findLogitScale(path: string, info: ClipInfo): Promise<number> {
-  if (typeof info.logitScale === 'number' && Number.isFinite(info.logitScale)) return info.logitScale;
-  if (info.format === 'torchscript') return DEFAULT_LOGIT_SCALE;
-  const file = info.format === 'huggingface' && statSync(path).isDirectory() ? join(path, 'model.safetensors') : path;
-  const log = await readSafetensorsScalar(file, 'logit_scale').catch(() => undefined);
-  return log !== undefined && Number.isFinite(log) ? Math.exp(log) : DEFAULT_LOGIT_SCALE;
 }
 
 /**
@@ -177,12 +164,12 @@ export class Clip implements Disposable {
   #native: NativeClipModel | null;
   #queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(native: NativeClipModel, tokenizer: ClipTokenizer | null, logitScale: number) {
+  private constructor(native: NativeClipModel, tokenizer: ClipTokenizer | null) {
     this.#native = native;
     this.config = callNativeSync(() => native.config);
     this.info = callNativeSync(() => native.info);
     this.tokenizer = tokenizer;
-    this.logitScale = logitScale;
+    this.logitScale = this.info.logitScale;
   }
 
   /**
@@ -209,13 +196,21 @@ export class Clip implements Disposable {
     const vocabPath = vocab ?? findVocab(path);
     const tokenizer = vocabPath === undefined ? null : ClipTokenizer.fromFile(vocabPath);
     const native = await callNative(() => loadNative().loadClip(path, { device, dtype, ...(threads ? { threads } : {}) }));
-    try {
-      const info = callNativeSync(() => native.info);
-      return new Clip(native, tokenizer, await findLogitScale(path, info));
-    } catch (err) {
-      native.dispose();
-      throw err;
-    }
+    return new Clip(native, tokenizer);
+  }
+
+  /**
+   * A CLIP of the given architecture with OpenAI-style random weights (deterministic for a `seed`): for benchmarks
+   * at real sizes and for tests, without a checkpoint. Its `logitScale` is OpenAI's initial 1/0.07.
+   */
+  static async random(config: ClipConfig, options: Omit<ClipLoadOptions, 'threads'> & { seed?: number } = {}): Promise<Clip> {
+    check(config !== null && typeof config === 'object', 'Clip.random: config must be a ClipConfig');
+    check(options !== null && typeof options === 'object', 'Clip.random: options must be an object');
+    const { device = 'cpu', dtype = 'float32', vocab, seed = 0 } = options;
+    check(Number.isSafeInteger(seed) && seed >= 0, `Clip.random: seed must be a non-negative integer (got ${String(seed)})`);
+    const tokenizer = vocab === undefined ? null : ClipTokenizer.fromFile(vocab);
+    const native = await callNative(() => loadNative().createRandomClip(config, { seed, device, dtype }));
+    return new Clip(native, tokenizer);
   }
 
   /** Whether {@link dispose} was called. */
@@ -223,7 +218,10 @@ export class Clip implements Disposable {
     return this.#native === null;
   }
 
-  /** The raw bound model, for other native areas (prompt models take it). Throws `ERR_DISPOSED`. @internal */
+  /**
+   * The raw bound model, for other native areas (prompt models take it). Throws `ERR_DISPOSED`.
+   * @internal
+   */
   get nativeModel(): NativeClipModel {
     if (!this.#native) throw new IpclipError('ERR_DISPOSED', 'this CLIP model has been disposed');
     return this.#native;

@@ -13,7 +13,8 @@ export { Rng, hashString } from './rng.js';
 // --- Native runtime -------------------------------------------------------------------------------------------------
 export {
   addonPath, loadNative, runtimeInfo, setThreads, wrapNativeError,
-  type NativeAddon, type NativeClipModel, type RuntimeInfo,
+  type NativeAddon, type NativeClipModel, type NativeImageOutput, type NativeLoadOptions, type NativeSafetensors,
+  type RuntimeInfo,
 } from './native.js';
 
 // --- CLIP -------------------------------------------------------------------------------------------------------------

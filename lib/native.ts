@@ -23,7 +23,7 @@ export interface ClipConfig {
 
 /** Where a loaded CLIP came from and how it runs. */
 export interface ClipInfo {
-  /** `'openai-safetensors'`, `'huggingface'` or `'torchscript'`. */
+  /** `'openai-safetensors'`, `'huggingface'`, `'torchscript'`, or `'random'` for {@link Clip.random}. */
   format: string;
   /** A short hash of the weights (identifies the model in checkpoints). */
   fingerprint: string;
@@ -35,8 +35,8 @@ export interface ClipInfo {
   bytes: number;
   /** The path it was loaded from. */
   source: string;
-  /** exp(logit_scale) of the checkpoint, when the addon reports it. */
-  logitScale?: number;
+  /** exp(logit_scale) of the checkpoint: the factor on cosine similarities in CLIP's logits. */
+  logitScale: number;
 }
 
 /** Compute dtypes a model can be loaded in. */
@@ -86,6 +86,8 @@ export interface RuntimeInfo {
 /** Everything the addon exports. Optional members arrive with later native areas (prompt, pretrainer). */
 export interface NativeAddon {
   loadClip(path: string, opts?: NativeLoadOptions): Promise<NativeClipModel>;
+  /** A CLIP of the given architecture with OpenAI-style random initialisation (benchmarks, tests). */
+  createRandomClip(config: ClipConfig, opts?: { seed?: number; device?: string; dtype?: ClipDtype }): Promise<NativeClipModel>;
   readSafetensors(path: string): Promise<NativeSafetensors>;
   runtimeInfo(): RuntimeInfo;
   setThreads(n: number): void;

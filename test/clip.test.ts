@@ -143,9 +143,8 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
       expect(maxAbsDiff(logits.data, floatData(golden, 'logits_per_image'))).toBeLessThan(TOL * 10);
     });
 
-    it('logitScale is the checkpoint value where it can be read, else the documented default', () => {
-      const expected = format === 'torchscript' ? (clip().info.logitScale ?? 100) : fileLogitScale;
-      expect(clip().logitScale).toBeCloseTo(expected, 5);
+    it('logitScale is exp(logit_scale) of the checkpoint', () => {
+      expect(clip().logitScale).toBeCloseTo(fileLogitScale, 4);
     });
   });
 
@@ -172,6 +171,22 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
     expect(maxAbsDiff(fromBuffers.data, fromTensor.data)).toBe(0);
     const single = await clip.encodeImage(FIXTURE_IMAGES[1]!);
     expect(maxAbsDiff(single.data, fromTensor.data.subarray(32, 64))).toBeLessThan(1e-5);
+  });
+
+  it('Clip.random builds a given architecture, deterministic per seed', async () => {
+    const config = models.get('openai safetensors')!.config;
+    const [a, b, c] = await Promise.all([1, 1, 2].map((seed) => Clip.random(config, { seed, device: TEST_DEVICE })));
+    try {
+      expect(a!.config).toEqual(config);
+      expect(a!.info.format).toBe('random');
+      expect(a!.logitScale).toBeCloseTo(1 / 0.07, 3); // OpenAI's initial temperature
+      const [ea, eb, ec] = await Promise.all([a!, b!, c!].map((m) => m.encodeImage(images)));
+      expect(ea!.shape).toEqual([4, 32]);
+      expect(maxAbsDiff(ea!.data, eb!.data)).toBe(0);
+      expect(maxAbsDiff(ea!.data, ec!.data)).toBeGreaterThan(1e-3);
+    } finally {
+      for (const m of [a, b, c]) m?.dispose();
+    }
   });
 
   describe('bad input', () => {
