@@ -1,0 +1,499 @@
+/**
+ * {@link IPTrainer}: trains an {@link IPPrompt} in one of the scenarios of spec §5 (or the unprotected
+ * reference of spec §7): bank construction, the training loop over the two data streams, the learning-rate
+ * schedule, progress, checkpoints and exact resumption.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Clip } from './clip.js';
+import { readCheckpoint, writeCheckpoint, type EpochAccumulator, type EpochRecord, type TrainingMeta } from './checkpoint.js';
+import type { DomainDataset } from './data.js';
+import { IpclipError, check } from './errors.js';
+import { BatchLoader, cycle, type Batch, type TransformChoice } from './loader.js';
+import { callNative } from './native.js';
+import { checkImages, type IPPrompt, type LossTerms, type NativeStepResult } from './prompt.js';
+import { Rng } from './rng.js';
+import { bankStreams, checkScenario, trainingStreams, type Scenario, type StreamPlan } from './scenarios.js';
+import { learningRate, type Preset } from './schedule.js';
+import type { ImageTensor, Tensor } from './tensor.js';
+
+/** Name of the checkpoint file in `checkpointDir`. */
+export const CHECKPOINT_FILE = 'last.safetensors';
+
+/** A batch for {@link IPTrainer.step}: preprocessed images `[B, 3, S, S]` and their labels. */
+export interface TrainBatch {
+  images: ImageTensor;
+  labels: Int32Array;
+}
+
+/** The terms of one step (unclamped, spec §4), the total, the learning rate and whether the update was skipped. */
+export interface StepTerms extends LossTerms {
+  lr: number;
+  /** True when the loss or a gradient was not finite: the parameters were left unchanged. */
+  skipped: boolean;
+}
+
+/** What {@link IPTrainer.fit} reports after every iteration. */
+export interface TrainProgress {
+  /** Epoch of this iteration (0-based). */
+  epoch: number;
+  /** Iterations done, this one included. */
+  iteration: number;
+  totalIterations: number;
+  terms: StepTerms;
+  lr: number;
+  /** Estimated seconds left, from this session's mean iteration time. */
+  etaSeconds: number;
+  skippedUpdates: number;
+}
+
+/** Options of {@link IPTrainer}. */
+export interface TrainerOptions {
+  scenario: Scenario;
+  /** Default `'paper'`. */
+  preset?: Preset;
+  /** Default 50. */
+  epochs?: number;
+  /** Images per stream per step (default 8). */
+  batchSize?: number;
+  /** Peak learning rate (default 0.01). */
+  lr?: number;
+  /** Coupled L2 weight decay of Adam (default 5e-4). */
+  weightDecay?: number;
+  /** Seed of the data streams (order and augmentation); default the prompt's seed. */
+  seed?: number;
+  /** Also train the enhancement module (the release never does; default false). */
+  trainEnhancer?: boolean;
+  /** Folder for `last.safetensors`; a run finding a checkpoint there resumes from it. */
+  checkpointDir?: string;
+  /** Also checkpoint every this many iterations (always at each epoch's end). */
+  checkpointEvery?: number;
+  onProgress?: (progress: TrainProgress) => void | Promise<void>;
+  /** Stops {@link IPTrainer.fit} after the current step (see there). */
+  signal?: AbortSignal;
+  /** Images per batch when building the banks (default 32; the result does not depend on it). */
+  bankBatchSize?: number;
+  /** Loader worker threads (default: the loader's). */
+  workers?: number;
+}
+
+/** The training data: the authorized stream, and the unauthorized one where the scenario has its own. */
+export interface TrainingData {
+  authorized: DomainDataset;
+  /**
+   * target-specified: the target domain (required). Other scenarios draw U from the authorized images
+   * (spec §5); there it may be omitted or be the authorized dataset itself.
+   */
+  unauthorized?: DomainDataset;
+}
+
+/** What {@link IPTrainer.fit} resolves to. */
+export interface TrainResult {
+  iterations: number;
+  epochs: number;
+  skippedUpdates: number;
+  history: EpochRecord[];
+  /** The iteration the run resumed from, or null when it started fresh. */
+  resumedFrom: number | null;
+}
+
+interface Resolved {
+  scenario: Scenario;
+  preset: Preset;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  weightDecay: number;
+  seed: number;
+  trainEnhancer: boolean;
+  checkpointEvery: number;
+  bankBatchSize: number;
+}
+
+const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'];
+
+/**
+ * Trains an IP prompt.
+ *
+ * ```ts
+ * const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', epochs: 50, seed: 1, checkpointDir: 'run' });
+ * await trainer.fit({ authorized: trainA, unauthorized: trainU });
+ * ```
+ *
+ * Streams (spec §5, lib/scenarios.ts): an epoch is one pass over the authorized training set in
+ * ceil(|A| / batchSize) iterations. In target-specified training U is its own dataset, cycled; in the other
+ * scenarios U is the authorized images themselves, in the same order (U's sample b is A's sample b under the
+ * scenario's other transform). When the last A batch is short, the U batch is cut to the same size.
+ *
+ * Non-finite values: images with NaN or Inf are refused with `ERR_NON_FINITE` before anything runs; a loss or
+ * gradient that becomes non-finite from finite inputs makes the native step skip the update (the step reports
+ * `skipped: true`; {@link skippedUpdates} counts them and the progress and history report them).
+ */
+export class IPTrainer {
+  /** The resolved options. */
+  readonly options: Readonly<Resolved>;
+  /** Optimiser updates done (the next step's iteration). */
+  iteration = 0;
+  /** Updates skipped because the loss or a gradient was not finite. */
+  skippedUpdates = 0;
+  /** Mean terms of every finished epoch. */
+  history: EpochRecord[] = [];
+  private accumulator: EpochAccumulator = emptyAccumulator();
+  private lastLr = 0;
+  private totalIterations = 0;
+  private busy = false;
+  private readonly checkpointDir?: string;
+  private readonly onProgress?: TrainerOptions['onProgress'];
+  private readonly signal?: AbortSignal;
+  private readonly workers?: number;
+
+  /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or a prompt made on another CLIP. */
+  constructor(readonly clip: Clip, readonly prompt: IPPrompt, opts: TrainerOptions) {
+    check(opts !== null && typeof opts === 'object', 'IPTrainer: options are required');
+    check(prompt !== null && typeof prompt === 'object' && prompt.clip === clip, 'IPTrainer: the prompt must have been made on this clip');
+    checkScenario(opts.scenario);
+    const preset = opts.preset ?? 'paper';
+    check(preset === 'paper' || preset === 'official', `preset must be 'paper' or 'official', got ${String(preset)}`);
+    const positiveInt = (v: number, name: string) => check(Number.isInteger(v) && v > 0, `${name} must be a positive integer, got ${String(v)}`);
+    const epochs = opts.epochs ?? 50;
+    const batchSize = opts.batchSize ?? 8;
+    const bankBatchSize = opts.bankBatchSize ?? 32;
+    const checkpointEvery = opts.checkpointEvery ?? 0;
+    positiveInt(epochs, 'epochs');
+    check(Number.isInteger(batchSize) && batchSize >= 2, `batchSize must be an integer ≥ 2 (the enhancement branch normalises over the batch), got ${String(batchSize)}`);
+    positiveInt(bankBatchSize, 'bankBatchSize');
+    check(Number.isInteger(checkpointEvery) && checkpointEvery >= 0, `checkpointEvery must be a non-negative integer, got ${String(checkpointEvery)}`);
+    const lr = opts.lr ?? 0.01;
+    check(typeof lr === 'number' && Number.isFinite(lr) && lr > 0, `lr must be a positive number, got ${String(lr)}`);
+    const weightDecay = opts.weightDecay ?? 5e-4;
+    check(typeof weightDecay === 'number' && Number.isFinite(weightDecay) && weightDecay >= 0, `weightDecay must be a non-negative number, got ${String(weightDecay)}`);
+    const seed = opts.seed ?? prompt.seed;
+    check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${String(seed)}`);
+    check(opts.checkpointDir === undefined || (typeof opts.checkpointDir === 'string' && opts.checkpointDir.length > 0), 'checkpointDir must be a path');
+    check(opts.onProgress === undefined || typeof opts.onProgress === 'function', 'onProgress must be a function');
+    this.options = Object.freeze({
+      scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
+      trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize,
+    });
+    this.checkpointDir = opts.checkpointDir;
+    this.onProgress = opts.onProgress;
+    this.signal = opts.signal;
+    this.workers = opts.workers;
+  }
+
+  /** The loader seeds of the two streams, derived from the run seed (distinct, so their crops differ). */
+  get streamSeeds(): { authorized: number; unauthorized: number } {
+    const root = new Rng(this.options.seed);
+    return { authorized: root.fork('stream/authorized').seed, unauthorized: root.fork('stream/unauthorized').seed };
+  }
+
+  /**
+   * Builds both feature banks (spec §3) with the current prompt: the banks are reset, then one no-grad pass over
+   * each stream (`paper`: the test transform with the stream's watermark / strong augmentation kept;
+   * `official`: the training augmentation, as the release). Authorized rule on A, unauthorized rule on U.
+   */
+  async buildBanks(data: TrainingData, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    const { authorized, unauthorized, plan } = this.resolveData(data, bankStreams(this.options.scenario, this.options.preset));
+    await this.prompt.resetBanks();
+    const seeds = new Rng(this.options.seed);
+    const pass = async (dataset: DomainDataset, transform: TransformChoice, key: string, which: 'authorized' | 'unauthorized') => {
+      const loader = this.loader(dataset, transform, seeds.fork(key).seed, this.options.bankBatchSize, false);
+      try {
+        for await (const b of loader.epoch(0)) {
+          throwIfAborted(opts.signal ?? this.signal, 'bank construction');
+          await this.prompt.updateBanks(b.images, b.labels, which);
+        }
+      } finally {
+        await loader.close();
+      }
+    };
+    await pass(authorized, plan.authorized, 'bank/authorized', 'authorized');
+    await pass(plan.source === 'own' ? unauthorized : authorized, plan.unauthorized, 'bank/unauthorized', 'unauthorized');
+  }
+
+  /**
+   * One training step on an authorized and an unauthorized batch of the same size: every loss term, the
+   * gradients (see {@link IPPrompt.gradients}) and, unless `update: false`, one Adam update at `lr` (default:
+   * the options' `lr`; {@link fit} passes the schedule's). Images with NaN/Inf reject with `ERR_NON_FINITE`.
+   */
+  async step(batchA: TrainBatch, batchU: TrainBatch, opts: { lr?: number; update?: boolean; returnOutputs?: boolean } = {}):
+    Promise<StepTerms & { outputs?: NativeStepResult['outputs'] }> {
+    const size = this.clip.config.vision.imageSize;
+    const lr = opts.lr ?? this.options.lr;
+    check(typeof lr === 'number' && Number.isFinite(lr) && lr >= 0, `step: lr must be a non-negative number, got ${String(lr)}`);
+    for (const [name, b] of [['authorized', batchA], ['unauthorized', batchU]] as const) {
+      check(b !== null && typeof b === 'object', `step: the ${name} batch must be { images, labels }`);
+      checkImages(b.images, size, `step (${name} batch)`);
+      check(b.labels instanceof Int32Array && b.labels.length === b.images.shape[0],
+        `step: the ${name} batch needs an Int32Array of ${b.images.shape[0]} labels`);
+      for (const l of b.labels) check(l >= 0 && l < this.prompt.numClasses, `step: ${name} label ${l} is not in [0, ${this.prompt.numClasses})`);
+    }
+    check(batchA.images.shape[0]! >= 2, 'step: batches need at least 2 images (the enhancement branch normalises over the batch)');
+    check(batchA.images.shape[0] === batchU.images.shape[0],
+      `step: the authorized and unauthorized batches must have the same size (${batchA.images.shape[0]} vs ${batchU.images.shape[0]})`);
+    const update = opts.update !== false;
+    const native = this.prompt.native;
+    const res = await callNative(() => native.step(
+      batchA.images.data, [...batchA.images.shape], batchA.labels,
+      batchU.images.data, [...batchU.images.shape], batchU.labels,
+      {
+        scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
+        update, returnOutputs: opts.returnOutputs === true, trainEnhancer: this.options.trainEnhancer,
+      }));
+    if (update) {
+      this.iteration++;
+      this.lastLr = lr;
+      if (res.skipped) this.skippedUpdates++;
+    }
+    const terms: StepTerms = { ...pickTerms(res.terms), lr, skipped: res.skipped };
+    return res.outputs ? { ...terms, outputs: res.outputs } : terms;
+  }
+
+  /**
+   * Trains for `epochs` epochs: builds the banks with the initial prompt (not for `reference`), then runs the
+   * loop with the preset's schedule. With `checkpointDir`, `last.safetensors` is written (atomically) after the
+   * banks, at the end of every epoch and every `checkpointEvery` iterations; a `checkpointDir` that already holds
+   * a checkpoint of the same run is resumed from, giving the same final parameters as an uninterrupted run.
+   *
+   * Aborting (`signal`, here or in the options): the current step finishes, a checkpoint is written (when
+   * `checkpointDir` is set), and the promise rejects with `ERR_ABORTED`; calling `fit` again resumes.
+   * @throws IpclipError `ERR_EMPTY_INPUT`, `ERR_MISMATCH` (class names, or a checkpoint of another run),
+   * `ERR_INVALID_ARGUMENT`, `ERR_ABORTED`, loader and native errors.
+   */
+  async fit(data: TrainingData, opts: { signal?: AbortSignal } = {}): Promise<TrainResult> {
+    check(!this.busy, 'fit: this trainer is already running');
+    this.busy = true;
+    try {
+      return await this.run(data, opts.signal ?? this.signal);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async run(data: TrainingData, signal: AbortSignal | undefined): Promise<TrainResult> {
+    const { authorized, unauthorized, plan } = this.resolveData(data, trainingStreams(this.options.scenario));
+    throwIfAborted(signal, 'training');
+    const seeds = this.streamSeeds;
+    const aLoader = this.loader(authorized, plan.authorized, seeds.authorized, this.options.batchSize, true, true);
+    const uLoaders: BatchLoader[] = [];
+    try {
+      const perEpoch = aLoader.batchesPerEpoch();
+      const total = perEpoch * this.options.epochs;
+      this.totalIterations = total;
+      const file = this.checkpointDir ? join(this.checkpointDir, CHECKPOINT_FILE) : undefined;
+      let resumedFrom: number | null = null;
+      if (file && existsSync(file)) {
+        await this.restore(file, total);
+        this.totalIterations = total;
+        resumedFrom = this.iteration;
+      } else {
+        this.resetRun();
+        if (this.options.scenario !== 'reference') await this.buildBanks(data, { signal });
+        if (file) {
+          await mkdir(this.checkpointDir!, { recursive: true }).catch((err: unknown) => {
+            throw new IpclipError('ERR_IO', `cannot create checkpointDir ${this.checkpointDir}: ${(err as Error).message}`, { cause: err });
+          });
+          await this.writeCheckpoint(file, total);
+        }
+      }
+      const started = Date.now();
+      const startIt = this.iteration;
+      const uOwn = plan.source === 'own' ? this.loader(unauthorized, plan.unauthorized, seeds.unauthorized, this.options.batchSize, true, true) : null;
+      if (uOwn) uLoaders.push(uOwn);
+      const uCycle = uOwn ? cycle(uOwn, startIt)[Symbol.asyncIterator]() : null;
+      for (let e = Math.floor(startIt / perEpoch); e < this.options.epochs && this.iteration < total; e++) {
+        const from = this.iteration - e * perEpoch;
+        // Paired streams: U is A's epoch order under U's transform, so U's sample b is A's sample b.
+        const uPaired = uOwn ? null : this.loader(authorized.subset(aLoader.order(e)), plan.unauthorized,
+          new Rng(seeds.unauthorized).fork(`epoch/${e}`).seed, this.options.batchSize, false, true);
+        if (uPaired) uLoaders.push(uPaired);
+        const uEpoch = uPaired ? uPaired.epoch(0, from)[Symbol.asyncIterator]() : null;
+        try {
+          for await (const a of aLoader.epoch(e, from)) {
+            const next = uCycle ? await uCycle.next() : await uEpoch!.next();
+            check(!next.done, 'the unauthorized stream ended early');
+            const [bA, bU] = sameSize(a, next.value);
+            const it = this.iteration;
+            const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
+            const terms = await this.step(bA, bU, { lr });
+            this.accumulate(terms);
+            const endOfEpoch = this.iteration % perEpoch === 0;
+            if (endOfEpoch) this.closeEpoch(e);
+            if (this.onProgress) {
+              const elapsed = (Date.now() - started) / 1000;
+              const done = this.iteration - startIt;
+              await this.onProgress({
+                epoch: e, iteration: this.iteration, totalIterations: total, terms, lr,
+                etaSeconds: done > 0 ? (elapsed / done) * (total - this.iteration) : NaN, skippedUpdates: this.skippedUpdates,
+              });
+            }
+            const every = this.options.checkpointEvery;
+            const aborted = signal?.aborted === true;
+            if (file && (endOfEpoch || aborted || (every > 0 && this.iteration % every === 0))) await this.writeCheckpoint(file, total);
+            if (aborted) {
+              throw new IpclipError('ERR_ABORTED', `training stopped on request after iteration ${this.iteration} of ${total}` +
+                (file ? ` (checkpoint written to ${file}; fit again to resume)` : ''));
+            }
+          }
+        } finally {
+          await uEpoch?.return?.();
+          if (uPaired) await uPaired.close();
+        }
+      }
+      await uCycle?.return?.();
+      return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
+    } finally {
+      await aLoader.close();
+      for (const l of uLoaders) await l.close();
+    }
+  }
+
+  /** Writes the current state (prompt, enhancer, banks, optimiser, position) as a checkpoint, atomically. */
+  async saveCheckpoint(file: string): Promise<void> {
+    await this.writeCheckpoint(file, this.totalIterations);
+  }
+
+  private async writeCheckpoint(file: string, total: number): Promise<void> {
+    const native = this.prompt.native;
+    const optim = await callNative(() => native.optimizerState());
+    const seeds = this.streamSeeds;
+    const training: TrainingMeta = {
+      scenario: this.options.scenario, preset: this.options.preset, epochs: this.options.epochs,
+      batchSize: this.options.batchSize, lr: this.options.lr, weightDecay: this.options.weightDecay,
+      trainEnhancer: this.options.trainEnhancer, iteration: this.iteration,
+      epoch: total > 0 ? Math.floor((this.iteration * this.options.epochs) / total) : 0,
+      seed: this.options.seed, totalIterations: total, optimizerStep: optim.step, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
+      streamSeeds: seeds, history: this.history, accumulator: this.accumulator,
+    };
+    await writeCheckpoint(file, {
+      state: await this.prompt.state(),
+      optimizer: optim.tensors,
+      meta: { ...this.prompt.metadata(), training },
+    });
+  }
+
+  /**
+   * Restores a checkpoint of this run: prompt, enhancer, banks, optimiser, position and history.
+   * @throws IpclipError `ERR_MISMATCH` when it belongs to another CLIP, other classes or other settings.
+   */
+  async restore(file: string, expectedTotal?: number): Promise<void> {
+    const content = await readCheckpoint(file);
+    const meta = content.meta;
+    const t = meta?.training;
+    if (!meta || !t) throw new IpclipError('ERR_BAD_FILE', `${file} is not a training checkpoint (no training metadata)`);
+    const mismatch = (what: string, was: unknown, now: unknown) =>
+      new IpclipError('ERR_MISMATCH', `${file} belongs to another run: ${what} was ${JSON.stringify(was)}, now ${JSON.stringify(now)}`);
+    const names = this.prompt.classNames;
+    if (meta.classNames.length !== names.length || meta.classNames.some((c, i) => c !== names[i])) throw mismatch('classNames', meta.classNames, names);
+    if (meta.clip.fingerprint !== this.clip.info.fingerprint) throw mismatch('the CLIP fingerprint', meta.clip.fingerprint, this.clip.info.fingerprint);
+    const o = this.options;
+    const pairs: [string, unknown, unknown][] = [
+      ['scenario', t.scenario, o.scenario], ['preset', t.preset, o.preset], ['epochs', t.epochs, o.epochs],
+      ['batchSize', t.batchSize, o.batchSize], ['lr', t.lr, o.lr], ['weightDecay', t.weightDecay, o.weightDecay],
+      ['seed', t.seed, o.seed], ['trainEnhancer', t.trainEnhancer, o.trainEnhancer],
+    ];
+    if (expectedTotal !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, expectedTotal]);
+    for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);
+    if (t.iteration > t.totalIterations) throw new IpclipError('ERR_BAD_FILE', `${file}: iteration ${t.iteration} is past the run's ${t.totalIterations}`);
+    await this.prompt.setState(content.state);
+    const native = this.prompt.native;
+    await callNative(() => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {} }));
+    this.iteration = t.iteration;
+    this.skippedUpdates = t.skippedUpdates;
+    this.lastLr = t.lastLr;
+    this.history = t.history.map((h) => ({ ...h, terms: { ...h.terms } }));
+    this.accumulator = { sums: { ...t.accumulator.sums }, count: t.accumulator.count, skipped: t.accumulator.skipped };
+  }
+
+  private resetRun(): void {
+    this.iteration = 0;
+    this.skippedUpdates = 0;
+    this.lastLr = 0;
+    this.history = [];
+    this.accumulator = emptyAccumulator();
+  }
+
+  private accumulate(terms: StepTerms): void {
+    if (terms.skipped) { this.accumulator.skipped++; return; }
+    for (const k of TERM_KEYS) this.accumulator.sums[k] = (this.accumulator.sums[k] ?? 0) + terms[k];
+    this.accumulator.count++;
+  }
+
+  private closeEpoch(epoch: number): void {
+    const a = this.accumulator;
+    const terms: Record<string, number> = {};
+    for (const k of TERM_KEYS) terms[k] = a.count > 0 ? (a.sums[k] ?? 0) / a.count : NaN;
+    this.history.push({ epoch, iterations: a.count + a.skipped, skipped: a.skipped, terms, lr: this.lastLr });
+    this.accumulator = emptyAccumulator();
+  }
+
+  /**
+   * A loader over `dataset`. Training loaders (`training`) drop a last batch of a single image: the enhancement
+   * branch's BatchNorm needs at least 2 rows, so such an epoch has floor(n / B) iterations instead of ceil.
+   */
+  private loader(dataset: DomainDataset, transform: TransformChoice, seed: number, batchSize: number, shuffle: boolean, training = false): BatchLoader {
+    return new BatchLoader(dataset, {
+      batchSize, size: this.clip.config.vision.imageSize, seed, shuffle, transform,
+      dropLast: training && dataset.length % batchSize === 1,
+      ...(this.workers !== undefined ? { workers: this.workers } : {}),
+    });
+  }
+
+  /** Validates the datasets against the scenario and the prompt's classes. */
+  private resolveData(data: TrainingData, plan: StreamPlan): { authorized: DomainDataset; unauthorized: DomainDataset; plan: StreamPlan } {
+    check(data !== null && typeof data === 'object', 'training data must be { authorized, unauthorized? }');
+    const a = data.authorized;
+    check(a !== null && typeof a === 'object' && Array.isArray(a.samples), 'training data: authorized must be a DomainDataset');
+    if (a.length < 2) throw new IpclipError('ERR_EMPTY_INPUT', `the authorized dataset '${a.domain}' has ${a.length} samples; training needs at least 2`);
+    this.checkClasses(a, 'authorized');
+    const u = data.unauthorized;
+    if (plan.source === 'own') {
+      check(u !== undefined && u !== null && typeof u === 'object' && Array.isArray(u.samples),
+        `scenario '${plan.scenario}' needs an unauthorized dataset (the target domain)`);
+      if (u.length < 2) throw new IpclipError('ERR_EMPTY_INPUT', `the unauthorized dataset '${u.domain}' has ${u.length} samples; training needs at least 2`);
+      this.checkClasses(u, 'unauthorized');
+      return { authorized: a, unauthorized: u, plan };
+    }
+    if (u !== undefined && u !== a) {
+      const same = u.length === a.length && u.samples.every((s, i) => s.path === a.samples[i]!.path && s.buffer === a.samples[i]!.buffer);
+      check(same, `scenario '${plan.scenario}' draws the unauthorized stream from the authorized images (spec §5): ` +
+        'omit `unauthorized` or pass the authorized dataset');
+    }
+    return { authorized: a, unauthorized: a, plan };
+  }
+
+  private checkClasses(d: DomainDataset, which: string): void {
+    const names = this.prompt.classNames;
+    const same = d.classNames.length === names.length && d.classNames.every((c, i) => c === names[i]);
+    if (!same) {
+      throw new IpclipError('ERR_MISMATCH', `the ${which} dataset '${d.domain}' has classes [${d.classNames.join(', ')}] ` +
+        `but the prompt was made for [${names.join(', ')}]`);
+    }
+  }
+}
+
+function emptyAccumulator(): EpochAccumulator {
+  return { sums: {}, count: 0, skipped: 0 };
+}
+
+function pickTerms(t: LossTerms): LossTerms {
+  return { loss: t.loss, ceA: t.ceA, ceU: t.ceU, ceSelf: t.ceSelf, ceCross: t.ceCross, mse: t.mse, kl: t.kl, entropy: t.entropy };
+}
+
+function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new IpclipError('ERR_ABORTED', `${what} stopped on request`);
+}
+
+/** Both batches cut to the smaller one's size (the last A batch of an epoch may be short). */
+function sameSize(a: Batch, u: Batch): [Batch, Batch] {
+  const n = Math.min(a.labels.length, u.labels.length);
+  return [head(a, n), head(u, n)];
+}
+
+function head(b: Batch, n: number): Batch {
+  if (b.labels.length === n) return b;
+  const plane = b.images.data.length / b.labels.length;
+  const images: Tensor = { data: b.images.data.slice(0, n * plane), shape: [n, ...b.images.shape.slice(1)] };
+  return { images, labels: b.labels.slice(0, n), indices: b.indices.slice(0, n) };
+}
