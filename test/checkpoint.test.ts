@@ -1,0 +1,144 @@
+// Checkpoints: save → load round trips, the release's format, mismatch detection, hostile metadata.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseMeta, readCheckpoint, writeCheckpoint, type CheckpointMeta } from '../lib/checkpoint.js';
+import { Clip } from '../lib/clip.js';
+import { IpclipError } from '../lib/errors.js';
+import { IPPrompt } from '../lib/prompt.js';
+import { Rng } from '../lib/rng.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/safetensors.js';
+import type { ImageTensor } from '../lib/tensor.js';
+import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, shared } from './helpers/fixtures.js';
+
+const NAMES = ['alarm_clock', 'backpack', 'bike', 'desk_lamp', 'trash_can'];
+const STEP = shared('fixtures', 'ipclip-step', 'step.safetensors');
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(IpclipError);
+  return (err as IpclipError).code;
+}
+
+function randomImages(n: number, seed: number): ImageTensor {
+  const rng = new Rng(seed);
+  return { data: Float32Array.from({ length: n * 3 * 32 * 32 }, () => rng.normal()), shape: [n, 3, 32, 32] };
+}
+
+/** Rewrites `file` with its metadata document changed by `edit` (tensors kept). */
+async function editMeta(file: string, out: string, edit: (m: Record<string, unknown>) => void): Promise<void> {
+  const c = await readSafetensors(file);
+  const meta = JSON.parse(c.metadata.ipclip!) as Record<string, unknown>;
+  edit(meta);
+  await writeSafetensors(out, c.tensors as Record<string, TensorToWrite>, { ipclip: JSON.stringify(meta) });
+}
+
+describe.skipIf(!HAVE_SHARED)('checkpoints', () => {
+  let clip: Clip;
+  let dir: string;
+
+  beforeAll(async () => {
+    clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE });
+    dir = mkdtempSync(join(tmpdir(), 'ipclip-ckpt-'));
+  });
+  afterAll(() => {
+    clip?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('save → load gives the identical state and logits (banks included), with metadata', async () => {
+    using prompt = await IPPrompt.create(clip, NAMES, { seed: 4 });
+    await prompt.updateBanks(randomImages(6, 2), Int32Array.from([0, 1, 2, 3, 4, 0]), 'unauthorized');
+    const file = join(dir, 'p.safetensors');
+    await prompt.save(file);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]); // the temporary file was renamed
+    using loaded = await IPPrompt.load(clip, file);
+    expect(loaded.classNames).toEqual(NAMES);
+    expect(loaded.seed).toBe(4);
+    const [a, b] = [await prompt.state(), await loaded.state()];
+    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+    for (const k of Object.keys(a)) expect(Array.from(b[k]!.data), k).toEqual(Array.from(a[k]!.data));
+    expect(a.target_feat_bank!.data.some((v) => v !== 0)).toBe(true);
+    const images = randomImages(3, 9);
+    expect(Array.from((await loaded.logits(images)).logits.data)).toEqual(Array.from((await prompt.logits(images)).logits.data));
+    const { meta } = await readCheckpoint(file);
+    expect(meta!.classNames).toEqual(NAMES);
+    expect(meta!.clip.fingerprint).toBe(clip.info.fingerprint);
+    expect(meta!.clip.config).toEqual(clip.config);
+  });
+
+  it.skipIf(!existsSync(STEP))('imports the release state (no metadata): class names required, unused tensors ignored', async () => {
+    const fx = await readSafetensors(STEP);
+    const release: Record<string, TensorToWrite> = {};
+    for (const [name, t] of Object.entries(fx.tensors)) if (name.startsWith('state.')) release[name.slice(6)] = { data: t.data, shape: t.shape };
+    const file = join(dir, 'release.safetensors');
+    await writeSafetensors(file, release);
+    expect(await codeOf(IPPrompt.load(clip, file))).toBe('ERR_INVALID_ARGUMENT');
+    // Four classes cannot hold a bank of 5 classes × 5 slots: another class list.
+    expect(await codeOf(IPPrompt.load(clip, file, { classNames: NAMES.slice(0, 4) }))).toBe('ERR_MISMATCH');
+    using p = await IPPrompt.load(clip, file, { classNames: NAMES });
+    const state = await p.state();
+    expect(Array.from(state['image_tokens.lin.weight']!.data)).toEqual(Array.from(fx.tensors['state.image_tokens.lin.weight']!.data as Float32Array));
+    expect(Object.keys(state).some((k) => k.startsWith('style_mapping_tokens.'))).toBe(false);
+    const { ignored } = await readCheckpoint(file);
+    expect(ignored).toContain('style_mapping_tokens.linear1.0.weight');
+    expect(ignored).toContain('attn_block.pre_project.1.num_batches_tracked');
+    // A release state missing a prompt parameter is incomplete.
+    delete release['image_tokens.lin.weight'];
+    await writeSafetensors(file, release);
+    expect(await codeOf(IPPrompt.load(clip, file, { classNames: NAMES }))).toBe('ERR_BAD_WEIGHTS');
+  });
+
+  it('refuses a checkpoint of another CLIP or other class names (ERR_MISMATCH)', async () => {
+    using prompt = await IPPrompt.create(clip, NAMES, { seed: 1 });
+    const file = join(dir, 'm.safetensors');
+    await prompt.save(file);
+    expect(await codeOf(IPPrompt.load(clip, file, { classNames: [...NAMES].reverse() }))).toBe('ERR_MISMATCH');
+    const other = join(dir, 'other.safetensors');
+    await editMeta(file, other, (m) => { (m.clip as { fingerprint: string }).fingerprint = 'not-this-clip'; });
+    expect(await codeOf(IPPrompt.load(clip, other))).toBe('ERR_MISMATCH');
+    await editMeta(file, other, (m) => { (m.clip as { config: { embedDim: number } }).config.embedDim = 512; });
+    expect(await codeOf(IPPrompt.load(clip, other))).toBe('ERR_MISMATCH');
+  });
+
+  it('rejects malformed metadata as ERR_BAD_FILE and never treats it as anything but data', async () => {
+    using prompt = await IPPrompt.create(clip, NAMES, { seed: 1 });
+    const file = join(dir, 'b.safetensors');
+    await prompt.save(file);
+    const bad = join(dir, 'bad.safetensors');
+    const c = await readSafetensors(file);
+    await writeSafetensors(bad, c.tensors as Record<string, TensorToWrite>, { ipclip: '{not json' });
+    expect(await codeOf(IPPrompt.load(clip, bad))).toBe('ERR_BAD_FILE');
+    await editMeta(file, bad, (m) => { m.classNames = 'alarm_clock'; });
+    expect(await codeOf(IPPrompt.load(clip, bad))).toBe('ERR_BAD_FILE');
+    await editMeta(file, bad, (m) => { m.format = 99; });
+    expect(await codeOf(IPPrompt.load(clip, bad))).toBe('ERR_BAD_FILE');
+    expect(() => parseMeta('{"format":1,"classNames":["a"],"clip":{"config":{},"fingerprint":"x"},"seed":0,"nCtx":10}'))
+      .toThrow(/clip\.config/);
+    expect(await codeOf(IPPrompt.load(clip, join(dir, 'missing.safetensors')))).toBe('ERR_FILE_NOT_FOUND');
+  });
+
+  it('round-trips optimiser moments and training metadata (NaN means survive as NaN)', async () => {
+    const file = join(dir, 'train.safetensors');
+    const meta: CheckpointMeta = {
+      format: 1, classNames: ['a', 'b'], clip: { config: clip.config, fingerprint: 'f' }, seed: 3, nCtx: 10,
+      training: {
+        scenario: 'ownership', preset: 'paper', epochs: 2, batchSize: 4, lr: 0.01, weightDecay: 5e-4, trainEnhancer: false,
+        iteration: 3, epoch: 1, seed: 9, totalIterations: 4, optimizerStep: 3, lastLr: 0.005, skippedUpdates: 1,
+        streamSeeds: { authorized: 11, unauthorized: 12 },
+        history: [{ epoch: 0, iterations: 2, skipped: 2, terms: { loss: NaN }, lr: 0.01 }],
+        accumulator: { sums: { loss: 1.5 }, count: 1, skipped: 0 },
+      },
+    };
+    const w = { data: Float32Array.from([1, 2, 3]), shape: [3] };
+    await writeCheckpoint(file, { state: { 'image_tokens.lin.bias': w }, optimizer: { 'exp_avg.image_tokens.lin.bias': w }, meta });
+    const raw = await readSafetensors(file);
+    expect(Object.keys(raw.tensors).sort()).toEqual(['image_tokens.lin.bias', 'optim.exp_avg.image_tokens.lin.bias']);
+    const back = await readCheckpoint(file);
+    expect(Array.from(back.optimizer!['exp_avg.image_tokens.lin.bias']!.data)).toEqual([1, 2, 3]);
+    expect(Object.keys(back.state)).toEqual(['image_tokens.lin.bias']);
+    expect(back.meta!.training!.history[0]!.terms.loss).toBeNaN();
+    expect({ ...back.meta!.training!, history: [] }).toEqual({ ...meta.training!, history: [] });
+  });
+});
