@@ -1,4 +1,4 @@
-import { readFileSync, mkdtempSync, rmSync, copyFileSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync, copyFileSync, symlinkSync, truncateSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -171,6 +171,19 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
     expect(maxAbsDiff(fromBuffers.data, fromTensor.data)).toBe(0);
     const single = await clip.encodeImage(FIXTURE_IMAGES[1]!);
     expect(maxAbsDiff(single.data, fromTensor.data.subarray(32, 64))).toBeLessThan(1e-5);
+  });
+
+  it('finds a vocabulary beside the weights', async () => {
+    const folder = mkdtempSync(join(tmp, 'beside-'));
+    symlinkSync(CLIP_TINY.openaiSafetensors, join(folder, 'model.safetensors'));
+    symlinkSync(VOCAB_PATH, join(folder, 'vocab.txt.gz'));
+    const c = await Clip.load(join(folder, 'model.safetensors'), { device: TEST_DEVICE });
+    try {
+      expect(c.tokenizer).not.toBeNull();
+      expect(maxAbsDiff((await c.encodeText(texts)).data, floatData(golden, 'text_embeds'))).toBeLessThan(TOL);
+    } finally {
+      c.dispose();
+    }
   });
 
   it('Clip.random builds a given architecture, deterministic per seed', async () => {
