@@ -1,0 +1,273 @@
+#include "binding/Pretrainer.h"
+
+#include <cmath>
+#include <map>
+
+#include "binding/addon_data.h"
+#include "binding/convert.h"
+#include "binding/register.h"
+#include "binding/worker.h"
+
+namespace ipclip::binding {
+
+namespace {
+
+int64_t intField(Napi::Env env, Napi::Object o, const char* key, const std::string& where, int64_t lo, int64_t hi) {
+  Napi::Value v = o.Get(key);
+  IPCLIP_CHECK_ARG(env, v.IsNumber(), where + "." + key + " must be an integer");
+  double x = v.As<Napi::Number>().DoubleValue();
+  IPCLIP_CHECK_ARG(env, std::isfinite(x) && x == std::floor(x) && x >= static_cast<double>(lo) && x <= static_cast<double>(hi),
+                   where + "." + key + " must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                       ", got " + v.ToString().Utf8Value());
+  return static_cast<int64_t>(x);
+}
+
+Napi::Object objectField(Napi::Env env, Napi::Object o, const char* key) {
+  Napi::Value v = o.Get(key);
+  IPCLIP_CHECK_ARG(env, v.IsObject(), std::string("config.") + key + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+// {embedDim, vision: {width, layers, heads, patchSize, imageSize}, text: {width, layers, heads, contextLength, vocabSize}}
+ClipConfig parseConfig(Napi::Env env, Napi::Value v) {
+  IPCLIP_CHECK_ARG(env, v.IsObject(), "createPretrainer: config must be an object");
+  auto o = v.As<Napi::Object>();
+  ClipConfig c;
+  c.embedDim = intField(env, o, "embedDim", "config", 1, 4096);
+  auto vis = objectField(env, o, "vision");
+  c.vision.width = intField(env, vis, "width", "config.vision", 1, 4096);
+  c.vision.layers = intField(env, vis, "layers", "config.vision", 1, 64);
+  c.vision.heads = intField(env, vis, "heads", "config.vision", 1, 256);
+  c.vision.patchSize = intField(env, vis, "patchSize", "config.vision", 1, 1024);
+  c.vision.imageSize = intField(env, vis, "imageSize", "config.vision", 1, 4096);
+  auto txt = objectField(env, o, "text");
+  c.text.width = intField(env, txt, "width", "config.text", 1, 4096);
+  c.text.layers = intField(env, txt, "layers", "config.text", 1, 64);
+  c.text.heads = intField(env, txt, "heads", "config.text", 1, 256);
+  c.text.contextLength = intField(env, txt, "contextLength", "config.text", 2, 1024);
+  c.text.vocabSize = intField(env, txt, "vocabSize", "config.text", 3, 1 << 20);
+  IPCLIP_CHECK_ARG(env, c.vision.width % c.vision.heads == 0, "config.vision.width must be divisible by its heads");
+  IPCLIP_CHECK_ARG(env, c.text.width % c.text.heads == 0, "config.text.width must be divisible by its heads");
+  IPCLIP_CHECK_ARG(env, c.vision.imageSize % c.vision.patchSize == 0,
+                   "config.vision.imageSize must be a multiple of patchSize");
+  IPCLIP_CHECK_ARG(env, c.vision.tokens() <= 1 + 256 * 256, "config.vision: too many patches");
+  return c;
+}
+
+double numberOption(Napi::Env env, Napi::Object o, const char* key, double fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  Napi::Value v = o.Get(key);
+  IPCLIP_CHECK_ARG(env, v.IsNumber() && std::isfinite(v.As<Napi::Number>().DoubleValue()) &&
+                            v.As<Napi::Number>().DoubleValue() >= 0,
+                   std::string("step: option '") + key + "' must be a finite number >= 0");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+Napi::Object configToJs(Napi::Env env, const ClipConfig& c) {
+  auto vision = Napi::Object::New(env);
+  vision.Set("width", c.vision.width);
+  vision.Set("layers", c.vision.layers);
+  vision.Set("heads", c.vision.heads);
+  vision.Set("patchSize", c.vision.patchSize);
+  vision.Set("imageSize", c.vision.imageSize);
+  auto text = Napi::Object::New(env);
+  text.Set("width", c.text.width);
+  text.Set("layers", c.text.layers);
+  text.Set("heads", c.text.heads);
+  text.Set("contextLength", c.text.contextLength);
+  text.Set("vocabSize", c.text.vocabSize);
+  auto out = Napi::Object::New(env);
+  out.Set("embedDim", c.embedDim);
+  out.Set("vision", vision);
+  out.Set("text", text);
+  return out;
+}
+
+}  // namespace
+
+void registerPretrainer(Napi::Env env, Napi::Object exports) {
+  auto ctor = Pretrainer::define(env);
+  addonData(env).pretrainer = Napi::Persistent(ctor);
+  exports.Set("Pretrainer", ctor);
+  exports.Set("createPretrainer", Napi::Function::New(env, Pretrainer::create, "createPretrainer"));
+}
+
+Napi::Function Pretrainer::define(Napi::Env env) {
+  return DefineClass(env, "Pretrainer",
+                     {InstanceAccessor<&Pretrainer::config>("config"),
+                      InstanceAccessor<&Pretrainer::steps>("steps"),
+                      InstanceMethod<&Pretrainer::step>("step"),
+                      InstanceMethod<&Pretrainer::state>("state"),
+                      InstanceMethod<&Pretrainer::encodeImage>("encodeImage"),
+                      InstanceMethod<&Pretrainer::encodeText>("encodeText"),
+                      InstanceMethod<&Pretrainer::dispose>("dispose")});
+}
+
+Pretrainer::Pretrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Pretrainer>(info) {}
+
+void Pretrainer::Finalize(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (handle_) Napi::MemoryManagement::AdjustExternalMemory(env, -handle_->bytes);
+  handle_.reset();
+}
+
+std::shared_ptr<PretrainerHandle> Pretrainer::handle(Napi::Env env) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (!handle_) throwJs(env, "ERR_DISPOSED", "this pretrainer has been disposed");
+  return handle_;
+}
+
+Napi::Value Pretrainer::create(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto config = parseConfig(env, info.Length() > 0 ? info[0] : env.Undefined());
+  double seed = 0;
+  std::string deviceName = "cpu";
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    IPCLIP_CHECK_ARG(env, info[1].IsObject(), "createPretrainer: options must be an object");
+    auto o = info[1].As<Napi::Object>();
+    if (o.Has("seed") && !o.Get("seed").IsUndefined()) {
+      Napi::Value s = o.Get("seed");
+      IPCLIP_CHECK_ARG(env, s.IsNumber(), "createPretrainer: seed must be an integer from 0 to 2^53-1");
+      seed = s.As<Napi::Number>().DoubleValue();
+      IPCLIP_CHECK_ARG(env, std::isfinite(seed) && seed >= 0 && seed == std::floor(seed) && seed <= 9007199254740991.0,
+                       "createPretrainer: seed must be an integer from 0 to 2^53-1");
+    }
+    if (o.Has("device") && !o.Get("device").IsUndefined()) {
+      IPCLIP_CHECK_ARG(env, o.Get("device").IsString(), "createPretrainer: device must be a string");
+      deviceName = o.Get("device").As<Napi::String>().Utf8Value();
+    }
+  }
+  auto device = guarded(env, [&] { return parseDevice(deviceName); });
+  auto h = std::make_shared<PretrainerHandle>();
+  guarded(env, [&] { h->core = std::make_unique<ClipPretrainerCore>(config, static_cast<uint64_t>(seed), device); });
+  for (auto& p : h->core->model().parameters()) h->bytes += 3 * p.numel() * p.element_size();
+  auto obj = addonData(env).pretrainer.New({});
+  auto* self = Pretrainer::Unwrap(obj);
+  self->handle_ = h;
+  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
+  return obj;
+}
+
+Napi::Value Pretrainer::config(const Napi::CallbackInfo& info) {
+  return configToJs(info.Env(), handle(info.Env())->core->model().config());
+}
+
+Napi::Value Pretrainer::steps(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  std::lock_guard<std::mutex> lock(h->mutex);
+  return Napi::Number::New(info.Env(), static_cast<double>(h->core->steps()));
+}
+
+namespace {
+
+torch::Tensor checkedImages(Napi::Env env, const ClipConfig& c, Napi::Value data, Napi::Value shape, const char* what) {
+  auto images = floatTensorFrom(env, data, shape, what);
+  const auto S = std::to_string(c.vision.imageSize);
+  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == c.vision.imageSize &&
+                            images.size(3) == c.vision.imageSize,
+                   std::string(what) + ": images must have shape [N,3," + S + "," + S + "]");
+  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
+  if (!torch::isfinite(images).all().item<bool>())
+    throwJs(env, "ERR_NON_FINITE", std::string(what) + ": images contain NaN or Inf");
+  return images;
+}
+
+torch::Tensor checkedIds(Napi::Env env, const ClipConfig& c, Napi::Value data, Napi::Value shape, const char* what) {
+  auto ids = longTensorFrom(env, data, shape, what);
+  IPCLIP_CHECK_ARG(env, ids.dim() == 2 && ids.size(1) >= 2 && ids.size(1) <= c.text.contextLength,
+                   std::string(what) + ": token ids must have shape [N,ctx] with 2 <= ctx <= " +
+                       std::to_string(c.text.contextLength));
+  if (ids.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
+  IPCLIP_CHECK_ARG(env, ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < c.text.vocabSize,
+                   std::string(what) + ": token ids must lie in [0, " + std::to_string(c.text.vocabSize) + ")");
+  return ids;
+}
+
+}  // namespace
+
+Napi::Value Pretrainer::step(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  const auto& c = h->core->model().config();
+  auto images = checkedImages(env, c, info[0], info[1], "step");
+  auto ids = checkedIds(env, c, info[2], info[3], "step");
+  IPCLIP_CHECK_ARG(env, images.size(0) == ids.size(0),
+                   "step: " + std::to_string(images.size(0)) + " images but " + std::to_string(ids.size(0)) + " captions");
+  PretrainStepOptions o;
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    IPCLIP_CHECK_ARG(env, info[4].IsObject(), "step: options must be an object");
+    auto opt = info[4].As<Napi::Object>();
+    o.lr = numberOption(env, opt, "lr", o.lr);
+    o.weightDecay = numberOption(env, opt, "weightDecay", o.weightDecay);
+    o.gradClip = numberOption(env, opt, "gradClip", o.gradClip);
+  }
+  return PromiseWorker<PretrainStepResult>::start(
+      env, Value(), "ipclip.pretrainStep",
+      [h, images, ids, o]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        return h->core->step(images, ids, o);
+      },
+      [](Napi::Env env, PretrainStepResult& r) -> Napi::Value {
+        auto out = Napi::Object::New(env);
+        out.Set("loss", r.loss);
+        out.Set("accuracy", r.accuracy);
+        out.Set("logitScale", r.logitScale);
+        return out;
+      });
+}
+
+Napi::Value Pretrainer::state(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  using State = std::vector<std::pair<std::string, torch::Tensor>>;
+  return PromiseWorker<State>::start(
+      env, Value(), "ipclip.pretrainState",
+      [h]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        State s;
+        for (auto& p : h->core->model().named_parameters(true)) s.emplace_back(p.key(), hostFloat(p.value()).clone());
+        return s;
+      },
+      [](Napi::Env env, State& s) -> Napi::Value {
+        auto out = Napi::Object::New(env);
+        for (auto& [name, t] : s) out.Set(name, toJsTensor(env, t));
+        return out;
+      });
+}
+
+Napi::Value Pretrainer::encodeImage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  auto images = checkedImages(env, h->core->model().config(), info[0], info[1], "encodeImage");
+  return PromiseWorker<torch::Tensor>::start(
+      env, Value(), "ipclip.pretrainEncodeImage",
+      [h, images]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        return hostFloat(h->core->encodeImage(images));
+      },
+      [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
+}
+
+Napi::Value Pretrainer::encodeText(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  auto ids = checkedIds(env, h->core->model().config(), info[0], info[1], "encodeText");
+  return PromiseWorker<torch::Tensor>::start(
+      env, Value(), "ipclip.pretrainEncodeText",
+      [h, ids]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        return hostFloat(h->core->encodeText(ids));
+      },
+      [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
+}
+
+Napi::Value Pretrainer::dispose(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(disposeMutex_);
+  if (handle_) {
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -handle_->bytes);
+    handle_.reset();
+  }
+  return info.Env().Undefined();
+}
+
+}  // namespace ipclip::binding
