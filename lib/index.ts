@@ -40,3 +40,25 @@ export * from './synth.js';
 export * from './metrics.js';
 
 // --- IP-CLIP (prompt models, training, protection): exported below by their modules --------------------------------
+export {
+  IPPrompt, BANK_SIZE, BANK_NAMES, argmaxRows, contextSize, promptText, isPromptParameter,
+  type PromptOptions, type PromptLoadOptions, type PromptPrediction, type LossTerms,
+  type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeScenario,
+} from './prompt.js';
+export {
+  IPTrainer, CHECKPOINT_FILE,
+  type TrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,
+} from './trainer.js';
+export { learningRate, WARMUP_START_LR, OFFICIAL_COSINE_T, type Preset, type ScheduleOptions } from './schedule.js';
+export {
+  SCENARIOS, trainingStreams, bankStreams, withoutRandomCrop, isScenario, checkScenario,
+  type Scenario, type StreamPlan, type UnauthorizedSource,
+} from './scenarios.js';
+export {
+  Evaluator, AUTHORIZED_SET,
+  type EvalSet, type EvaluatorOptions, type SetResult, type EvaluationReport, type OwnershipReport,
+} from './evaluator.js';
+export {
+  readCheckpoint, writeCheckpoint, parseMeta, CHECKPOINT_FORMAT, METADATA_KEY,
+  type CheckpointMeta, type CheckpointContent, type TrainingMeta, type EpochRecord, type EpochAccumulator,
+} from './checkpoint.js';
