@@ -207,7 +207,7 @@ export class IPPrompt implements Disposable {
   /**
    * Loads a prompt saved by {@link save} or by the trainer's checkpoints, or the authors' release state
    * converted to safetensors (same names; then `classNames` is required and `style_mapping_tokens.*` is ignored).
-   * Banks and the enhancement module are restored when the file has them, so {@link IPTrainer.step} uses them.
+   * Banks and the enhancement module are restored when the file has them, so `IPTrainer.step` uses them.
    * @throws IpclipError `ERR_MISMATCH` (trained on another CLIP, other class names, shapes that do not fit this
    * CLIP), `ERR_INVALID_ARGUMENT` (release file without `classNames`), `ERR_BAD_WEIGHTS` (missing or unknown
    * parameters), `ERR_FILE_NOT_FOUND`, `ERR_BAD_FILE`.
