@@ -1,0 +1,162 @@
+/**
+ * `ipclip train`: trains an IP prompt in any scenario on domain folders, with a resumable checkpoint, progress,
+ * Ctrl-C handling, and a test-set evaluation at the end.
+ */
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DomainDataset } from '../data.js';
+import { IpclipError } from '../errors.js';
+import { Evaluator } from '../evaluator.js';
+import { ProgressBar } from '../progress.js';
+import { IPPrompt } from '../prompt.js';
+import { SCENARIOS, type Scenario } from '../scenarios.js';
+import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../trainer.js';
+import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
+import {
+  CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, printJson, splitSizes, withInterrupt,
+} from './common.js';
+import { evaluationPlan, rowsOf, rowsTable, type SetRow } from './sets.js';
+
+/** Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, the shell's convention). */
+export const EXIT_INTERRUPTED = 130;
+
+/** Name of the final prompt (no optimiser state) written next to the checkpoint. */
+export const PROMPT_FILE = 'prompt.safetensors';
+
+/** Loss terms shown while training, when they are not constantly zero for the scenario. */
+export const TERM_NAMES = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'] as const;
+
+/** The shown values of one step: the non-zero loss terms and the learning rate. */
+export function progressValues(p: TrainProgress): Record<string, number> {
+  const values: Record<string, number> = {};
+  for (const k of TERM_NAMES) if (p.terms[k] !== 0) values[k] = p.terms[k];
+  values.lr = p.lr;
+  return values;
+}
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary: 'Train an IP-CLIP prompt (or the unprotected reference) on domain folders.',
+  usage: 'train --data DIR --authorized DOMAIN [--unauthorized DOMAIN] [--scenario NAME] [--out DIR] [flags]',
+  flags: {
+    data: { type: 'string', value: 'dir', help: 'dataset root: <dir>/<domain>/<class>/<image>' },
+    authorized: { type: 'string', value: 'domain', help: 'the authorized (source) domain' },
+    unauthorized: { type: 'string', value: 'domain', help: 'the unauthorized (target) domain: target-specified only' },
+    scenario: { type: 'string', value: 'name', help: `${SCENARIOS.join(' | ')} (default target-specified)` },
+    preset: { type: 'string', value: 'name', help: "'paper' (default) or 'official' (the authors' release)" },
+    epochs: { type: 'string', value: 'n', help: 'epochs over the authorized training split (default 50)' },
+    'batch-size': { type: 'string', value: 'n', help: 'images per stream per step (default 8)' },
+    lr: { type: 'string', value: 'x', help: 'peak learning rate (default 0.01)' },
+    seed: { type: 'string', value: 'n', help: 'seed of the prompt, the splits and the data order (default 0)' },
+    'split-sizes': { type: 'string', value: 'spec', help: 'office-home | office-31 | mini-domainnet | <train>/<test> (default 80%/20%)' },
+    out: { type: 'string', value: 'dir', help: 'run folder: last.safetensors (resumed if present) and prompt.safetensors' },
+    fresh: { type: 'boolean', help: 'start over, deleting the checkpoint in --out' },
+    'checkpoint-every': { type: 'string', value: 'n', help: 'also checkpoint every n iterations (always at each epoch end)' },
+    'skip-eval': { type: 'boolean', help: 'do not evaluate on the test splits afterwards' },
+    ...CLIP_FLAGS,
+    ...JSON_FLAG,
+  },
+  details: `Scenarios (spec §5): target-specified needs --unauthorized; ownership, target-free and authorization draw
+the unauthorized stream from the authorized images (watermark, strong augmentation, authorization mixture);
+reference trains with CE on the authorized domain only (the unprotected baseline the metrics compare with).
+
+The checkpoint is written after the feature banks, at every epoch end and when stopped. Running the same command
+again resumes where it stopped and ends with the same parameters as an uninterrupted run; --fresh starts over.
+Ctrl-C stops after the current step, writes the checkpoint and exits with code ${EXIT_INTERRUPTED}.
+Afterwards the prompt is scored on the test splits (see \`ipclip eval\`).
+
+Exit codes: 0 done, 1 failure (missing folder, bad file, ...), 2 wrong usage, ${EXIT_INTERRUPTED} stopped by Ctrl-C.`,
+  run: runTrain,
+};
+
+async function runTrain(p: Parsed, io: Io): Promise<number> {
+  const json = bool(p, 'json');
+  const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, 'target-specified');
+  const preset = choice(p, 'preset', ['paper', 'official'] as const, 'paper');
+  const epochs = int(p, 'epochs', 50, 1);
+  const batchSize = int(p, 'batch-size', 8, 2);
+  const lr = positiveNumber(p, 'lr', 0.01);
+  const seed = int(p, 'seed', 0, 0, 0xffffffff);
+  const checkpointEvery = int(p, 'checkpoint-every', 0, 0);
+  const sizes = splitSizes(p);
+  const authorized = required(p, 'authorized', 'the authorized domain, a folder under --data');
+  const unauthorized = str(p, 'unauthorized');
+  if (scenario === 'target-specified' && unauthorized === undefined) {
+    throw new UsageError('--unauthorized is required for the target-specified scenario (the target domain)');
+  }
+  if (scenario !== 'target-specified' && unauthorized !== undefined) {
+    throw new UsageError(`--unauthorized is only used by target-specified; ${scenario} draws its unauthorized stream from --authorized`);
+  }
+  if (unauthorized === authorized) throw new UsageError('--authorized and --unauthorized must be different domains');
+  const out = str(p, 'out') ?? join('runs', [scenario, authorized, unauthorized].filter(Boolean).join('-'));
+  const root = dataRoot(p);
+  // Data first: a missing domain or an empty class folder fails before seconds of model loading.
+  const a = await domainSplits(root, authorized, { seed, sizes });
+  const u = unauthorized ? await domainSplits(root, unauthorized, { seed, sizes }) : undefined;
+  const say = (line: string) => io.stderr.write(`${line}\n`);
+  const clip = await loadClipFromFlags(p);
+  let prompt: IPPrompt | undefined;
+  try {
+    prompt = await IPPrompt.create(clip, a.train.classNames, { seed });
+    const file = join(out, CHECKPOINT_FILE);
+    if (bool(p, 'fresh')) await rm(file, { force: true });
+    const resuming = existsSync(file);
+    say(`ipclip train: ${scenario} (${preset}), authorized ${authorized}${unauthorized ? `, unauthorized ${unauthorized}` : ''}: ` +
+      `${a.train.length} training images, ${a.train.numClasses} classes, ${epochs} epoch${epochs === 1 ? '' : 's'} of batch ${batchSize}`);
+    say(resuming ? `resuming from ${file}` : scenario === 'reference' ? 'starting' : 'building the feature banks');
+    let bar: ProgressBar | undefined;
+    const trainer = new IPTrainer(clip, prompt, {
+      scenario, preset, epochs, batchSize, lr, seed, checkpointDir: out, checkpointEvery,
+      onProgress: (pr) => {
+        bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
+        bar.update(pr.iteration, { etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`, values: progressValues(pr) });
+      },
+    });
+    let result;
+    try {
+      result = await withInterrupt(io, (signal) => trainer.fit({ authorized: a.train, ...(u ? { unauthorized: u.train } : {}) }, { signal }));
+    } catch (err) {
+      bar?.done();
+      if (err instanceof IpclipError && err.code === 'ERR_MISMATCH' && resuming) {
+        throw new IpclipError('ERR_MISMATCH', `${err.message}; pass --fresh to start over, or another --out`);
+      }
+      if (err instanceof IpclipError && err.code === 'ERR_ABORTED') {
+        const where = existsSync(file) ? `checkpoint ${file} written at iteration ${trainer.iteration}` : 'no checkpoint yet';
+        say(`ipclip train: stopped (${where}); run the same command again to resume`);
+        if (json) printJson(io, { stopped: true, iteration: trainer.iteration, checkpoint: existsSync(file) ? file : null });
+        return EXIT_INTERRUPTED;
+      }
+      throw err;
+    }
+    bar?.done();
+    const promptFile = join(out, PROMPT_FILE);
+    await prompt.save(promptFile);
+    say(`trained ${result.iterations} iterations${result.resumedFrom !== null ? ` (resumed from ${result.resumedFrom})` : ''}; ` +
+      `checkpoint ${file}, prompt ${promptFile}`);
+    let rows: SetRow[] | null = null;
+    if (!bool(p, 'skip-eval')) {
+      const others = scenario === 'target-specified' ? [unauthorized!]
+        : scenario === 'ownership' ? [] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
+      if (scenario !== 'ownership' && others.length === 0) {
+        say('no other domain under --data to evaluate against; skipping the evaluation');
+      } else {
+        const plan = await evaluationPlan(scenario, root, authorized, others, { seed, sizes });
+        const report = await new Evaluator(clip).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized });
+        rows = rowsOf(report, plan.authorizedName);
+        if (!json) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
+      }
+    }
+    if (json) {
+      printJson(io, {
+        scenario, preset, epochs, batchSize, lr, seed, authorized, unauthorized: unauthorized ?? null,
+        classNames: prompt.classNames, checkpoint: file, prompt: promptFile, iterations: result.iterations,
+        resumedFrom: result.resumedFrom, skippedUpdates: result.skippedUpdates, history: result.history, evaluation: rows,
+      });
+    }
+    return 0;
+  } finally {
+    prompt?.dispose();
+    clip.dispose();
+  }
+}
