@@ -370,25 +370,23 @@ export class ClipPretrainer implements Disposable {
     const history: FitResult['history'] = [];
     let step = 0;
     let aborted = false;
-    {
-      let order = rng.shuffle([...Array(n).keys()]);
-      let next = makeBatch(order, 0);
-      outer: for (let epoch = 0; epoch < epochs; epoch++) {
-        for (let b = 0; b < perEpoch; b++) {
-          if (signal?.aborted) { aborted = true; break outer; }
-          const rate = cosineWarmupLr(step, total, { lr, warmup, minLr });
-          const running = callNative(() => native.step(next.pixels, [batchSize, 3, S, S], next.ids, [batchSize, ctx],
-            { lr: rate, weightDecay, gradClip }));
-          // The next batch is cut while the native step runs on its worker thread.
-          if (step + 1 < total) {
-            if (b + 1 === perEpoch) order = rng.shuffle([...Array(n).keys()]);
-            next = makeBatch(order, b + 1 === perEpoch ? 0 : (b + 1) * batchSize);
-          }
-          const stats = await running;
-          step++;
-          history.push({ loss: stats.loss, accuracy: stats.accuracy, lr: rate });
-          onProgress?.({ ...stats, step, totalSteps: total, epoch, lr: rate, seconds: (performance.now() - started) / 1000 });
+    let order = rng.shuffle([...Array(n).keys()]);
+    let next = makeBatch(order, 0);
+    outer: for (let epoch = 0; epoch < epochs; epoch++) {
+      for (let b = 0; b < perEpoch; b++) {
+        if (signal?.aborted) { aborted = true; break outer; }
+        const rate = cosineWarmupLr(step, total, { lr, warmup, minLr });
+        const running = callNative(() => native.step(next.pixels, [batchSize, 3, S, S], next.ids, [batchSize, ctx],
+          { lr: rate, weightDecay, gradClip }));
+        // The next batch is cut while the native step runs on its worker thread.
+        if (step + 1 < total) {
+          if (b + 1 === perEpoch) order = rng.shuffle([...Array(n).keys()]);
+          next = makeBatch(order, b + 1 === perEpoch ? 0 : (b + 1) * batchSize);
         }
+        const stats = await running;
+        step++;
+        history.push({ loss: stats.loss, accuracy: stats.accuracy, lr: rate });
+        onProgress?.({ ...stats, step, totalSteps: total, epoch, lr: rate, seconds: (performance.now() - started) / 1000 });
       }
     }
     return { steps: step, seconds: (performance.now() - started) / 1000, aborted, history };

@@ -1,0 +1,237 @@
+#!/usr/bin/env node
+// Reproduces the shipped small CLIP (models/synth-clip/): renders SynthDomains, learns a BPE vocabulary from the
+// captions, pretrains both towers contrastively, evaluates zero-shot per domain on held-out images and writes the
+// weights, config, vocabulary, eval.json and the model card README.md.
+//   node scripts/pretrain.mjs [--out models/synth-clip] [--data .cache/synth-pretrain] [--train-per-class 400]
+//                             [--test-per-class 50] [--epochs 18] [--batch-size 128] [--lr 1e-3] [--seed 0]
+//                             [--threads 2] [--merges 300] [--render-size 64] [--image-size 32] [--quiet]
+// Needs the built addon and the compiled library (dist/, `npm run build`); IPCLIP_LIB may point elsewhere.
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const libDir = resolve(process.env.IPCLIP_LIB ?? join(root, 'dist'));
+const lib = async (name) => import(pathToFileURL(join(libDir, name)).href);
+
+const usage = () => readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 8).map((l) => l.replace(/^\/\/ ?/, '')).join('\n');
+let args;
+try {
+  ({ values: args } = parseArgs({ options: {
+    out: { type: 'string', default: join(root, 'models', 'synth-clip') },
+    data: { type: 'string', default: join(root, '.cache', 'synth-pretrain') },
+    'train-per-class': { type: 'string', default: '400' },
+    'test-per-class': { type: 'string', default: '50' },
+    epochs: { type: 'string', default: '18' },
+    'batch-size': { type: 'string', default: '128' },
+    lr: { type: 'string', default: '1e-3' },
+    seed: { type: 'string', default: '0' },
+    threads: { type: 'string', default: String(Math.min(2, cpus().length)) },
+    merges: { type: 'string', default: '300' },
+    'render-size': { type: 'string', default: '64' },
+    'image-size': { type: 'string', default: '32' },
+    quiet: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  } }));
+} catch (err) {
+  console.error(`pretrain: ${err.message}\n\n${usage()}`);
+  process.exit(2);
+}
+if (args.help) { console.log(usage()); process.exit(0); }
+const int = (name) => {
+  const v = Number(args[name]);
+  if (!Number.isInteger(v) || v < 0) { console.error(`pretrain: --${name} must be a non-negative integer`); process.exit(2); }
+  return v;
+};
+const opt = {
+  trainPer: int('train-per-class'), testPer: int('test-per-class'), epochs: int('epochs'), batchSize: int('batch-size'),
+  lr: Number(args.lr), seed: int('seed'), threads: int('threads'), merges: int('merges'), renderSize: int('render-size'),
+  imageSize: int('image-size'),
+};
+if (!(opt.lr > 0)) { console.error('pretrain: --lr must be a positive number'); process.exit(2); }
+
+const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS } = await lib('synth.js');
+const { learnMerges, writeOpenAiVocab } = await lib('bpe-train.js');
+const { ClipPretrainer } = await lib('pretrain.js');
+const { Clip } = await lib('clip.js');
+const { setThreads } = await lib('native.js');
+
+const t0 = performance.now();
+const secs = () => ((performance.now() - t0) / 1000).toFixed(0);
+const log = (...a) => console.log(`[${secs()}s]`, ...a);
+if (opt.threads > 0) setThreads(opt.threads);
+
+// 1. Data: images i < trainPer of each (domain, class) train; the rest are held out for the zero-shot numbers.
+const perClass = opt.trainPer + opt.testPer;
+const synth = await generateSynthDomains({ out: args.data, perClass, seed: opt.seed, size: opt.renderSize });
+const manifest = JSON.parse(readFileSync(join(synth.root, 'synth.json'), 'utf8'));
+log(`SynthDomains: ${synth.count} images at ${opt.renderSize}px in ${synth.root}${synth.reused ? ' (cached)' : ''}`);
+
+const article = (w) => (/^[aeiou]/i.test(w) ? 'an' : 'a');
+/** Caption variants of one image, repeated to weight them: full, domain + class, plain, colour + class. */
+function captionsOf(domain, cls, full) {
+  const dw = SYNTH_DOMAIN_WORDS[domain];
+  const colour = SYNTH_COLOURS.find((c) => full.includes(` ${c} ${cls}.`));
+  const withDomain = `${article(dw)} ${dw} of ${article(cls)} ${cls}.`;
+  const plain = `a photo of ${article(cls)} ${cls}.`;
+  const list = [full, full, full, withDomain, withDomain, plain, plain];
+  if (colour) list.push(`${article(colour)} ${colour} ${cls}.`);
+  return list;
+}
+const train = { images: [], captions: [] };
+const test = [];  // { file, domain, label }
+for (const domain of synth.domains) {
+  synth.classes.forEach((cls, label) => {
+    for (let i = 0; i < perClass; i++) {
+      const key = `${domain}/${cls}/${cls}_${String(i).padStart(4, '0')}.png`;
+      const file = join(synth.root, key);
+      if (i < opt.trainPer) {
+        train.images.push(file);
+        train.captions.push(captionsOf(domain, cls, manifest.captions[key]));
+      } else test.push({ file, domain, label });
+    }
+  });
+}
+
+// 2. Vocabulary: byte-level BPE merges learnt from every caption variant.
+const work = mkdtempSync(join(tmpdir(), 'ipclip-pretrain-'));
+const vocabPath = join(work, 'vocab.txt.gz');
+const merges = learnMerges(train.captions.flat(), { numMerges: opt.merges, minFrequency: 2 });
+writeOpenAiVocab(vocabPath, merges);
+log(`vocabulary: ${merges.length} merges (${512 + merges.length + 2} ids)`);
+
+// 3. Pretraining.
+const config = {
+  embedDim: 64,
+  vision: { width: 128, layers: 4, heads: 2, patchSize: 8, imageSize: opt.imageSize },
+  text: { width: 128, layers: 3, heads: 2, contextLength: 32 },
+};
+const pretrainer = await ClipPretrainer.create(config, { vocab: vocabPath, seed: opt.seed });
+const fitOptions = { epochs: opt.epochs, batchSize: opt.batchSize, lr: opt.lr, weightDecay: 0.1, gradClip: 1 };
+let last = 0;
+const fitStart = performance.now();
+const fit = await pretrainer.fit(train, {
+  ...fitOptions,
+  onProgress: (p) => {
+    if (opt.quiet || (p.step < p.totalSteps && performance.now() - last < 15000)) return;
+    last = performance.now();
+    const eta = (p.seconds / p.step) * (p.totalSteps - p.step);
+    log(`step ${p.step}/${p.totalSteps} epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)} acc ${p.accuracy.toFixed(2)} ` +
+      `scale ${p.logitScale.toFixed(1)} lr ${p.lr.toExponential(2)} eta ${eta.toFixed(0)}s`);
+  },
+});
+const trainSeconds = (performance.now() - fitStart) / 1000;
+const out = resolve(args.out);
+await pretrainer.save(out, { metadata: { data: 'SynthDomains', seed: String(opt.seed) } });
+pretrainer.dispose();
+rmSync(work, { recursive: true, force: true });
+log(`trained ${fit.steps} steps in ${trainSeconds.toFixed(0)}s; saved to ${out}`);
+
+// 4. Zero-shot evaluation of the saved model (as users load it), per domain and template.
+const clip = await Clip.load(join(out, 'model.safetensors'));
+const templates = {
+  domain: (domain, cls) => `${article(SYNTH_DOMAIN_WORDS[domain])} ${SYNTH_DOMAIN_WORDS[domain]} of ${article(cls)} ${cls}.`,
+  plain: (_domain, cls) => `a photo of ${article(cls)} ${cls}.`,
+};
+const normalise = (t) => {
+  const [n, d] = t.shape;
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) s += t.data[i * d + j] ** 2;
+    s = Math.sqrt(s) || 1;
+    for (let j = 0; j < d; j++) t.data[i * d + j] /= s;
+  }
+  return t;
+};
+const results = {};
+for (const domain of synth.domains) {
+  const items = test.filter((t) => t.domain === domain);
+  const img = normalise(await clip.encodeImage(items.map((t) => t.file)));
+  results[domain] = {};
+  for (const [name, template] of Object.entries(templates)) {
+    const txt = normalise(await clip.encodeText(synth.classes.map((c) => template(domain, c))));
+    const d = img.shape[1];
+    let correct = 0;
+    items.forEach((item, i) => {
+      let best = -1, bestScore = -Infinity;
+      for (let c = 0; c < synth.classes.length; c++) {
+        let s = 0;
+        for (let j = 0; j < d; j++) s += img.data[i * d + j] * txt.data[c * d + j];
+        if (s > bestScore) { bestScore = s; best = c; }
+      }
+      if (best === item.label) correct++;
+    });
+    results[domain][name] = correct / items.length;
+  }
+  log(`zero-shot ${domain}: domain template ${(100 * results[domain].domain).toFixed(1)}%, plain ${(100 * results[domain].plain).toFixed(1)}% (${items.length} images)`);
+}
+clip.dispose();
+
+// 5. eval.json and the model card.
+const totalSeconds = (performance.now() - t0) / 1000;
+const lastLoss = fit.history.slice(-20).reduce((s, h) => s + h.loss, 0) / Math.min(20, fit.history.length);
+const evalJson = {
+  config: pretrainer.config, seed: opt.seed, data: { renderSize: opt.renderSize, trainPerClass: opt.trainPer, testPerClass: opt.testPer,
+    classes: synth.classes, domains: synth.domains }, merges: merges.length, fit: { ...fitOptions, steps: fit.steps, seconds: trainSeconds, finalLoss: lastLoss },
+  zeroShot: results, totalSeconds, threads: opt.threads,
+};
+const writeAtomic = (file, text) => { writeFileSync(file + '.tmp', text); renameSync(file + '.tmp', file); };
+writeAtomic(join(out, 'eval.json'), JSON.stringify(evalJson, null, 2) + '\n');
+const pct = (x) => `${(100 * x).toFixed(1)}%`;
+const c = pretrainer.config;
+const cmd = `node scripts/pretrain.mjs --train-per-class ${opt.trainPer} --test-per-class ${opt.testPer} --epochs ${opt.epochs} ` +
+  `--batch-size ${opt.batchSize} --lr ${opt.lr} --seed ${opt.seed} --threads ${opt.threads} --merges ${opt.merges} ` +
+  `--render-size ${opt.renderSize} --image-size ${opt.imageSize}`;
+writeAtomic(join(out, 'README.md'), `# synth-clip: a small CLIP pretrained by ipclip on SynthDomains
+
+A small ViT CLIP trained from scratch, both towers, by \`ClipPretrainer\` (native contrastive
+trainer: symmetric InfoNCE with identical captions counted as positives, learnable logit scale clamped to ≤ 100,
+AdamW β = (0.9, 0.98), weight decay 0.1 on matrices only, gradient norm clipped to 1, linear warm-up over 5% of the
+steps then cosine to 0). It is the default model of \`npm run demo\` and the CLI. It knows only SynthDomains' ten shapes
+in four styles; it is not a general image model.
+
+Files: \`model.safetensors\` (float32, OpenAI parameter names), \`config.json\` (OpenAI's model config), \`vocab.txt.gz\`
+(OpenAI vocabulary format: 512 byte symbols + ${merges.length} merges learnt from the captions + 2 specials), \`eval.json\` (the numbers below).
+
+## Architecture
+
+| | |
+|---|---|
+| image | ${c.vision.imageSize}×${c.vision.imageSize}, patch ${c.vision.patchSize} (${(c.vision.imageSize / c.vision.patchSize) ** 2} patches + class token) |
+| vision tower | width ${c.vision.width}, ${c.vision.layers} layers, ${c.vision.heads} heads |
+| text tower | width ${c.text.width}, ${c.text.layers} layers, ${c.text.heads} heads, context ${c.text.contextLength}, vocabulary ${c.text.vocabSize} |
+| embedding | ${c.embedDim} |
+
+The context of ${c.text.contextLength} fits IP-CLIP's prompts (2·${c.vision.layers} + 4 = ${2 * c.vision.layers + 4} placeholder tokens + class name + 3).
+
+## Data
+
+SynthDomains (seed ${opt.seed}, rendered at ${opt.renderSize}px, resized to ${c.vision.imageSize}px): 10 classes × 4 domains (photo, clipart,
+sketch, product). Images 0–${opt.trainPer - 1} of each (domain, class) train (${train.images.length} images); images ${opt.trainPer}–${perClass - 1}
+are held out (${test.length} images) for the evaluation. Each training use of an image is a random resized crop (area 60–100%)
+with a random horizontal flip, and one caption drawn from: the dataset caption "a {domain word} of a {colour} {class}."
+(weight 3; sketches name no colour), "a {domain word} of a {class}." (weight 2), "a photo of a {class}." (weight 2) and
+"a {colour} {class}." (weight 1, not for sketches, which are grey).
+
+## Training
+
+${fit.steps} steps (${opt.epochs} epochs, batch ${opt.batchSize}), peak learning rate ${opt.lr}, seed ${opt.seed}, ${opt.threads} CPU threads:
+${trainSeconds.toFixed(0)} s of training, ${totalSeconds.toFixed(0)} s in all (rendering, vocabulary, evaluation included) on a
+shared 2-core machine. Final training loss (mean of the last 20 steps): ${lastLoss.toFixed(3)}.
+
+Reproduce: \`npm run pretrain\` (the defaults are this run), i.e.
+
+    ${cmd}
+
+## Zero-shot accuracy (held-out images, 10 classes, chance 10%)
+
+| domain | "a {domain word} of a {class}." | "a photo of a {class}." |
+|---|---|---|
+${synth.domains.map((d) => `| ${d} | ${pct(results[d].domain)} | ${pct(results[d].plain)} |`).join('\n')}
+
+Domain words: ${synth.domains.map((d) => `${d} → "${SYNTH_DOMAIN_WORDS[d]}"`).join(', ')}. The bar the project set is ≥ 60% on each domain
+with either template; the table says which template reaches it.
+`);
+log(`done in ${totalSeconds.toFixed(0)}s`);
