@@ -1,0 +1,255 @@
+// The `ipclip` command line, run as users run it (node bin/ipclip.js … on the compiled dist/): help, usage errors
+// (exit 2), failures (exit 1), synth, a 1-epoch train with --json on tiny SynthDomains and the clip-tiny fixture,
+// info, predict (against the library), eval with a reference, and Ctrl-C during training (exit 130, checkpoint
+// written, the same command resumes). Also the progress bar's output in both modes.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Clip } from '../lib/clip.js';
+import { ProgressBar, formatDuration, renderBar } from '../lib/progress.js';
+import { IPPrompt } from '../lib/prompt.js';
+import { SYNTH_CLASSES, SYNTH_DOMAINS } from '../lib/synth.js';
+import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'ipclip.js');
+const CLIP_ARGS = ['--clip', CLIP_TINY.openaiSafetensors, '--vocab', VOCAB_PATH, '--threads', '2'];
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+function ipclip(args: string[], cwd = ROOT): Result {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** Compiles lib/ into dist/ when dist/cli.js is missing or older than a source file (the launcher runs dist). */
+function ensureDist(): void {
+  const cli = join(ROOT, 'dist', 'cli.js');
+  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(join(ROOT, 'lib'))) return;
+  // tsc's exit status is not checked: errors in files still being written elsewhere must not block this test;
+  // what matters is that dist/cli.js was emitted.
+  spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+  if (!existsSync(cli)) throw new Error('dist/cli.js was not produced by `tsc -p tsconfig.build.json`');
+}
+
+describe('progress bar', () => {
+  it('formats durations and bars', () => {
+    expect(formatDuration(0)).toBe('0s');
+    expect(formatDuration(75)).toBe('1m15s');
+    expect(formatDuration(3725)).toBe('1h02m');
+    expect(formatDuration(NaN)).toBe('?');
+    expect(renderBar(1, 4, 8)).toBe('██░░░░░░');
+    expect(renderBar(9, 4, 4)).toBe('████');
+  });
+
+  it('prints plain lines at most once per interval (and always the last); redraws in place on a terminal', () => {
+    let now = 0;
+    const plain: string[] = [];
+    const bar = new ProgressBar(10, { stream: { write: (s: string) => plain.push(s) }, tty: false, label: 'train', intervalMs: 1000, now: () => now });
+    for (let i = 1; i <= 10; i++) {
+      now += 300; // 0.3 s per step: a line at steps 1, 5 and 9 (≥ 1 s apart), plus the last
+      bar.update(i, { values: { loss: 0.123456, lr: 1e-5 } });
+    }
+    expect(plain).toHaveLength(4);
+    expect(plain[0]).toBe('train 1/10  10% eta 3s | loss 0.1235 lr 1.00e-5\n');
+    expect(plain[3]).toMatch(/^train 10\/10 100% eta 0s/);
+    const tty: string[] = [];
+    const t = new ProgressBar(4, { stream: { write: (s: string) => tty.push(s), columns: 30 }, tty: true, now: () => 0 });
+    t.update(2, { note: 'a very long note that does not fit in thirty columns' });
+    expect(tty[0]!.startsWith('\r\x1b[2K██████████░░░░░░░░░░ 2/4')).toBe(true);
+    expect(tty[0]!.length).toBeLessThan(30 + 5); // clipped to the width (plus the control characters)
+    t.done('ok');
+    expect(tty.slice(1)).toEqual(['\n', 'ok\n']);
+  });
+});
+
+describe('ipclip usage', () => {
+  beforeAll(ensureDist, 180_000);
+
+  it('--help lists every command; each command has --help', () => {
+    const r = ipclip(['--help']);
+    expect(r.code).toBe(0);
+    const commands = ['demo', 'train', 'eval', 'predict', 'verify-ownership', 'info', 'synth', 'pretrain', 'build'];
+    for (const c of commands) expect(r.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
+    for (const c of commands.filter((c) => c !== 'build')) { // build's --help is the build script's (the launcher runs it)
+      const h = ipclip([c, '--help']);
+      expect(h.code, c).toBe(0);
+      expect(h.stdout).toContain(`usage: ipclip ${c}`);
+      expect(h.stdout).toContain('--help');
+    }
+  });
+
+  it('wrong usage exits 2 with a message naming the problem', () => {
+    const cases: [string[], RegExp][] = [
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['train', '--bogus'], /unknown flag '--bogus'/],
+      [['train', '--epochs'], /--epochs' needs a value/],
+      [['train', '--epochs', 'two', '--data', '.', '--authorized', 'a'], /--epochs must be an integer/],
+      [['train', '--data', '.', '--authorized', 'a', '--scenario', 'nope'], /--scenario must be one of target-specified/],
+      [['train', '--data', '.', '--authorized', 'photo'], /--unauthorized is required for the target-specified/],
+      [['train', '--data', '.', '--authorized', 'photo', '--scenario', 'ownership', '--unauthorized', 'sketch'], /only used by target-specified/],
+      [['train', '--data', '.', '--authorized', 'a', '--unauthorized', 'b', '--split-sizes', '10-2'], /--split-sizes must be/],
+      [['synth', '--out', 'x'], /--per-class is required/],
+      [['info'], /exactly one checkpoint/],
+      [['info', 'a', 'b'], /exactly one checkpoint/],
+      [['eval', 'stray'], /unexpected argument 'stray'/],
+      [[], /usage: ipclip <command>/],
+    ];
+    for (const [args, message] of cases) {
+      const r = ipclip(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack traces
+    }
+  });
+
+  it('missing folders and files exit 1 with a clear message', () => {
+    const cases: [string[], RegExp][] = [
+      [['train', '--data', '/nonexistent/data', '--authorized', 'photo', '--unauthorized', 'sketch'], /data folder not found: \/nonexistent\/data/],
+      [['info', '/nonexistent/ckpt.safetensors'], /checkpoint not found/],
+      [['info', BIN], /ERR_BAD_FILE/],
+      [['predict', 'x.png', '--checkpoint', '/nonexistent/ckpt'], /checkpoint not found/],
+      [['train', '--data', ROOT, '--authorized', 'photo', '--unauthorized', 'sketch'], /domain 'photo' not found/],
+    ];
+    for (const [args, message] of cases) {
+      const r = ipclip(args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
+
+describe.skipIf(!HAVE_SHARED)('ipclip on tiny SynthDomains with the clip-tiny fixture', () => {
+  let dir: string;
+  let data: string;
+  beforeAll(() => {
+    ensureDist();
+    dir = mkdtempSync(join(tmpdir(), 'ipclip-cli-'));
+    data = join(dir, 'synth');
+  }, 180_000);
+  afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  it('synth renders the domain/class layout, then reuses it', () => {
+    const r = ipclip(['synth', '--out', data, '--per-class', '4', '--size', '32', '--seed', '3', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ count: 4 * 10 * 4, reused: false, perClass: 4, size: 32 });
+    expect(readdirSync(data).filter((d) => !d.endsWith('.json')).sort()).toEqual([...SYNTH_DOMAINS].sort());
+    for (const d of SYNTH_DOMAINS) expect(readdirSync(join(data, d)).sort()).toEqual([...SYNTH_CLASSES].sort());
+    expect(readdirSync(join(data, 'sketch', 'star'))).toHaveLength(4);
+    const again = ipclip(['synth', '--out', data, '--per-class', '4', '--size', '32', '--seed', '3']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/^reused 160 images/);
+  });
+
+  it('train --json (1 epoch), info, predict and eval with a reference', async () => {
+    const run = join(dir, 'run');
+    // 40 images per domain, 80% for training: 32 images = 4 iterations of 8.
+    const r = ipclip(['train', '--data', data, '--authorized', 'photo', '--unauthorized', 'sketch', '--epochs', '1', '--seed', '5', '--out', run, '--json', ...CLIP_ARGS]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ scenario: 'target-specified', iterations: 4, resumedFrom: null, classNames: [...SYNTH_CLASSES].sort() });
+    expect(out.history).toHaveLength(1);
+    expect(Number.isFinite(out.history[0].terms.loss)).toBe(true);
+    expect(out.evaluation.map((e: { set: string; n: number }) => [e.set, e.n])).toEqual([['photo', 8], ['sketch', 8]]);
+    expect(existsSync(join(run, 'last.safetensors')) && existsSync(join(run, 'prompt.safetensors'))).toBe(true);
+    expect(r.stderr).toMatch(/train 4\/4 100%/); // progress went to stderr, stdout is only the JSON
+
+    const info = JSON.parse(ipclip(['info', run, '--json']).stdout);
+    expect(info.training).toMatchObject({ scenario: 'target-specified', preset: 'paper', iteration: 4, totalIterations: 4, complete: true, epoch: 1, seed: 5 });
+    expect(info.classNames).toEqual([...SYNTH_CLASSES].sort());
+    expect(info.clip.fingerprint).toMatch(/^[0-9a-f]+$/);
+    const text = ipclip(['info', join(run, 'prompt.safetensors')]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/no training state/);
+
+    // predict agrees with the library's own classification of the same files.
+    const images = [join(data, 'photo', 'star', 'star_0000.png'), join(data, 'sketch', 'moon', 'moon_0001.png')];
+    const p = ipclip(['predict', ...images, '--checkpoint', run, '--top', '3', '--json', ...CLIP_ARGS]);
+    expect(p.code, p.stderr).toBe(0);
+    const preds = JSON.parse(p.stdout) as { image: string; label: string; score: number; top: { label: string; score: number }[] }[];
+    const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
+    try {
+      using prompt = await IPPrompt.load(clip, join(run, 'last.safetensors'));
+      const lib = await prompt.classify(images);
+      expect(preds.map((x) => x.label)).toEqual(lib.map((x) => x.label));
+      preds.forEach((x, i) => {
+        expect(x.score).toBeCloseTo(lib[i]!.scores[lib[i]!.index]!, 5);
+        expect(x.top).toHaveLength(3);
+        expect(x.top[0]!.label).toBe(x.label);
+      });
+    } finally {
+      clip.dispose();
+    }
+    const missing = ipclip(['predict', join(dir, 'nope.png'), '--checkpoint', run, ...CLIP_ARGS]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/image not found/);
+
+    // eval with the run's own saved prompt as the reference: the metrics then have known values (retention 1 where
+    // the reference scores above 0, suppression 0 where it is above chance: nothing was suppressed relative to itself).
+    const ev = ipclip(['eval', '--checkpoint', run, '--reference', join(run, 'prompt.safetensors'), '--data', data, '--authorized', 'photo',
+      '--unauthorized', 'sketch', '--no-zero-shot', '--json', ...CLIP_ARGS]);
+    expect(ev.code, ev.stderr).toBe(0);
+    const e = JSON.parse(ev.stdout);
+    expect(e.seed).toBe(5); // the split seed comes from the checkpoint, so these are train's test splits
+    expect(e.sets.map((s: { set: string; accuracy: number }) => [s.set, s.accuracy]))
+      .toEqual(out.evaluation.map((s: { set: string; accuracy: number }) => [s.set, s.accuracy]));
+    for (const s of e.sets) expect(s.reference).toBe(s.accuracy);
+    const u = e.sets[1] as { accuracy: number };
+    expect(e.metrics.retention).toBe(1);
+    expect(e.metrics.suppression).toBe(u.accuracy > 0.1 ? 0 : 1);
+    expect(e.metrics.dropA).toBe(0);
+  }, 240_000);
+
+  it('Ctrl-C during train writes a checkpoint and exits 130; the same command resumes and finishes', async () => {
+    const run = join(dir, 'interrupted');
+    const args = ['train', '--data', data, '--authorized', 'photo', '--unauthorized', 'sketch', '--epochs', '3', '--seed', '1',
+      '--out', run, '--skip-eval', '--json', ...CLIP_ARGS];
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT });
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      let sent = false;
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+        // The first progress line means training is under way (the SIGINT handler is installed by then).
+        if (!sent && /^train \d+\/12/m.test(stderr)) { sent = true; child.kill('SIGINT'); }
+      });
+      child.on('error', reject);
+      child.on('exit', (c) => resolve(c));
+    });
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/SIGINT: stopping after the current step/);
+    expect(stderr).toMatch(/run the same command again to resume/);
+    const stopped = JSON.parse(stdout);
+    expect(stopped.stopped).toBe(true);
+    const info = JSON.parse(ipclip(['info', run, '--json']).stdout);
+    expect(info.training.iteration).toBe(stopped.iteration);
+    expect(info.training.iteration).toBeGreaterThan(0);
+    expect(info.training.iteration).toBeLessThan(12);
+    expect(info.training.complete).toBe(false);
+
+    const resumed = ipclip(args);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/resuming from/);
+    expect(JSON.parse(resumed.stdout)).toMatchObject({ resumedFrom: stopped.iteration, iterations: 12 });
+    // Changed settings do not silently mix runs.
+    const other = ipclip(['train', '--data', data, '--authorized', 'photo', '--unauthorized', 'sketch', '--epochs', '2', '--out', run, ...CLIP_ARGS]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/belongs to another run.*--fresh/);
+  }, 240_000);
+});
