@@ -1,5 +1,5 @@
 # node-gyp build of the same addon that CMakeLists.txt builds with cmake-js (the default): build/Release/ipclip.node.
-#   npx node-gyp rebuild                  (LIBTORCH=/path/to/libtorch for a non-system libtorch)
+#   node-gyp rebuild                      (LIBTORCH=/path/to/libtorch for a non-system libtorch)
 # It links the system libtorch (Debian libtorch-dev) unless LIBTORCH is set. For PyTorch's CUDA libtorch prefer the
 # CMake build: TorchConfig.cmake supplies the exact compile flags (C++ ABI, CUDA libraries) that gyp cannot discover.
 # Note: `node-gyp rebuild` replaces build/, where cmake-js also builds.
@@ -24,7 +24,10 @@
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++1y", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-Wno-unused-parameter"],
+      # Every file sees the libtorch headers of native/common/torch_pch.h, as in the CMake build (which precompiles
+      # and force-includes it).
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O3", "-Wno-unused-parameter",
+                    "-include", "<(module_root_dir)/native/common/torch_pch.h"],
       "conditions": [
         ["torch==''", {
           "include_dirs": ["/usr/include", "/usr/include/torch/csrc/api/include"],
