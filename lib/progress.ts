@@ -20,7 +20,7 @@ export interface ProgressOptions {
   tty?: boolean;
   /** Text before the bar, e.g. `'train'`. */
   label?: string;
-  /** Plain mode: least milliseconds between two lines (default 2000; the first and last update always print). */
+  /** Plain mode: least milliseconds between two lines (default 5000; the first and last update always print). */
   intervalMs?: number;
   /** Nothing is written when false (default true). */
   enabled?: boolean;
@@ -88,7 +88,7 @@ export class ProgressBar {
     this.stream = opts.stream ?? process.stderr;
     this.tty = opts.tty ?? this.stream.isTTY === true;
     this.label = opts.label ?? '';
-    this.intervalMs = opts.intervalMs ?? 2000;
+    this.intervalMs = opts.intervalMs ?? 5000;
     this.enabled = opts.enabled ?? true;
     this.now = opts.now ?? Date.now;
     this.started = this.now();
