@@ -37,15 +37,22 @@ describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
       if (maxAbsDiff(out.data, expected.data.subarray(k * 32, (k + 1) * 32)) > 1e-5) throw new Error(`call ${i} drifted`);
     };
     const gc = (globalThis as { gc?: () => void }).gc;
-    for (let i = 0; i < 200; i++) await call(i); // warm-up: allocator arenas, libtorch and sharp caches settle
+    // RSS without gc() is a sawtooth (V8 frees garbage in bursts), so each end is the median of 20 samples
+    // taken every 10 calls: after the warm-up (calls 300–500) and at the end (calls 800–1,000). A native leak
+    // grows RSS steadily and moves the median; a GC sawtooth does not.
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const early: number[] = [];
+    const late: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      await call(i); // calls 0–299 are the warm-up: allocator arenas, libtorch and sharp caches settle
+      if (i % 10 === 9 && i >= 300 && i < 500) early.push(process.memoryUsage().rss);
+      if (i % 10 === 9 && i >= 800) late.push(process.memoryUsage().rss);
+    }
     gc?.();
-    const before = process.memoryUsage().rss;
-    for (let i = 200; i < 1000; i++) await call(i);
-    gc?.();
-    const after = process.memoryUsage().rss;
+    const before = median(early);
+    const after = median(late);
     const growth = (after - before) / before;
-    console.log(`RSS after warm-up ${(before / 2 ** 20).toFixed(1)} MiB, after 1,000 calls ${(after / 2 ** 20).toFixed(1)} MiB (${(growth * 100).toFixed(2)}%)`);
-    // Without gc exposed, V8 garbage can only be what the young generation holds (a few MiB), well under 5%.
+    console.log(`RSS median after warm-up ${(before / 2 ** 20).toFixed(1)} MiB, over the last 200 of 1,000 calls ${(after / 2 ** 20).toFixed(1)} MiB (${(growth * 100).toFixed(2)}%)`);
     expect(growth).toBeLessThan(0.05);
   });
 
@@ -127,11 +134,12 @@ describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
   it('dispose() at many moments during in-flight and queued calls: each call resolves correctly or rejects ERR_DISPOSED', async () => {
     for (const delayMs of [0, 1, 2, 5, 10]) {
       const c = await Clip.load(CLIP_TINY.openaiSafetensors, { device: TEST_DEVICE });
-      const calls = Array.from({ length: 6 }, (_, i) => c.encodeImage(i % 2 ? images : FIXTURE_IMAGES));
+      // Outcomes are collected at once (a rejection must never go unhandled while an earlier call is awaited).
+      const calls = Array.from({ length: 6 }, (_, i) => c.encodeImage(i % 2 ? images : FIXTURE_IMAGES).then((t) => t, (e: unknown) => e));
       await new Promise((r) => setTimeout(r, delayMs));
       c.dispose();
       for (const p of calls) {
-        const res = await p.then((t) => t, (e: unknown) => e);
+        const res = await p;
         if (res instanceof Error) expect(await codeOf(Promise.reject(res))).toBe('ERR_DISPOSED');
         else expect(maxAbsDiff((res as Tensor).data, expected.data)).toBeLessThan(1e-5);
       }
@@ -156,7 +164,9 @@ describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
     c.dispose();
   });
 
-  it('the event loop keeps turning while the model computes: p99 of its delay under 50 ms', async () => {
+  // Under ASan every allocation in the process is intercepted and the addon's main-thread conversions run
+  // instrumented: latency there says nothing about the design, so scripts/sanitize.sh skips this one.
+  it.skipIf(SANITIZED)('the event loop keeps turning while the model computes: p99 of its delay under 50 ms', async () => {
     // A responsiveness bound, not a speed claim: the model runs on libuv's thread pool, so timers on the main
     // thread should fire on time whatever the model does. Sampled every 5 ms over ~40 large encodes (hundreds of
     // samples) so one scheduler hiccup on a shared machine cannot decide it; the max is printed, p99 asserted.
