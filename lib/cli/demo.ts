@@ -7,6 +7,7 @@ import { IpclipError } from '../errors.js';
 import { bool, int, positiveNumber, str, type Command, type Io, type Parsed } from './args.js';
 import { DEFAULT_MODEL, printJson, withInterrupt } from './common.js';
 
+/** `ipclip demo` (lib/demo.ts). */
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'Protect photo against sketch on SynthDomains with the shipped CLIP; print the table, write out/report.html.',

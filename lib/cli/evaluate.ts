@@ -23,6 +23,7 @@ async function splitSeed(p: Parsed, file: string): Promise<number> {
   return meta?.training?.seed ?? meta?.seed ?? 0;
 }
 
+/** `ipclip eval`. */
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'Accuracy and macro-F1 of a trained prompt per test set; with --reference, the protection metrics.',
@@ -85,6 +86,7 @@ protection = their harmonic mean.`,
   },
 };
 
+/** `ipclip verify-ownership`. */
 export const verifyOwnershipCommand: Command = {
   name: 'verify-ownership',
   summary: 'Ownership evidence: accuracy on clean vs watermarked test images, with a one-sided binomial test.',

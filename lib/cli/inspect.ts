@@ -8,6 +8,7 @@ import { IPPrompt } from '../prompt.js';
 import { UsageError, bool, int, required, type Command, type Io, type Parsed } from './args.js';
 import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, resolveCheckpoint, table } from './common.js';
 
+/** `ipclip predict`. */
 export const predictCommand: Command = {
   name: 'predict',
   summary: 'Classify images with a trained (protected) prompt.',
@@ -51,6 +52,7 @@ export const predictCommand: Command = {
   },
 };
 
+/** `ipclip info`. */
 export const infoCommand: Command = {
   name: 'info',
   summary: 'Show what a checkpoint holds: scenario, preset, classes, CLIP fingerprint, training position.',

@@ -10,6 +10,7 @@ import { SYNTH_CLASSES, SYNTH_DOMAINS, generateSynthDomains, renderContactSheet 
 import { bool, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import { JSON_FLAG, PACKAGE_ROOT, printJson, withInterrupt } from './common.js';
 
+/** `ipclip synth`. */
 export const synthCommand: Command = {
   name: 'synth',
   summary: 'Render SynthDomains: 10 shape classes in 4 styles (photo, clipart, sketch, product).',
@@ -64,6 +65,7 @@ function runScript(script: string, args: string[]): Promise<number> {
 
 const PRETRAIN_PASS = ['out', 'data', 'epochs', 'batch-size', 'lr', 'seed', 'threads', 'train-per-class', 'test-per-class', 'merges', 'image-size'] as const;
 
+/** `ipclip pretrain` (runs scripts/pretrain.mjs). */
 export const pretrainCommand: Command = {
   name: 'pretrain',
   summary: 'Pretrain the small CLIP on SynthDomains (reproduces models/synth-clip; about 30 min on 2 cores).',
@@ -102,6 +104,7 @@ config.json, vocab.txt.gz, eval.json and the model card README.md into --out.`,
   },
 };
 
+/** `ipclip build` (runs scripts/build-addon.mjs; the launcher normally handles it first). */
 export const buildCommand: Command = {
   name: 'build',
   summary: 'Build the native addon (needs cmake, a C++17 compiler and libtorch).',

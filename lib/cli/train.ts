@@ -35,6 +35,7 @@ export function progressValues(p: TrainProgress): Record<string, number> {
   return values;
 }
 
+/** `ipclip train`. */
 export const trainCommand: Command = {
   name: 'train',
   summary: 'Train an IP-CLIP prompt (or the unprotected reference) on domain folders.',
