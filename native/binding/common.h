@@ -1,5 +1,6 @@
 // Shared helpers of the N-API layer: turning C++ failures into JS errors with a `code`, and argument checks.
 #pragma once
+#include <c10/util/Exception.h>
 #include <napi.h>
 
 #include <string>

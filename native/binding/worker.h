@@ -41,19 +41,35 @@ class PromiseWorker : public Napi::AsyncWorker {
     }
   }
 
+  // Both settle the promise on the main thread. When the environment is shutting down (a worker_thread
+  // terminated mid-call) every N-API call may throw; such a promise can no longer be observed, so the
+  // failure is dropped instead of escaping as an uncaught C++ exception.
   void OnOK() override {
     Napi::Env env = Env();
     try {
       deferred_.Resolve(resolve_(env, result_));
     } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      settleQuietly([&] { deferred_.Reject(e.Value()); });
     } catch (const std::exception& e) {
-      deferred_.Reject(makeError(env, "ERR_NATIVE", e.what()).Value());
+      settleQuietly([&] { deferred_.Reject(makeError(env, "ERR_NATIVE", e.what()).Value()); });
     }
   }
 
   void OnError(const Napi::Error&) override {
-    deferred_.Reject(makeError(Env(), code_, message_).Value());
+    settleQuietly([&] { deferred_.Reject(makeError(Env(), code_, message_).Value()); });
+  }
+
+  // node-addon-api's version builds an Error and a HandleScope before OnOK/OnError, either of which can throw
+  // while the environment terminates; here nothing escapes.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      settleQuietly([&] {
+        Napi::HandleScope scope(env);
+        if (failed_) OnError(Napi::Error());
+        else OnOK();
+      });
+    }
+    Destroy();
   }
 
  private:
@@ -61,10 +77,19 @@ class PromiseWorker : public Napi::AsyncWorker {
       : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)), resolve_(std::move(resolve)) {}
 
+  template <typename Fn>
+  static void settleQuietly(Fn&& fn) {
+    try {
+      fn();
+    } catch (...) {
+      // The environment is going away; nobody can observe this promise any more.
+    }
+  }
+
   void fail(const std::string& code, const std::string& message) {
     code_ = code;
     message_ = message;
-    SetError(message);
+    failed_ = true;
   }
 
   Napi::Promise::Deferred deferred_;
@@ -72,6 +97,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   Work work_;
   Resolve resolve_;
   Result result_{};
+  bool failed_ = false;
   std::string code_ = "ERR_NATIVE";
   std::string message_;
 };

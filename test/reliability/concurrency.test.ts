@@ -99,12 +99,10 @@ describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
     expect(maxAbsDiff(main.data, expected.data)).toBe(0);
   });
 
-  // KNOWN BUG (docs/reliability.md): worker.terminate() while an encode is in flight aborts the process with
-  // "terminate called after throwing an instance of 'Napi::Error'" — PromiseWorker::OnOK/OnError
-  // (native/binding/worker.h) call deferred_.Reject() on an environment that is shutting down, which throws
-  // again outside any handler. The scenario runs in a child process so a crash fails this test, not the suite.
-  // Enabled with IPCLIP_TEST_WORKER_TERMINATE=1 until the binding is fixed.
-  it.skipIf(process.env.IPCLIP_TEST_WORKER_TERMINATE !== '1')('terminating a worker while its encode is in flight does not take the process down', async () => {
+  // Regression: worker.terminate() while an encode was in flight used to abort the process ("terminate called
+  // after throwing an instance of 'Napi::Error'") when the promise was settled on a terminating environment.
+  // It runs in a child process so a crash fails this test, not the suite.
+  it('terminating a worker while its encode is in flight does not take the process down', async () => {
     const source = `
       const { Worker } = require('node:worker_threads');
       const inner = \`
