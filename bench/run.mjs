@@ -179,7 +179,8 @@ const results = {
     arch: trainArch, classes: C, batch: `${B}+${B}`, nCtx: train.nCtx, classTokens: train.classTokens,
     repeats: train.trainStep.repeats, fastSamplesMs: train.trainStep.fastSamplesMs, naiveSamplesMs: train.trainStep.naiveSamplesMs,
     lossFast: train.trainStep.lossFast, lossNaive: train.trainStep.lossNaive,
-    lossRelDiff: train.trainStep.lossRelDiff, termsMaxRelDiff: train.trainStep.termsMaxRelDiff,
+    lossRelDiff: train.trainStep.lossRelDiff, lossVsTermsRelDiff: train.trainStep.lossVsTermsRelDiff,
+    termsFast: train.trainStep.termsFast, termsNaive: train.trainStep.termsNaive, termsMaxRelDiff: train.trainStep.termsMaxRelDiff,
     gradientMaxRelDiff: train.trainStep.gradientMaxRelDiff, sameLoss: train.trainStep.sameLoss,
     visionShareMs: train.trainStep.visionShareMs,
     fastAtRequestedBatch: { batch: memory.batch, stepMs: memory.stepMs },
@@ -220,7 +221,7 @@ for (const [i, r] of rows.entries()) {
   console.log(r.map((c, j) => (j === 0 ? c.padEnd(widths[j]) : c.padStart(widths[j]))).join('  '));
   if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 }
-console.log(`\nsame results: loss rel diff ${f(results.trainStep.lossRelDiff * 1e6, 2)}e-6 (terms ${f(results.trainStep.termsMaxRelDiff * 1e6, 2)}e-6), ` +
+console.log(`\nsame results: loss rel diff ${f(results.trainStep.lossRelDiff * 1e6, 2)}e-6 (vs the terms' scale ${f(results.trainStep.lossVsTermsRelDiff * 1e6, 2)}e-6; terms ${f(results.trainStep.termsMaxRelDiff * 1e6, 2)}e-6), ` +
   `gradients ${f(results.trainStep.gradientMaxRelDiff * 1e6, 2)}e-6, logits ${f(results.inference.logitsMaxRelDiff * 1e6, 2)}e-6; ` +
   `ONNX vs addon outputs ${Object.values(encode).map((e) => f(e.outputsRelDiff * 1e6, 2) + 'e-6').join(', ') || '—'}`);
 console.log(`machine: ${results.machine.cpu}, ${results.machine.cpus} CPUs, ${threads} threads, libtorch ${runtime.torchVersion}, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);

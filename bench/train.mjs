@@ -71,6 +71,7 @@ function gradientsRelDiff(ga, gb) {
 }
 let lossRelDiff = 0, termsRelDiff = 0, gradRelDiff = 0;
 let lossFast = NaN, lossNaive = NaN;
+let termsFast = null, termsNaive = null;
 for (let r = 0; r < repeats; r++) {
   const f = await step(fast);
   fastMs.push(f.ms);
@@ -83,6 +84,8 @@ for (let r = 0; r < repeats; r++) {
     lossNaive = n.result.terms.loss;
     log(`  naive step ${naiveMs.length}: ${(n.ms / 1000).toFixed(2)} s (loss ${lossNaive.toFixed(6)})`);
     lossRelDiff = Math.max(lossRelDiff, relDiff(lossFast, lossNaive));
+    termsFast = f.result.terms;
+    termsNaive = n.result.terms;
     for (const [k, v] of Object.entries(f.result.terms)) termsRelDiff = Math.max(termsRelDiff, relDiff(v, n.result.terms[k]));
     gradRelDiff = Math.max(gradRelDiff, gradientsRelDiff(gradsFast, naive.gradients()));
   }
@@ -116,7 +119,11 @@ emit({
   trainStep: {
     fastMs: fm, naiveMs: nm, speedup: nm / fm, fastSamplesMs: fastMs, naiveSamplesMs: naiveMs,
     repeats: { fast: fastMs.length, naive: naiveMs.length, warmNaive },
-    lossFast, lossNaive, lossRelDiff, termsMaxRelDiff: termsRelDiff, gradientMaxRelDiff: gradRelDiff,
+    lossFast, lossNaive, lossRelDiff, termsFast, termsNaive,
+    // The total is a signed sum of terms of order 1 and can nearly cancel: its difference against the terms' scale.
+    lossVsTermsRelDiff: termsFast ? Math.abs(lossFast - lossNaive) /
+      Object.entries(termsFast).filter(([k]) => k !== 'loss').reduce((s, [, v]) => s + Math.abs(v), 0) : null,
+    termsMaxRelDiff: termsRelDiff, gradientMaxRelDiff: gradRelDiff,
     sameLoss: lossRelDiff <= 1e-5,
     visionShareMs: visionMs,
   },
