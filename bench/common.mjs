@@ -32,7 +32,7 @@ export const ARCHS = {
 
 /** Command-line flags shared by the orchestrator and its children. */
 export function parseArgs(argv) {
-  const out = { quick: false, device: 'cpu', threads: 0, skipOrt: false, json: false };
+  const out = { quick: false, device: 'cpu', threads: 0, skipOrt: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -45,7 +45,6 @@ export function parseArgs(argv) {
     else if (a === '--skip-ort') out.skipOrt = true;
     else if (a.startsWith('--device')) out.device = value();
     else if (a.startsWith('--threads')) out.threads = Number(value());
-    else if (a.startsWith('--only')) out.only = value();
     else if (a === '--help' || a === '-h') out.help = true;
     else throw new Error(`unknown flag ${a} (try --help)`);
   }
