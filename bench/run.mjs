@@ -12,7 +12,13 @@ import { join } from 'node:path';
 import { ARCHS, benchDir, loadAddon, log, parseArgs, runChild, tensorRelDiff, workDir } from './common.mjs';
 
 const ORT_VERSION = '1.30.0';
-const opts = parseArgs(process.argv.slice(2));
+let opts;
+try {
+  opts = parseArgs(process.argv.slice(2));
+} catch (err) {
+  console.error(`bench: ${err.message}`);
+  process.exit(2);
+}
 if (opts.help) {
   console.log('usage: node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort]');
   process.exit(0);
