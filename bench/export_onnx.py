@@ -1,14 +1,11 @@
 #!/usr/bin/python3
-"""Bench setup and reference measurements with Debian's python3-torch (libtorch 1.13, the addon's own).
+"""Bench setup with Debian's python3-torch (libtorch 1.13, the addon's own).
 
   export_onnx.py export --arch ViT-B/32 --seed 7 --out bench/.work/vit-b-32
       Builds an OpenAI-layout CLIP image tower with random weights from the seed (plus a one-layer text tower,
       which loadClip needs but the image benchmark never runs), writes <out>.safetensors with OpenAI's tensor
       names (the addon loads it with loadClip) and <out>.onnx of the image tower (input "pixels" [N,3,S,S],
       output "embeds" [N,D]) for onnxruntime: the same graph and the same weights on both sides.
-  export_onnx.py matmul --n 2048 --threads 2 --repeats 5
-      The machine's measured matrix-product peak: median GFLOP/s of an fp32 n×n torch.mm (2n³ FLOPs), on the
-      same libtorch and BLAS as the addon, with the same thread count.
 Prints one JSON line.
 """
 import argparse
@@ -151,23 +148,6 @@ def export(args):
             "parameters": sum(p.numel() for p in visual.parameters())}
 
 
-def matmul(args):
-    torch.set_num_threads(args.threads)
-    n = args.n
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    flops = 2.0 * n ** 3
-    return {"n": n, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "gflops": flops / times[len(times) // 2] / 1e9, "bestGflops": flops / times[0] / 1e9,
-            "blas": "see torch.__config__", "config": torch.__config__.show().splitlines()[:12]}
-
-
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -175,12 +155,8 @@ def main():
     e.add_argument("--arch", choices=list(ARCHS), required=True)
     e.add_argument("--seed", type=int, default=7)
     e.add_argument("--out", required=True)
-    m = sub.add_parser("matmul")
-    m.add_argument("--n", type=int, default=2048)
-    m.add_argument("--threads", type=int, default=1)
-    m.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    print(json.dumps(export(args) if args.cmd == "export" else matmul(args)))
+    print(json.dumps(export(args)))
 
 
 if __name__ == "__main__":

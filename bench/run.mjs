@@ -35,7 +35,7 @@ const common = ['--threads', String(threads), '--device', opts.device];
 const notes = [];
 
 // ---------------------------------------------------------------------------------------------------------------
-// Setup: python3-torch (the export and the matmul peak), onnxruntime-node in bench/.work (not a dependency).
+// Setup: python3-torch (the ONNX export), onnxruntime-node in bench/.work (not a dependency).
 
 function findPython() {
   for (const py of ['/usr/bin/python3', 'python3']) {
@@ -73,11 +73,11 @@ function ensureExport(python, arch) {
   return base;
 }
 
-function matmulPeak(python, n) {
-  const r = spawnSync(python.py, [join(benchDir, 'export_onnx.py'), 'matmul', '--n', String(n), '--threads', String(threads), '--repeats', '7'],
-    { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`matmul peak failed: ${r.stderr.trim().split('\n').pop()}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+/** The machine's matrix-product peak, measured by the addon's own libtorch (same BLAS, same threads). */
+async function matmulPeak(n) {
+  addon.setThreads(threads);
+  const ms = await addon.benchMatmul(n, 7);
+  return { n, ms, gflops: (2 * n ** 3) / (ms / 1000) / 1e9, source: 'addon benchMatmul' };
 }
 
 /**
@@ -97,7 +97,7 @@ function naiveStepBytes(a, C, B) {
 }
 
 const python = findPython();
-if (!python) notes.push('python3 with torch not found: no ONNX export and no matmul peak (apt-get install python3-torch)');
+if (!python) notes.push('python3 with torch not found: no ONNX export (apt-get install python3-torch)');
 const ort = ensureOrt();
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -134,9 +134,9 @@ const encodeArchs = opts.quick ? ['ViT-B/32'] : ['ViT-B/32', 'ViT-B/16'];
 const gflopsArch = opts.quick ? 'ViT-B/32' : 'ViT-B/16';
 const encode = {};
 const peaks = [];
+const peakN = opts.quick ? 1024 : 2048;
+peaks.push(await matmulPeak(peakN));
 if (python) {
-  const n = opts.quick ? 1024 : 2048;
-  peaks.push(matmulPeak(python, n));
   for (const arch of encodeArchs) {
     const base = ensureExport(python, arch);
     const repeats = arch === 'ViT-B/16' ? '3' : '5';
@@ -159,8 +159,8 @@ if (python) {
       peakRssMb: { addon: a.peakRssMb, onnxruntime: o ? o.peakRssMb : null },
     };
   }
-  peaks.push(matmulPeak(python, n)); // before and after: the larger is the peak (noise only lowers a sample)
 }
+peaks.push(await matmulPeak(peakN)); // before and after: the larger is the peak (noise only lowers a sample)
 
 const flopsPerImage = visionFlops(ARCHS[gflopsArch]);
 const peak = peaks.length ? Math.max(...peaks.map((p) => p.gflops)) : null;

@@ -62,3 +62,11 @@ export {
   readCheckpoint, writeCheckpoint, parseMeta, CHECKPOINT_FORMAT, METADATA_KEY,
   type CheckpointMeta, type CheckpointContent, type TrainingMeta, type EpochRecord, type EpochAccumulator,
 } from './checkpoint.js';
+
+// --- The project's own small CLIP: contrastive pretraining (issue 4) ------------------------------------------------
+export {
+  ClipPretrainer, cosineWarmupLr,
+  type PretrainConfig, type PretrainerOptions, type PretrainData, type SaveOptions as PretrainSaveOptions,
+  type FitOptions as PretrainFitOptions, type FitProgress as PretrainProgress, type FitResult as PretrainResult,
+} from './pretrain.js';
+export type { PretrainStepStats, NativePretrainer } from './native.js';

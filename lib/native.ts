@@ -93,10 +93,109 @@ export interface NativeAddon {
   setThreads(n: number): void;
   /** The bound class (for `instanceof` checks); models are made by `loadClip`. */
   ClipModel: abstract new (...args: never[]) => NativeClipModel;
-  // Prompt models and the pretrainer: native/binding/PromptModel.cpp, Pretrainer.cpp (typed by their modules).
-  createPrompt?: (...args: never[]) => unknown;
-  Pretrainer?: unknown;
+  /** An IP-CLIP prompt over a loaded CLIP: class token ids [C, contextLength] (synchronous, cheap). */
+  createPrompt: CreatePrompt;
+  /** A contrastive pretrainer of a fresh, randomly initialised CLIP (native/binding/Pretrainer.cpp). */
+  createPretrainer(config: ClipConfig, opts: { seed: number; device: string }): NativePretrainer;
+  /** Median milliseconds of an n×n float32 matrix product with the addon's libtorch (the bench's peak). */
+  benchMatmul(n: number, repeats?: number): Promise<number>;
 }
+// ---------------------------------------------------------------------------------------------------------------
+// IP-CLIP prompt models (native/binding/PromptModel.cpp)
+
+/** Scenario names the native step accepts (`reference`: CE_A only). */
+export type NativeScenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
+
+/** Options of the native training step. */
+export interface NativeStepOptions {
+  scenario: NativeScenario;
+  preset: 'paper' | 'official';
+  lr: number;
+  weightDecay?: number;
+  /** false: loss and gradients only, no Adam step. */
+  update?: boolean;
+  returnOutputs?: boolean;
+  trainEnhancer?: boolean;
+}
+
+/** The loss terms of one step, unclamped, and the total. */
+export interface LossTerms {
+  loss: number;
+  ceA: number;
+  ceU: number;
+  ceSelf: number;
+  ceCross: number;
+  mse: number;
+  kl: number;
+  entropy: number;
+}
+
+/** What the native step returns. */
+export interface NativeStepResult {
+  terms: LossTerms;
+  /** True when the loss or a gradient was not finite and the update was skipped. */
+  skipped: boolean;
+  outputs?: { zA: Tensor; zU: Tensor; zSelf: Tensor; zCross: Tensor; domainA: Tensor; domainU: Tensor };
+}
+
+/** Adam's state: step count and moments keyed `exp_avg.<name>` / `exp_avg_sq.<name>`. */
+export interface NativeOptimizerState {
+  step: number;
+  tensors: Record<string, Tensor>;
+}
+
+/** The raw bound prompt model. Mutating calls are async: they queue behind running work on a worker thread. */
+export interface NativePromptModel {
+  readonly numClasses: number;
+  readonly nCtx: number;
+  readonly dims: { layers: number; visionWidth: number; textWidth: number; embedDim: number; imageSize: number };
+  /** Updates skipped so far because of a non-finite loss or gradient. */
+  readonly skippedSteps: number;
+  state(): Promise<Record<string, Tensor>>;
+  setState(state: Record<string, Tensor>): Promise<void>;
+  logits(images: Float32Array, shape: number[], opts?: { domain?: boolean; embeds?: boolean }):
+    Promise<{ logits: Tensor; domain?: Tensor; embeds?: Tensor }>;
+  bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: Tensor }>;
+  resetBanks(): Promise<void>;
+  step(imagesA: Float32Array, shapeA: number[], labelsA: Int32Array, imagesU: Float32Array, shapeU: number[], labelsU: Int32Array,
+    opts: NativeStepOptions): Promise<NativeStepResult>;
+  /** The last step's gradients (a synchronous copy). */
+  gradients(): Record<string, Tensor>;
+  optimizerState(): Promise<NativeOptimizerState>;
+  setOptimizerState(s: NativeOptimizerState): Promise<void>;
+  dispose(): void;
+}
+
+export type CreatePrompt = (clip: NativeClipModel, classTokens: Int32Array, shape: [number, number],
+  opts: { nCtx: number; seed: number; textPath?: 'fast' | 'naive'; bankSize?: number }) => NativePromptModel;
+
+
+// ---------------------------------------------------------------------------------------------------------------
+// The CLIP pretrainer (native/binding/Pretrainer.cpp)
+
+/** What one optimiser step reports. */
+export interface PretrainStepStats {
+  /** Symmetric InfoNCE loss of the batch, before the update. */
+  loss: number;
+  /** Fraction of images whose best-scoring caption in the batch is one of theirs (identical captions count). */
+  accuracy: number;
+  /** exp(logit_scale) after the update: the factor on cosine similarities (starts at 1/0.07, at most 100). */
+  logitScale: number;
+}
+
+/** The raw bound pretrainer (native/binding/Pretrainer.cpp). Its promises run on libuv worker threads. */
+export interface NativePretrainer {
+  readonly config: ClipConfig;
+  readonly steps: number;
+  step(images: Float32Array, imageShape: number[], ids: Int32Array, idsShape: number[],
+    opts: { lr: number; weightDecay: number; gradClip?: number }): Promise<PretrainStepStats>;
+  state(): Promise<Record<string, Tensor>>;
+  encodeImage(images: Float32Array, shape: number[]): Promise<Tensor>;
+  encodeText(ids: Int32Array, shape: number[]): Promise<Tensor>;
+  dispose(): void;
+}
+
+
 
 // ---------------------------------------------------------------------------------------------------------------
 // Loading

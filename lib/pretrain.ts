@@ -10,7 +10,8 @@ import { gzipSync } from 'node:zlib';
 import { randomResizedCropBox, type Box } from './augment.js';
 import { IpclipError, check } from './errors.js';
 import { CLIP_MEAN, CLIP_STD, checkRawImage, decodeImage, type ImageInput, type RawImage } from './image.js';
-import { callNative, callNativeSync, loadNative, type ClipConfig } from './native.js';
+import { callNative, callNativeSync, loadNative, type ClipConfig, type NativePretrainer, type PretrainStepStats } from './native.js';
+export type { NativePretrainer, PretrainStepStats } from './native.js';
 import { preprocess } from './preprocess.js';
 import { Rng } from './rng.js';
 import { writeSafetensors, type TensorToWrite } from './safetensors.js';
@@ -24,39 +25,6 @@ export interface PretrainConfig {
   text: Omit<ClipConfig['text'], 'vocabSize'> & { vocabSize?: number };
 }
 
-/** What one optimiser step reports. */
-export interface PretrainStepStats {
-  /** Symmetric InfoNCE loss of the batch, before the update. */
-  loss: number;
-  /** Fraction of images whose best-scoring caption in the batch is one of theirs (identical captions count). */
-  accuracy: number;
-  /** exp(logit_scale) after the update: the factor on cosine similarities (starts at 1/0.07, at most 100). */
-  logitScale: number;
-}
-
-/** The raw bound pretrainer (native/binding/Pretrainer.cpp). Its promises run on libuv worker threads. */
-export interface NativePretrainer {
-  readonly config: ClipConfig;
-  readonly steps: number;
-  step(images: Float32Array, imageShape: number[], ids: Int32Array, idsShape: number[],
-    opts: { lr: number; weightDecay: number; gradClip?: number }): Promise<PretrainStepStats>;
-  state(): Promise<Record<string, Tensor>>;
-  encodeImage(images: Float32Array, shape: number[]): Promise<Tensor>;
-  encodeText(ids: Int32Array, shape: number[]): Promise<Tensor>;
-  dispose(): void;
-}
-
-interface PretrainerBinding {
-  createPretrainer(config: ClipConfig, opts: { seed: number; device: string }): NativePretrainer;
-}
-
-function binding(): PretrainerBinding {
-  const addon = loadNative() as unknown as Partial<PretrainerBinding>;
-  if (typeof addon.createPretrainer !== 'function') {
-    throw new IpclipError('ERR_ADDON_MISSING', 'this build of the ipclip addon has no pretrainer; rebuild it with `npx ipclip build`');
-  }
-  return addon as PretrainerBinding;
-}
 
 /** Options of {@link ClipPretrainer.create}. */
 export interface PretrainerOptions {
@@ -260,7 +228,7 @@ export class ClipPretrainer implements Disposable {
       throw new IpclipError('ERR_MISMATCH', `config.text.vocabSize is ${vocabSize} but the vocabulary ${vocab} has ${tokenizer.vocabSize} ids`);
     }
     const full: ClipConfig = { embedDim: config.embedDim, vision: { ...config.vision }, text: { ...config.text, vocabSize } };
-    const native = callNativeSync(() => binding().createPretrainer(full, { seed, device }));
+    const native = callNativeSync(() => loadNative().createPretrainer(full, { seed, device }));
     return new ClipPretrainer(native, tokenizer, vocabBytes, seed);
   }
 

@@ -7,80 +7,10 @@ import type { Clip } from './clip.js';
 import { readCheckpoint, sameConfig, writeCheckpoint, type CheckpointMeta, CHECKPOINT_FORMAT } from './checkpoint.js';
 import { IpclipError, check } from './errors.js';
 import type { ImageInput } from './image.js';
-import { callNative, callNativeSync, loadNative, type NativeClipModel } from './native.js';
+import { callNative, callNativeSync, loadNative, type NativePromptModel } from './native.js';
+export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeScenario, NativeStepOptions, NativeStepResult } from './native.js';
 import { preprocess } from './preprocess.js';
 import { numel, type ImageTensor, type Tensor } from './tensor.js';
-
-// ---------------------------------------------------------------------------------------------------------------
-// The raw binding (kept by hand in step with native/binding/PromptModel.cpp)
-
-/** Scenario names the native step accepts (`reference`: CE_A only). */
-export type NativeScenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
-
-/** Options of the native training step. */
-export interface NativeStepOptions {
-  scenario: NativeScenario;
-  preset: 'paper' | 'official';
-  lr: number;
-  weightDecay?: number;
-  /** false: loss and gradients only, no Adam step. */
-  update?: boolean;
-  returnOutputs?: boolean;
-  trainEnhancer?: boolean;
-}
-
-/** The loss terms of one step, unclamped, and the total. */
-export interface LossTerms {
-  loss: number;
-  ceA: number;
-  ceU: number;
-  ceSelf: number;
-  ceCross: number;
-  mse: number;
-  kl: number;
-  entropy: number;
-}
-
-/** What the native step returns. */
-export interface NativeStepResult {
-  terms: LossTerms;
-  /** True when the loss or a gradient was not finite and the update was skipped. */
-  skipped: boolean;
-  outputs?: { zA: Tensor; zU: Tensor; zSelf: Tensor; zCross: Tensor; domainA: Tensor; domainU: Tensor };
-}
-
-/** Adam's state: step count and moments keyed `exp_avg.<name>` / `exp_avg_sq.<name>`. */
-export interface NativeOptimizerState {
-  step: number;
-  tensors: Record<string, Tensor>;
-}
-
-/** The raw bound prompt model. Mutating calls are async: they queue behind running work on a worker thread. */
-export interface NativePromptModel {
-  readonly numClasses: number;
-  readonly nCtx: number;
-  readonly dims: { layers: number; visionWidth: number; textWidth: number; embedDim: number; imageSize: number };
-  /** Updates skipped so far because of a non-finite loss or gradient. */
-  readonly skippedSteps: number;
-  state(): Promise<Record<string, Tensor>>;
-  setState(state: Record<string, Tensor>): Promise<void>;
-  logits(images: Float32Array, shape: number[], opts?: { domain?: boolean; embeds?: boolean }):
-    Promise<{ logits: Tensor; domain?: Tensor; embeds?: Tensor }>;
-  bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: Tensor }>;
-  resetBanks(): Promise<void>;
-  step(imagesA: Float32Array, shapeA: number[], labelsA: Int32Array, imagesU: Float32Array, shapeU: number[], labelsU: Int32Array,
-    opts: NativeStepOptions): Promise<NativeStepResult>;
-  /** The last step's gradients (a synchronous copy). */
-  gradients(): Record<string, Tensor>;
-  optimizerState(): Promise<NativeOptimizerState>;
-  setOptimizerState(s: NativeOptimizerState): Promise<void>;
-  dispose(): void;
-}
-
-type CreatePrompt = (clip: NativeClipModel, classTokens: Int32Array, shape: [number, number],
-  opts: { nCtx: number; seed: number; textPath?: 'fast' | 'naive'; bankSize?: number }) => NativePromptModel;
-
-// ---------------------------------------------------------------------------------------------------------------
 
 /** Slots per class of each feature bank (spec §3). */
 export const BANK_SIZE = 5;
@@ -196,11 +126,8 @@ export class IPPrompt implements Disposable {
       }
       data.set(row, c * ctx);
     });
-    const create = loadNative().createPrompt as unknown as CreatePrompt | undefined;
-    if (typeof create !== 'function') {
-      throw new IpclipError('ERR_ADDON_MISSING', 'this build of the native addon has no prompt models (rebuild it: npm run build:native)');
-    }
-    const native = callNativeSync(() => create(clip.nativeModel, data, [classNames.length, ctx], { nCtx, seed, textPath, bankSize: BANK_SIZE }));
+    const addon = loadNative();
+    const native = callNativeSync(() => addon.createPrompt(clip.nativeModel, data, [classNames.length, ctx], { nCtx, seed, textPath, bankSize: BANK_SIZE }));
     return new IPPrompt(clip, Object.freeze([...classNames]), seed, textPath, native);
   }
 

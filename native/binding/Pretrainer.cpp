@@ -12,48 +12,6 @@ namespace ipclip::binding {
 
 namespace {
 
-int64_t intField(Napi::Env env, Napi::Object o, const char* key, const std::string& where, int64_t lo, int64_t hi) {
-  Napi::Value v = o.Get(key);
-  IPCLIP_CHECK_ARG(env, v.IsNumber(), where + "." + key + " must be an integer");
-  double x = v.As<Napi::Number>().DoubleValue();
-  IPCLIP_CHECK_ARG(env, std::isfinite(x) && x == std::floor(x) && x >= static_cast<double>(lo) && x <= static_cast<double>(hi),
-                   where + "." + key + " must be an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
-                       ", got " + v.ToString().Utf8Value());
-  return static_cast<int64_t>(x);
-}
-
-Napi::Object objectField(Napi::Env env, Napi::Object o, const char* key) {
-  Napi::Value v = o.Get(key);
-  IPCLIP_CHECK_ARG(env, v.IsObject(), std::string("config.") + key + " must be an object");
-  return v.As<Napi::Object>();
-}
-
-// {embedDim, vision: {width, layers, heads, patchSize, imageSize}, text: {width, layers, heads, contextLength, vocabSize}}
-ClipConfig parseConfig(Napi::Env env, Napi::Value v) {
-  IPCLIP_CHECK_ARG(env, v.IsObject(), "createPretrainer: config must be an object");
-  auto o = v.As<Napi::Object>();
-  ClipConfig c;
-  c.embedDim = intField(env, o, "embedDim", "config", 1, 4096);
-  auto vis = objectField(env, o, "vision");
-  c.vision.width = intField(env, vis, "width", "config.vision", 1, 4096);
-  c.vision.layers = intField(env, vis, "layers", "config.vision", 1, 64);
-  c.vision.heads = intField(env, vis, "heads", "config.vision", 1, 256);
-  c.vision.patchSize = intField(env, vis, "patchSize", "config.vision", 1, 1024);
-  c.vision.imageSize = intField(env, vis, "imageSize", "config.vision", 1, 4096);
-  auto txt = objectField(env, o, "text");
-  c.text.width = intField(env, txt, "width", "config.text", 1, 4096);
-  c.text.layers = intField(env, txt, "layers", "config.text", 1, 64);
-  c.text.heads = intField(env, txt, "heads", "config.text", 1, 256);
-  c.text.contextLength = intField(env, txt, "contextLength", "config.text", 2, 1024);
-  c.text.vocabSize = intField(env, txt, "vocabSize", "config.text", 3, 1 << 20);
-  IPCLIP_CHECK_ARG(env, c.vision.width % c.vision.heads == 0, "config.vision.width must be divisible by its heads");
-  IPCLIP_CHECK_ARG(env, c.text.width % c.text.heads == 0, "config.text.width must be divisible by its heads");
-  IPCLIP_CHECK_ARG(env, c.vision.imageSize % c.vision.patchSize == 0,
-                   "config.vision.imageSize must be a multiple of patchSize");
-  IPCLIP_CHECK_ARG(env, c.vision.tokens() <= 1 + 256 * 256, "config.vision: too many patches");
-  return c;
-}
-
 double numberOption(Napi::Env env, Napi::Object o, const char* key, double fallback) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
   Napi::Value v = o.Get(key);
@@ -63,25 +21,6 @@ double numberOption(Napi::Env env, Napi::Object o, const char* key, double fallb
   return v.As<Napi::Number>().DoubleValue();
 }
 
-Napi::Object configToJs(Napi::Env env, const ClipConfig& c) {
-  auto vision = Napi::Object::New(env);
-  vision.Set("width", c.vision.width);
-  vision.Set("layers", c.vision.layers);
-  vision.Set("heads", c.vision.heads);
-  vision.Set("patchSize", c.vision.patchSize);
-  vision.Set("imageSize", c.vision.imageSize);
-  auto text = Napi::Object::New(env);
-  text.Set("width", c.text.width);
-  text.Set("layers", c.text.layers);
-  text.Set("heads", c.text.heads);
-  text.Set("contextLength", c.text.contextLength);
-  text.Set("vocabSize", c.text.vocabSize);
-  auto out = Napi::Object::New(env);
-  out.Set("embedDim", c.embedDim);
-  out.Set("vision", vision);
-  out.Set("text", text);
-  return out;
-}
 
 }  // namespace
 
@@ -119,7 +58,7 @@ std::shared_ptr<PretrainerHandle> Pretrainer::handle(Napi::Env env) {
 
 Napi::Value Pretrainer::create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto config = parseConfig(env, info.Length() > 0 ? info[0] : env.Undefined());
+  auto config = clipConfigFromJs(env, info.Length() > 0 ? info[0] : env.Undefined(), "createPretrainer");
   double seed = 0;
   std::string deviceName = "cpu";
   if (info.Length() > 1 && !info[1].IsUndefined()) {
@@ -149,7 +88,7 @@ Napi::Value Pretrainer::create(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Pretrainer::config(const Napi::CallbackInfo& info) {
-  return configToJs(info.Env(), handle(info.Env())->core->model().config());
+  return clipConfigToJs(info.Env(), handle(info.Env())->core->model().config());
 }
 
 Napi::Value Pretrainer::steps(const Napi::CallbackInfo& info) {

@@ -10,6 +10,11 @@
 #include "binding/addon_data.h"
 #include "binding/common.h"
 #include "binding/register.h"
+#include "binding/worker.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
 
 namespace ipclip::binding {
 
@@ -33,6 +38,32 @@ Napi::Value runtimeInfo(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// benchMatmul(n, repeats): median milliseconds of an n×n float32 matrix product on the CPU, computed on a
+// worker thread with the addon's own libtorch and thread count — the bench's measure of the machine's peak.
+Napi::Value benchMatmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsNumber(), "benchMatmul: expected (n, repeats)");
+  int64_t n = info[0].As<Napi::Number>().Int64Value();
+  int64_t repeats = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 5;
+  IPCLIP_CHECK_ARG(env, n >= 16 && n <= 16384 && repeats >= 1 && repeats <= 100, "benchMatmul: n in [16,16384], repeats in [1,100]");
+  return PromiseWorker<double>::start(
+      env, Napi::Object(), "ipclip.benchMatmul",
+      [n, repeats]() {
+        c10::InferenceMode guard;
+        auto a = torch::randn({n, n}), b = torch::randn({n, n});
+        torch::mm(a, b);  // warm-up
+        std::vector<double> ms;
+        for (int64_t i = 0; i < repeats; ++i) {
+          auto t0 = std::chrono::steady_clock::now();
+          auto c = torch::mm(a, b);
+          ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(ms.begin(), ms.end());
+        return ms[ms.size() / 2];
+      },
+      [](Napi::Env env, double& ms) -> Napi::Value { return Napi::Number::New(env, ms); });
+}
+
 Napi::Value setThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   IPCLIP_CHECK_ARG(env, info.Length() == 1 && info[0].IsNumber(), "setThreads: expected a number");
@@ -52,6 +83,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerPretrainer(env, exports);
   exports.Set("runtimeInfo", Napi::Function::New(env, runtimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, setThreads, "setThreads"));
+  exports.Set("benchMatmul", Napi::Function::New(env, benchMatmul, "benchMatmul"));
   return exports;
 }
 

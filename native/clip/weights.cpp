@@ -154,15 +154,21 @@ void readHfConfig(const fs::path& file, LoadedWeights& w) {
   } catch (const json::ParseError& e) {
     fail("ERR_BAD_FILE", file.string() + ": invalid JSON: " + e.what());
   }
-  auto heads = [&](const char* section) -> std::optional<int64_t> {
-    const auto* s = cfg.get(section);
-    const auto* h = s ? s->get("num_attention_heads") : nullptr;
+  auto positive = [](const json::Value* h) -> std::optional<int64_t> {
     int64_t v = 0;
     if (h && h->toInt64(v) && v > 0 && v <= 4096) return v;
     return std::nullopt;
   };
-  w.visionHeads = heads("vision_config");
-  w.textHeads = heads("text_config");
+  // Hugging Face: {vision_config: {num_attention_heads}}; OpenAI-style (clip-config.json, our models/):
+  // {vision_heads, transformer_heads}.
+  auto hfHeads = [&](const char* section) -> std::optional<int64_t> {
+    const auto* sec = cfg.get(section);
+    return positive(sec ? sec->get("num_attention_heads") : nullptr);
+  };
+  w.visionHeads = hfHeads("vision_config");
+  w.textHeads = hfHeads("text_config");
+  if (!w.visionHeads) w.visionHeads = positive(cfg.get("vision_heads"));
+  if (!w.textHeads) w.textHeads = positive(cfg.get("transformer_heads"));
 }
 
 const torch::Tensor& need(const StateDict& sd, const std::string& key, const std::string& source) {
@@ -211,6 +217,8 @@ LoadedWeights readClipWeights(const std::string& path) {
     } else {
       w.tensors = std::move(sd);
       w.format = WeightsFormat::OpenAiSafetensors;
+      // An optional config.json beside the file may give head counts that are not width/64.
+      readHfConfig(file.parent_path() / "config.json", w);
     }
   }
   if (w.tensors.count("visual.layer1.0.conv1.weight") || w.tensors.count("visual.attnpool.positional_embedding"))

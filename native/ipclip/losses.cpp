@@ -65,9 +65,11 @@ LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset) {
   auto ceSelf = F::cross_entropy(in.zSelf, in.yA);
   auto ceCross = F::cross_entropy(in.zCross, in.yA);
   auto mse = (in.domainA - in.domainU).pow(2).mean();
-  // KL over the class axis of the normalised text features, for each embedding coordinate, / B.
-  auto logpA = torch::log_softmax(in.textA, 1), logpU = torch::log_softmax(in.textU, 1);
-  auto kl = (logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0));
+  // KL over the class axis of the normalised text features, for each embedding coordinate, / B. A sum of
+  // B·C·D tiny near-cancelling terms: accumulated in float64 so the fast and naive text paths agree closely.
+  auto logpA = torch::log_softmax(in.textA.to(torch::kFloat64), 1);
+  auto logpU = torch::log_softmax(in.textU.to(torch::kFloat64), 1);
+  auto kl = ((logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0))).to(in.textA.scalar_type());
   auto ent = preset == Preset::Official ? entropyOfficial(in.zU) : entropyPaper(in.zU);
 
   const auto w = weightsFor(scenario, preset);
