@@ -31,11 +31,6 @@ void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, const 
   for (auto& p : h.model->parameters()) h.bytes += p.numel() * p.element_size();
 }
 
-std::string getString(Napi::Object o, const char* key, const std::string& fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsString(), std::string("option '") + key + "' must be a string");
-  return o.Get(key).As<Napi::String>().Utf8Value();
-}
 
 }  // namespace
 
@@ -75,8 +70,8 @@ Napi::Value ClipModel::load(const Napi::CallbackInfo& info) {
   opts.path = info[0].As<Napi::String>().Utf8Value();
   if (info.Length() > 1 && info[1].IsObject()) {
     auto o = info[1].As<Napi::Object>();
-    opts.device = getString(o, "device", opts.device);
-    opts.dtype = getString(o, "dtype", opts.dtype);
+    opts.device = optionString(o, "device", opts.device);
+    opts.dtype = optionString(o, "dtype", opts.dtype);
     if (o.Has("threads") && o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
   }
   IPCLIP_CHECK_ARG(env, opts.threads >= 0 && opts.threads <= 1024, "loadClip: threads must be between 0 and 1024");
@@ -115,8 +110,8 @@ Napi::Value ClipModel::createRandom(const Napi::CallbackInfo& info) {
   double seed = 0;
   if (info.Length() > 1 && info[1].IsObject()) {
     auto o = info[1].As<Napi::Object>();
-    opts.device = getString(o, "device", opts.device);
-    opts.dtype = getString(o, "dtype", opts.dtype);
+    opts.device = optionString(o, "device", opts.device);
+    opts.dtype = optionString(o, "dtype", opts.dtype);
     if (o.Has("seed") && o.Get("seed").IsNumber()) seed = o.Get("seed").As<Napi::Number>().DoubleValue();
   }
   IPCLIP_CHECK_ARG(env, seed >= 0 && seed < 9007199254740992.0, "createRandomClip: seed must be a non-negative integer");

@@ -12,15 +12,10 @@ namespace ipclip::binding {
 
 namespace {
 
-double numberOption(Napi::Env env, Napi::Object o, const char* key, double fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  Napi::Value v = o.Get(key);
-  IPCLIP_CHECK_ARG(env, v.IsNumber() && std::isfinite(v.As<Napi::Number>().DoubleValue()) &&
-                            v.As<Napi::Number>().DoubleValue() >= 0,
-                   std::string("step: option '") + key + "' must be a finite number >= 0");
-  return v.As<Napi::Number>().DoubleValue();
+double nonNegative(Napi::Env env, const char* key, double v) {
+  IPCLIP_CHECK_ARG(env, v >= 0, std::string("step: option '") + key + "' must be a finite number >= 0");
+  return v;
 }
-
 
 }  // namespace
 
@@ -136,9 +131,9 @@ Napi::Value Pretrainer::step(const Napi::CallbackInfo& info) {
   if (info.Length() > 4 && !info[4].IsUndefined()) {
     IPCLIP_CHECK_ARG(env, info[4].IsObject(), "step: options must be an object");
     auto opt = info[4].As<Napi::Object>();
-    o.lr = numberOption(env, opt, "lr", o.lr);
-    o.weightDecay = numberOption(env, opt, "weightDecay", o.weightDecay);
-    o.gradClip = numberOption(env, opt, "gradClip", o.gradClip);
+    o.lr = nonNegative(env, "lr", optionNumber(opt, "lr", o.lr));
+    o.weightDecay = nonNegative(env, "weightDecay", optionNumber(opt, "weightDecay", o.weightDecay));
+    o.gradClip = nonNegative(env, "gradClip", optionNumber(opt, "gradClip", o.gradClip));
   }
   return PromiseWorker<PretrainStepResult>::start(
       env, Value(), "ipclip.pretrainStep",

@@ -56,25 +56,6 @@ torch::Tensor labelsFrom(Napi::Env env, Napi::Value v, int64_t batch, int64_t cl
   return labels;
 }
 
-std::string optString(Napi::Object o, const char* key, const std::string& fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsString(), std::string("option '") + key + "' must be a string");
-  return o.Get(key).As<Napi::String>().Utf8Value();
-}
-
-double optNumber(Napi::Object o, const char* key, double fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsNumber(), std::string("option '") + key + "' must be a number");
-  double v = o.Get(key).As<Napi::Number>().DoubleValue();
-  IPCLIP_CHECK_ARG(o.Env(), std::isfinite(v), std::string("option '") + key + "' must be finite");
-  return v;
-}
-
-bool optBool(Napi::Object o, const char* key, bool fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  return o.Get(key).ToBoolean();
-}
-
 }  // namespace
 
 Napi::Function PromptModel::define(Napi::Env env) {
@@ -120,13 +101,13 @@ Napi::Value PromptModel::create(const Napi::CallbackInfo& info) {
   IPClipOptions opts;
   if (info.Length() > 3 && info[3].IsObject()) {
     auto o = info[3].As<Napi::Object>();
-    double seed = optNumber(o, "seed", 1);
+    double seed = optionNumber(o, "seed", 1);
     IPCLIP_CHECK_ARG(env, seed >= 0 && seed <= 9007199254740991.0, "createPrompt: seed must be a non-negative integer");
     opts.seed = static_cast<uint64_t>(seed);
-    auto path = optString(o, "textPath", "fast");
+    auto path = optionString(o, "textPath", "fast");
     IPCLIP_CHECK_ARG(env, path == "fast" || path == "naive", "createPrompt: textPath must be 'fast' or 'naive'");
     opts.textPath = path == "fast" ? TextPath::Fast : TextPath::Naive;
-    double k = optNumber(o, "bankSize", 5);
+    double k = optionNumber(o, "bankSize", 5);
     IPCLIP_CHECK_ARG(env, k >= 1 && k <= 1000 && k == static_cast<int64_t>(k), "createPrompt: bankSize must be an integer in [1,1000]");
     opts.bankSize = static_cast<int64_t>(k);
   }
@@ -198,8 +179,8 @@ Napi::Value PromptModel::logits(const Napi::CallbackInfo& info) {
   auto images = imagesFrom(env, info[0], info[1], h->core->clip().config(), "logits");
   bool wantDomain = false, wantEmbeds = false;
   if (info.Length() > 2 && info[2].IsObject()) {
-    wantDomain = optBool(info[2].As<Napi::Object>(), "domain", false);
-    wantEmbeds = optBool(info[2].As<Napi::Object>(), "embeds", false);
+    wantDomain = optionBool(info[2].As<Napi::Object>(), "domain", false);
+    wantEmbeds = optionBool(info[2].As<Napi::Object>(), "embeds", false);
   }
   return PromiseWorker<PromptOutput>::start(
       env, Value(), "ipclip.prompt.logits",
@@ -264,15 +245,15 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
   auto o = info[6].As<Napi::Object>();
   StepOptions opts;
   guarded(env, [&] {
-    opts.scenario = parseScenario(optString(o, "scenario", "target-specified"));
-    opts.preset = parsePreset(optString(o, "preset", "paper"));
+    opts.scenario = parseScenario(optionString(o, "scenario", "target-specified"));
+    opts.preset = parsePreset(optionString(o, "preset", "paper"));
     return 0;
   });
-  opts.lr = optNumber(o, "lr", 0.01);
-  opts.weightDecay = optNumber(o, "weightDecay", 5e-4);
-  opts.update = optBool(o, "update", true);
-  opts.returnOutputs = optBool(o, "returnOutputs", false);
-  opts.trainEnhancer = optBool(o, "trainEnhancer", false);
+  opts.lr = optionNumber(o, "lr", 0.01);
+  opts.weightDecay = optionNumber(o, "weightDecay", 5e-4);
+  opts.update = optionBool(o, "update", true);
+  opts.returnOutputs = optionBool(o, "returnOutputs", false);
+  opts.trainEnhancer = optionBool(o, "trainEnhancer", false);
   IPCLIP_CHECK_ARG(env, opts.lr >= 0, "step: lr must be non-negative");
   auto imagesA = imagesFrom(env, info[0], info[1], c, "step (authorized)");
   auto labelsA = labelsFrom(env, info[2], imagesA.size(0), C, "step (authorized)");
@@ -344,7 +325,7 @@ Napi::Value PromptModel::setOptimizerState(const Napi::CallbackInfo& info) {
   auto h = handle(env);
   IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsObject(), "setOptimizerState: expected { step, tensors }");
   auto o = info[0].As<Napi::Object>();
-  double steps = optNumber(o, "step", 0);
+  double steps = optionNumber(o, "step", 0);
   IPCLIP_CHECK_ARG(env, steps >= 0 && steps == static_cast<int64_t>(steps), "setOptimizerState: step must be a non-negative integer");
   auto tensors = mapFromJs(env, o.Get("tensors"), "setOptimizerState");
   return PromiseWorker<int>::start(

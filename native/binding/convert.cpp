@@ -158,6 +158,25 @@ Napi::Object objectField(Napi::Env env, Napi::Object o, const char* key, const s
 
 }  // namespace
 
+std::string optionString(Napi::Object o, const char* key, const std::string& fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsString(), std::string("option '") + key + "' must be a string");
+  return o.Get(key).As<Napi::String>().Utf8Value();
+}
+
+double optionNumber(Napi::Object o, const char* key, double fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  IPCLIP_CHECK_ARG(o.Env(), o.Get(key).IsNumber(), std::string("option '") + key + "' must be a number");
+  double v = o.Get(key).As<Napi::Number>().DoubleValue();
+  IPCLIP_CHECK_ARG(o.Env(), std::isfinite(v), std::string("option '") + key + "' must be finite");
+  return v;
+}
+
+bool optionBool(Napi::Object o, const char* key, bool fallback) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
+  return o.Get(key).ToBoolean();
+}
+
 ClipConfig clipConfigFromJs(Napi::Env env, Napi::Value v, const char* where) {
   const std::string w = std::string(where) + ": config";
   IPCLIP_CHECK_ARG(env, v.IsObject(), w + " must be an object");

@@ -31,6 +31,12 @@ torch::Device parseDevice(const std::string& s);
 torch::Dtype parseDtype(const std::string& s, const torch::Device& device);
 std::string dtypeName(torch::Dtype d);
 
+// Optional fields of an options object: the fallback when absent or undefined, ERR_INVALID_ARGUMENT when present
+// with the wrong type (numbers must also be finite).
+std::string optionString(Napi::Object o, const char* key, const std::string& fallback);
+double optionNumber(Napi::Object o, const char* key, double fallback);
+bool optionBool(Napi::Object o, const char* key, bool fallback);
+
 // {embedDim, vision: {width, layers, heads, patchSize, imageSize}, text: {width, layers, heads, contextLength,
 // vocabSize}} ↔ ClipConfig. Parsing checks every field's range and the divisibility rules.
 ClipConfig clipConfigFromJs(Napi::Env env, Napi::Value v, const char* where);
