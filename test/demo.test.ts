@@ -47,7 +47,7 @@ describe.skipIf(!HAVE_SHARED)('runDemo (miniature)', () => {
     expect(printed).toMatch(new RegExp(`${result.targets.retention.pass ? 'PASS' : 'FAIL'}  authorized retention`));
     expect(printed).toMatch(/clipart \(never seen by the protection\)/);
     expect(printed).toMatch(/product \(never seen by the protection\)/);
-    expect(printed).toMatch(/the paper uses 50/);
+    expect(printed).toMatch(/1 epochs per run at lr 0.005 \(the paper: 50 epochs at 0.01/);
     const html = readFileSync(join(dir, 'out', 'report.html'), 'utf8');
     expect(html).toContain('data-group="sketch"');
     expect((html.match(/<figure class="sample/g) ?? []).length).toBe(8);
