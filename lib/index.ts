@@ -70,3 +70,9 @@ export {
   type FitOptions as PretrainFitOptions, type FitProgress as PretrainProgress, type FitResult as PretrainResult,
 } from './pretrain.js';
 export type { PretrainStepStats, NativePretrainer } from './native.js';
+
+// --- Command line, demo and report (issue 4) -----------------------------------------------------------------------
+export { main as cliMain } from './cli.js';
+export { runDemo, type DemoResult, type DemoOptions } from './demo.js';
+export { renderReport, writeReport, type ReportData } from './report.js';
+export { ProgressBar } from './progress.js';
