@@ -151,12 +151,7 @@ Napi::Value ClipModel::encodeImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
   const auto& c = h->model->config();
-  auto images = floatTensorFrom(env, info[0], info[1], "encodeImage");
-  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == c.vision.imageSize &&
-                            images.size(3) == c.vision.imageSize,
-                   "encodeImage: images must have shape [N,3," + std::to_string(c.vision.imageSize) + "," +
-                       std::to_string(c.vision.imageSize) + "]");
-  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", "encodeImage: the batch is empty");
+  auto images = imageBatchFrom(env, info[0], info[1], c, "encodeImage");
   VisionRequest request;
   if (info.Length() > 2 && info[2].IsObject()) {
     auto o = info[2].As<Napi::Object>();

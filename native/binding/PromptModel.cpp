@@ -33,14 +33,6 @@ TensorMap mapFromJs(Napi::Env env, Napi::Value v, const char* what) {
   return out;
 }
 
-torch::Tensor imagesFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what) {
-  auto images = floatTensorFrom(env, data, shape, what);
-  const auto S = c.vision.imageSize;
-  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == S && images.size(3) == S,
-                   std::string(what) + ": images must have shape [B,3," + std::to_string(S) + "," + std::to_string(S) + "]");
-  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
-  return images;
-}
 
 torch::Tensor labelsFrom(Napi::Env env, Napi::Value v, int64_t batch, int64_t classes, const char* what) {
   IPCLIP_CHECK_ARG(env, v.IsTypedArray(), std::string(what) + ": labels must be an Int32Array");
@@ -176,7 +168,7 @@ Napi::Value PromptModel::setState(const Napi::CallbackInfo& info) {
 Napi::Value PromptModel::logits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
-  auto images = imagesFrom(env, info[0], info[1], h->core->clip().config(), "logits");
+  auto images = imageBatchFrom(env, info[0], info[1], h->core->clip().config(), "logits");
   bool wantDomain = false, wantEmbeds = false;
   if (info.Length() > 2 && info[2].IsObject()) {
     wantDomain = optionBool(info[2].As<Napi::Object>(), "domain", false);
@@ -203,7 +195,7 @@ Napi::Value PromptModel::logits(const Napi::CallbackInfo& info) {
 Napi::Value PromptModel::bankUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
-  auto images = imagesFrom(env, info[0], info[1], h->core->clip().config(), "bankUpdate");
+  auto images = imageBatchFrom(env, info[0], info[1], h->core->clip().config(), "bankUpdate");
   auto labels = labelsFrom(env, info[2], images.size(0), h->core->numClasses(), "bankUpdate");
   IPCLIP_CHECK_ARG(env, info.Length() > 3 && info[3].IsString(), "bankUpdate: which must be 'authorized' or 'unauthorized'");
   auto which = info[3].As<Napi::String>().Utf8Value();
@@ -255,11 +247,11 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
   opts.returnOutputs = optionBool(o, "returnOutputs", false);
   opts.trainEnhancer = optionBool(o, "trainEnhancer", false);
   IPCLIP_CHECK_ARG(env, opts.lr >= 0, "step: lr must be non-negative");
-  auto imagesA = imagesFrom(env, info[0], info[1], c, "step (authorized)");
+  auto imagesA = imageBatchFrom(env, info[0], info[1], c, "step (authorized)");
   auto labelsA = labelsFrom(env, info[2], imagesA.size(0), C, "step (authorized)");
   torch::Tensor imagesU, labelsU;
   if (opts.scenario != Scenario::Reference) {
-    imagesU = imagesFrom(env, info[3], info[4], c, "step (unauthorized)");
+    imagesU = imageBatchFrom(env, info[3], info[4], c, "step (unauthorized)");
     labelsU = labelsFrom(env, info[5], imagesU.size(0), C, "step (unauthorized)");
     IPCLIP_CHECK_ARG(env, imagesA.size(0) == imagesU.size(0),
                      "step: the authorized and unauthorized batches must have the same size (samples are paired)");

@@ -53,19 +53,23 @@ torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shapeV
   IPCLIP_CHECK_ARG(env, static_cast<int64_t>(ta.ElementLength()) == numel(shape),
                    std::string(what) + ": data has " + std::to_string(ta.ElementLength()) +
                        " elements but the shape needs " + std::to_string(numel(shape)));
-  if (ta.TypedArrayType() == napi_int32_array) {
-    auto a = data.As<Napi::Int32Array>();
-    auto t = torch::empty(shape, torch::kInt32);
-    if (a.ElementLength()) std::memcpy(t.data_ptr(), a.Data(), a.ByteLength());
+  auto copy = [&](auto typed, torch::Dtype dtype) {
+    auto t = torch::empty(shape, dtype);
+    if (typed.ElementLength()) std::memcpy(t.data_ptr(), typed.Data(), typed.ByteLength());
     return t.to(torch::kInt64);
-  }
-  if (ta.TypedArrayType() == napi_bigint64_array) {
-    auto a = data.As<Napi::BigInt64Array>();
-    auto t = torch::empty(shape, torch::kInt64);
-    if (a.ElementLength()) std::memcpy(t.data_ptr(), a.Data(), a.ByteLength());
-    return t;
-  }
+  };
+  if (ta.TypedArrayType() == napi_int32_array) return copy(data.As<Napi::Int32Array>(), torch::kInt32);
+  if (ta.TypedArrayType() == napi_bigint64_array) return copy(data.As<Napi::BigInt64Array>(), torch::kInt64);
   throwJs(env, "ERR_INVALID_ARGUMENT", std::string(what) + ": data must be an Int32Array or BigInt64Array");
+}
+
+torch::Tensor imageBatchFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what) {
+  auto images = floatTensorFrom(env, data, shape, what);
+  const auto S = c.vision.imageSize;
+  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == S && images.size(3) == S,
+                   std::string(what) + ": images must have shape [N,3," + std::to_string(S) + "," + std::to_string(S) + "]");
+  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
+  return images;
 }
 
 torch::Tensor hostFloat(const torch::Tensor& t) {

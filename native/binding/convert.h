@@ -15,6 +15,8 @@ std::vector<int64_t> toShape(Napi::Env env, Napi::Value v, const char* what);
 
 // Float32Array + shape → float32 CPU tensor (copied). Checks the element count.
 torch::Tensor floatTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
+// Float32Array + shape → a [B,3,S,S] image batch at the model's input size (ERR_EMPTY_INPUT when B = 0).
+torch::Tensor imageBatchFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what);
 // Int32Array | BigInt64Array + shape → int64 CPU tensor (copied).
 torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
 
