@@ -1,12 +1,15 @@
-// Training that is interrupted loses nothing: a training process killed with SIGKILL at seeded random moments
-// (at least 10 times) and resumed each time ends with exactly the parameters of an uninterrupted run, and the
-// checkpoint on disk after every kill parses and validates. A full disk gives ERR_IO and keeps the previous
-// checkpoint; a non-finite loss skips the update and is counted in the checkpoint.
+// Training that is interrupted loses nothing: `ipclip train` (node bin/ipclip.js on the compiled dist/, as users
+// run it) killed with SIGKILL at seeded random moments (at least 10 times) and resumed each time with the same
+// command ends with exactly the parameters of an uninterrupted run, and the checkpoint on disk after every kill
+// parses and validates. A full disk gives ERR_IO and keeps the previous checkpoint; a non-finite loss skips the
+// update and is counted in the checkpoint.
 //
-// The trainer runs in child processes (SIGKILL needs a process of its own). Until `ipclip train` (lib/cli.ts)
-// lands, the child is a small driver over IPTrainer compiled by tsc into .cache/reliability-dist.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// Kills are timed from what the child does, not from the clock alone: its start-up line on stderr, and the
+// checkpoint writes it makes in --out (watched: a temporary file appears, then is renamed onto
+// last.safetensors). Random delays are fractions of the same phases measured on the uninterrupted run, so they
+// land inside a run on a fast or a loaded machine.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,47 +17,23 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint, writeCheckpoint } from '../../lib/checkpoint.js';
 import { Clip } from '../../lib/clip.js';
-import { DomainDataset } from '../../lib/data.js';
-import { addonPath } from '../../lib/native.js';
 import { IPPrompt, isPromptParameter } from '../../lib/prompt.js';
 import { preprocess } from '../../lib/preprocess.js';
 import { Rng } from '../../lib/rng.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { CHECKPOINT_FILE, IPTrainer } from '../../lib/trainer.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from '../helpers/fixtures.js';
-import { codeOf } from './helpers.js';
+import { codeOf, ensureDist } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const DIST = join(ROOT, '.cache', 'reliability-dist');
+const BIN = join(ROOT, 'bin', 'ipclip.js');
+const DOMAIN = 'photo';
 const CLASSES = ['blue', 'green', 'red'];
 const COLOURS: Record<string, [number, number, number]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [40, 50, 230] };
-const PER_CLASS = 4; // 12 images, batch 4: 3 iterations per epoch
-const EPOCHS = 12; // 36 iterations, a checkpoint after each
+const PER_CLASS = 5; // 15 images: 12 train (batch 4: 3 iterations per epoch), 3 test (unused: --skip-eval)
+const EPOCHS = 12;
+const TOTAL = 3 * EPOCHS; // 36 iterations, a checkpoint after each
 const KILLS = 10;
-
-/** The child: trains (or resumes) in `out`, printing `it N` after every iteration. */
-const DRIVER = `
-import { join } from 'node:path';
-const [dist, weights, vocab, data, out] = process.argv.slice(2);
-const load = (m) => import(new URL(m + '.js', 'file://' + dist + '/').href);
-const { Clip } = await load('clip');
-const { IPPrompt } = await load('prompt');
-const { IPTrainer } = await load('trainer');
-const { DomainDataset } = await load('data');
-const classes = ${JSON.stringify(CLASSES)};
-const samples = [];
-classes.forEach((c, label) => { for (let i = 0; i < ${PER_CLASS}; i++) samples.push({ path: join(data, c, i + '.png'), label }); });
-const clip = await Clip.load(weights, { vocab });
-const prompt = await IPPrompt.create(clip, classes, { seed: 3 });
-const trainer = new IPTrainer(clip, prompt, {
-  scenario: 'ownership', epochs: ${EPOCHS}, batchSize: 4, seed: 11, checkpointDir: out, checkpointEvery: 1, workers: 0,
-  onProgress: (p) => { process.stdout.write('it ' + p.iteration + '\\n'); },
-});
-const res = await trainer.fit({ authorized: DomainDataset.fromSamples(samples, classes) });
-process.stdout.write('done ' + res.iterations + ' resumed ' + res.resumedFrom + '\\n');
-prompt.dispose();
-clip.dispose();
-`;
 
 async function makeImages(dir: string): Promise<void> {
   for (const cls of CLASSES) {
@@ -71,35 +50,72 @@ async function makeImages(dir: string): Promise<void> {
   }
 }
 
-interface RunResult { code: number | null; signal: NodeJS.Signals | null; lines: string[]; firstItAt: number | null; endedAt: number }
+/** The `ipclip train` command of every run: the killed ones, their resumptions and the reference. */
+function trainArgs(data: string, out: string): string[] {
+  return [BIN, 'train', '--clip', CLIP_TINY.openaiSafetensors, '--vocab', VOCAB_PATH, '--threads', '2',
+    '--data', data, '--authorized', DOMAIN, '--scenario', 'ownership', '--split-sizes', '12/3',
+    '--epochs', String(EPOCHS), '--batch-size', '4', '--seed', '11', '--out', out, '--checkpoint-every', '1',
+    '--skip-eval', '--json'];
+}
 
-/** When to SIGKILL: `ms` after start, or `ms` after the child reported its `afterIts`-th iteration of this run. */
-interface Kill { ms: number; afterIts?: number }
+/**
+ * When to SIGKILL, counted from this run's own events: `startup`: `ms` after the line saying it starts training
+ * (banks being built, or resuming); `between`: `ms` after its `n`-th checkpoint was renamed into place;
+ * `write`: the moment its `n`-th checkpoint write opens the temporary file.
+ */
+type Kill = { kind: 'startup'; ms: number } | { kind: 'between'; n: number; ms: number } | { kind: 'write'; n: number };
 
-/** Runs the driver, killing it as `kill` says. */
-function runDriver(driver: string, data: string, out: string, kill?: Kill): Promise<RunResult> {
+/** Milliseconds from spawn: the start-up line, each temporary file seen, each checkpoint renamed into place. */
+interface Events { startLine: number | null; writes: number[]; commits: number[] }
+
+/** `leftTemp`: this run left a temporary checkpoint file behind (it was killed in the middle of a write). */
+interface RunResult { signal: NodeJS.Signals | null; stdout: string; events: Events; leftTemp: boolean }
+
+const isTemp = (f: string) => f.startsWith(`.${CHECKPOINT_FILE}.`) && f.endsWith('.tmp');
+
+/** Runs `ipclip train` into `out`, killing it as `kill` says; rejects if it fails any other way. */
+function runTrain(data: string, out: string, kill?: Kill): Promise<RunResult> {
+  mkdirSync(out, { recursive: true }); // watched from the start (the CLI accepts an existing, empty --out)
+  const tempBefore = new Set(readdirSync(out).filter(isTemp)); // left by earlier kills
   return new Promise((done, fail) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [driver, DIST, CLIP_TINY.openaiSafetensors, VOCAB_PATH, data, out], {
-      env: { ...process.env, IPCLIP_ADDON: addonPath() }, stdio: ['ignore', 'pipe', 'pipe'],
+    const t0 = Date.now();
+    const ms = () => Date.now() - t0;
+    const events: Events = { startLine: null, writes: [], commits: [] };
+    const seen = new Set<string>();
+    let timer: NodeJS.Timeout | null = null;
+    let child: ChildProcess | null = null;
+    const killNow = () => { child?.kill('SIGKILL'); };
+    const arm = (delay: number) => { timer ??= setTimeout(killNow, delay); };
+    const watcher = watch(out, (type, name) => {
+      if (name === null || type !== 'rename') return;
+      if (isTemp(name) && !seen.has(name)) {
+        seen.add(name);
+        events.writes.push(ms());
+        if (kill?.kind === 'write' && events.writes.length === kill.n) killNow();
+      } else if (name === CHECKPOINT_FILE) {
+        // The temporary file renamed onto last.safetensors: one event per committed checkpoint.
+        events.commits.push(ms());
+        if (kill?.kind === 'between' && events.commits.length === kill.n) arm(kill.ms);
+      }
     });
+    child = spawn(process.execPath, trainArgs(data, out), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    let firstItAt: number | null = null;
-    let timer: NodeJS.Timeout | null = null;
-    const arm = () => { timer ??= setTimeout(() => child.kill('SIGKILL'), kill!.ms); };
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      if (firstItAt === null && stdout.includes('it ')) firstItAt = Date.now() - started;
-      if (kill?.afterIts !== undefined && (stdout.match(/^it /gm)?.length ?? 0) >= kill.afterIts) arm();
+    child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (events.startLine === null && /^(building the feature banks|resuming from )/m.test(stderr)) {
+        events.startLine = ms();
+        if (kill?.kind === 'startup') arm(kill.ms);
+      }
     });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    if (kill && kill.afterIts === undefined) arm();
     child.on('error', fail);
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
-      if (code !== 0 && signal !== 'SIGKILL') fail(new Error(`driver failed (${code}): ${stderr.slice(-2000)}`));
-      else done({ code, signal, lines: stdout.split('\n').filter(Boolean), firstItAt, endedAt: Date.now() - started });
+      watcher.close();
+      const leftTemp = readdirSync(out).some((f) => isTemp(f) && !tempBefore.has(f));
+      if (code !== 0 && signal !== 'SIGKILL') fail(new Error(`ipclip train failed (${code ?? signal}): ${stderr.slice(-2000)}`));
+      else done({ signal, stdout, events, leftTemp });
     });
   });
 }
@@ -119,16 +135,11 @@ function expectSameTensors(a: Record<string, Tensor>, b: Record<string, Tensor>)
 describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'ipclip-interrupt-'));
   const data = join(tmp, 'data');
-  const driver = join(tmp, 'driver.mjs');
   let clip: Clip;
 
   beforeAll(async () => {
-    // Compile lib/ for the child processes (errors in files still being written elsewhere do not stop emission).
-    const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'),
-      '--outDir', DIST, '--declaration', 'false', '--sourceMap', 'false'], { encoding: 'utf8' });
-    if (!existsSync(join(DIST, 'trainer.js'))) throw new Error(`tsc did not emit trainer.js: ${tsc.stdout.slice(-1500)}`);
-    writeFileSync(driver, DRIVER);
-    await makeImages(data);
+    ensureDist(ROOT);
+    await makeImages(join(data, DOMAIN));
     clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
   }, 180_000);
   afterAll(() => {
@@ -136,27 +147,35 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  it(`SIGKILL at ${KILLS}+ seeded random moments, resumed each time: the final parameters equal an uninterrupted run's`, async () => {
+  it(`ipclip train SIGKILLed at ${KILLS}+ seeded random moments, resumed each time: the final parameters equal an uninterrupted run's`, async () => {
     const reference = join(tmp, 'reference');
-    const ref = await runDriver(driver, data, reference);
-    expect(ref.lines.at(-1)).toBe(`done ${3 * EPOCHS} resumed null`);
-    // Kill moments: every other kill at a random time during start-up and bank building (before or around the
-    // first checkpoint), the rest a random time after the run's 1st–3rd iteration (mid-training, often during a
-    // checkpoint write). Tied to the child's progress, so they land inside a run on a fast or a slow machine.
-    const startup = ref.firstItAt!;
-    const perIt = (ref.endedAt - startup) / (3 * EPOCHS);
+    const ref = await runTrain(data, reference);
+    const refJson = JSON.parse(ref.stdout) as { iterations: number; resumedFrom: number | null; skippedUpdates: number };
+    expect([refJson.iterations, refJson.resumedFrom]).toEqual([TOTAL, null]);
+    // One commit after the banks, then one per iteration.
+    expect(ref.events.commits.length).toBe(TOTAL + 1);
+    // The phases of an uninterrupted run, to scale the random delays: start-up line → first checkpoint (banks),
+    // and one iteration (step + checkpoint write).
+    const banksMs = ref.events.commits[0]! - ref.events.startLine!;
+    const perItMs = (ref.events.commits.at(-1)! - ref.events.commits[0]!) / TOTAL;
+    console.log(`uninterrupted run: banks and first checkpoint ${banksMs} ms, ${perItMs.toFixed(0)} ms per iteration`);
     const rng = new Rng(2025);
     const dir = join(tmp, 'killed');
-    const points: { at: string; iteration: number | null }[] = [];
-    let finished = false;
-    while (!finished) {
-      const killing = points.length < KILLS;
-      const early = points.length % 2 === 0;
-      const kill: Kill = early ? { ms: Math.round(rng.uniform(0.2, 1.1) * startup) } : { ms: Math.round(rng.uniform(0, perIt)), afterIts: rng.intBetween(1, 3) };
-      const at = kill.afterIts === undefined ? `${kill.ms}ms` : `it${kill.afterIts}+${kill.ms}ms`;
-      const r = await runDriver(driver, data, dir, killing ? kill : undefined);
-      finished = r.signal === null;
-      if (finished) expect(r.lines.at(-1)).toMatch(new RegExp(`^done ${3 * EPOCHS} resumed \\d+$`));
+    const points: { at: string; iteration: number | null; midWrite: boolean }[] = [];
+    let last: RunResult | null = null;
+    for (let run = 0; last === null || last.signal !== null; run++) {
+      expect(run, 'too many runs').toBeLessThan(3 * KILLS);
+      let kill: Kill | undefined;
+      if (points.length < KILLS) {
+        // Kinds in turn (start-up, between two checkpoints, at a write), the rest drawn from the seeded Rng; each
+        // kill lets at most a few iterations through, so 10 kills fit in the 36 iterations.
+        const kind = (['startup', 'between', 'write'] as const)[points.length % 3]!;
+        kill = kind === 'startup' ? { kind, ms: Math.round(rng.uniform(0, 1.2) * banksMs) }
+          : kind === 'between' ? { kind, n: rng.intBetween(1, 3), ms: Math.round(rng.uniform(0, 1) * perItMs) }
+            : { kind, n: rng.intBetween(1, 3) };
+      }
+      const r = await runTrain(data, dir, kill);
+      last = r;
       // After every run, killed or not, whatever checkpoint is there is whole: it parses, its metadata
       // validates, and a prompt loads from it (names, shapes and finiteness checked natively).
       const file = join(dir, CHECKPOINT_FILE);
@@ -164,18 +183,25 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
       if (existsSync(file)) {
         const ck = await readCheckpoint(file);
         iteration = ck.meta!.training!.iteration;
-        expect(iteration).toBeLessThanOrEqual(3 * EPOCHS);
+        expect(iteration).toBeLessThanOrEqual(TOTAL);
         const p = await IPPrompt.load(clip, file);
         p.dispose();
       }
-      if (r.signal === 'SIGKILL') points.push({ at, iteration });
-      expect(points.length, 'a run finished before the kills were done; the kill window is too late').toBeGreaterThanOrEqual(finished ? KILLS : 0);
+      if (r.signal === 'SIGKILL') {
+        const at = kill!.kind === 'startup' ? `start+${kill!.ms}ms` : kill!.kind === 'between' ? `ck${kill!.n}+${kill!.ms}ms` : `write${kill!.n}`;
+        points.push({ at, iteration, midWrite: r.leftTemp });
+      } else {
+        expect(points.length, 'a run finished before it was killed: the kill moments are too late').toBeGreaterThanOrEqual(KILLS);
+      }
     }
-    console.log(`kills survived: ${points.length}; kill moments and the checkpoint's iteration after each: ` +
-      points.map((p) => `${p.at}→${p.iteration ?? 'none'}`).join(', '));
+    const done = JSON.parse(last.stdout) as typeof refJson;
+    expect(done.iterations).toBe(TOTAL);
+    expect(done.resumedFrom).toBe(points.at(-1)!.iteration);
+    console.log(`kills survived: ${points.length} (${points.filter((p) => p.midWrite).length} in the middle of a checkpoint write); ` +
+      'kill moment → checkpoint iteration after it: ' + points.map((p) => `${p.at}→${p.iteration ?? 'none'}${p.midWrite ? '*' : ''}`).join(', '));
     expect(points.length).toBeGreaterThanOrEqual(KILLS);
     // Kills landed in the middle of training (not all at start-up, not all after the end).
-    expect(points.some((p) => (p.iteration ?? 0) > 0 && p.iteration! < 3 * EPOCHS)).toBe(true);
+    expect(points.some((p) => (p.iteration ?? 0) > 0 && p.iteration! < TOTAL)).toBe(true);
     const a = await readCheckpoint(join(reference, CHECKPOINT_FILE));
     const b = await readCheckpoint(join(dir, CHECKPOINT_FILE));
     expectSameTensors(a.state, b.state);
@@ -184,6 +210,8 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
     const { history: hb, ...tb } = b.meta!.training!;
     expect(tb).toEqual(ta);
     expect(JSON.stringify(hb)).toBe(JSON.stringify(ha));
+    // The prompt the CLI saves at the end is the same too.
+    expectSameTensors((await readCheckpoint(join(reference, 'prompt.safetensors'))).state, (await readCheckpoint(join(dir, 'prompt.safetensors'))).state);
   }, 600_000);
 
   it('a full disk (a small tmpfs): writing a checkpoint is ERR_IO and the previous one stays intact', async (ctx) => {
@@ -220,7 +248,7 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
     using prompt = await IPPrompt.create(clip, CLASSES, { seed: 6 });
     const dir = join(tmp, 'nonfinite');
     const trainer = new IPTrainer(clip, prompt, { scenario: 'ownership', batchSize: 4, checkpointDir: dir });
-    const images = await preprocess(CLASSES.map((c) => join(data, c, '0.png')).concat(join(data, 'red', '1.png')), { size: 32 });
+    const images = await preprocess(CLASSES.map((c) => join(data, DOMAIN, c, '0.png')).concat(join(data, DOMAIN, 'red', '1.png')), { size: 32 });
     const labels = Int32Array.from([0, 1, 2, 2]);
     const before = await prompt.state();
     // Finite pixels whose activations overflow float32: the loss is not finite.
