@@ -3,11 +3,12 @@
 // info, predict (against the library), eval with a reference, and Ctrl-C during training (exit 130, checkpoint
 // written, the same command resumes). Also the progress bar's output in both modes.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDist } from './helpers/dist.js';
 import { Clip } from '../lib/clip.js';
 import { ProgressBar, formatDuration, renderBar } from '../lib/progress.js';
 import { IPPrompt } from '../lib/prompt.js';
@@ -23,25 +24,6 @@ interface Result { code: number | null; stdout: string; stderr: string }
 function ipclip(args: string[], cwd = ROOT): Result {
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/** Compiles lib/ into dist/ when dist/cli.js is missing or older than a source file (the launcher runs dist). */
-function ensureDist(): void {
-  const cli = join(ROOT, 'dist', 'cli.js');
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(join(ROOT, 'lib'))) return;
-  // tsc's exit status is not checked: errors in files still being written elsewhere must not block this test;
-  // what matters is that dist/cli.js was emitted.
-  spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
-  if (!existsSync(cli)) throw new Error('dist/cli.js was not produced by `tsc -p tsconfig.build.json`');
 }
 
 describe('progress bar', () => {
@@ -76,7 +58,7 @@ describe('progress bar', () => {
 });
 
 describe('ipclip usage', () => {
-  beforeAll(ensureDist, 180_000);
+  beforeAll(() => ensureDist(ROOT), 180_000);
 
   it('--help lists every command; each command has --help', () => {
     const r = ipclip(['--help']);
@@ -136,7 +118,7 @@ describe.skipIf(!HAVE_SHARED)('ipclip on tiny SynthDomains with the clip-tiny fi
   let dir: string;
   let data: string;
   beforeAll(() => {
-    ensureDist();
+    ensureDist(ROOT);
     dir = mkdtempSync(join(tmpdir(), 'ipclip-cli-'));
     data = join(dir, 'synth');
   }, 180_000);

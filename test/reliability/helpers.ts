@@ -1,8 +1,6 @@
 // Helpers of the reliability tests: error codes of rejected calls, byte-level surgery on safetensors files, and a
 // fresh dist/ for tests that run the `ipclip` command.
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import { IpclipError } from '../../lib/errors.js';
 
@@ -41,25 +39,4 @@ export function entry(raw: RawSafetensors, name: string): { dtype: string; shape
   return e as { dtype: string; shape: number[]; data_offsets: [number, number] };
 }
 
-/** Newest modification time (ms) of any file under `dir`. */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/**
- * Compiles lib/ into dist/ (`tsc -p tsconfig.build.json`, as test/cli.test.ts does) when dist/cli.js is missing
- * or older than a source file: bin/ipclip.js runs dist/, so a stale one would test old code.
- */
-export function ensureDist(root: string): void {
-  const cli = join(root, 'dist', 'cli.js');
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newest(join(root, 'lib'))) return;
-  // tsc's exit status is not checked: errors in files still being written elsewhere must not block the test;
-  // what matters is that dist/cli.js was emitted.
-  spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'ignore' });
-  if (!existsSync(cli)) throw new Error('dist/cli.js was not produced by `tsc -p tsconfig.build.json`');
-}
+export { ensureDist } from '../helpers/dist.js';
