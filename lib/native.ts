@@ -144,6 +144,12 @@ export interface NativeOptimizerState {
   tensors: Record<string, Tensor>;
 }
 
+/** What the vision tower gives the prompt, per batch: `embeds` `[B,D]` (normalised), `stats` `[L,B,2,W]`. */
+export interface NativeVisionFeatures {
+  embeds: Tensor;
+  stats: Tensor;
+}
+
 /** The raw bound prompt model. Mutating calls are async: they queue behind running work on a worker thread. */
 export interface NativePromptModel {
   readonly numClasses: number;
@@ -158,6 +164,11 @@ export interface NativePromptModel {
   bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: Tensor }>;
   resetBanks(): Promise<void>;
   step(imagesA: Float32Array, shapeA: number[], labelsA: Int32Array, imagesU: Float32Array, shapeU: number[], labelsU: Int32Array,
+    opts: NativeStepOptions): Promise<NativeStepResult>;
+  /** The frozen vision tower alone: normalised embeddings `[B,D]` and per-layer token mean/std `[L,B,2,W]` (fp32). */
+  encodeVision(images: Float32Array, shape: number[]): Promise<NativeVisionFeatures>;
+  /** {@link NativePromptModel.step} from {@link NativePromptModel.encodeVision}'s output (`featU` unused by `reference`). */
+  stepFeatures(featA: NativeVisionFeatures, labelsA: Int32Array, featU: NativeVisionFeatures, labelsU: Int32Array,
     opts: NativeStepOptions): Promise<NativeStepResult>;
   /** The last step's gradients (a synchronous copy). */
   gradients(): Record<string, Tensor>;

@@ -10,11 +10,11 @@ import type { Clip } from './clip.js';
 import { readCheckpoint, writeCheckpoint, type EpochAccumulator, type EpochRecord, type TrainingMeta } from './checkpoint.js';
 import type { DomainDataset } from './data.js';
 import { IpclipError, check } from './errors.js';
-import { BatchLoader, cycle, type Batch, type TransformChoice } from './loader.js';
-import { callNative } from './native.js';
+import { BatchLoader, cycle, cyclePosition, type Batch, type TransformChoice } from './loader.js';
+import { callNative, type NativeStepResult as RawStepResult } from './native.js';
 import { checkImages, type IPPrompt, type LossTerms, type NativeStepResult } from './prompt.js';
 import { Rng } from './rng.js';
-import { bankStreams, checkScenario, trainingStreams, type Scenario, type StreamPlan } from './scenarios.js';
+import { bankStreams, checkScenario, trainingStreams, withoutRandomCrop, type Scenario, type StreamPlan } from './scenarios.js';
 import { learningRate, type Preset } from './schedule.js';
 import type { ImageTensor, Tensor } from './tensor.js';
 
@@ -76,6 +76,16 @@ export interface TrainerOptions {
   bankBatchSize?: number;
   /** Loader worker threads (default: the loader's). */
   workers?: number;
+  /**
+   * Cache each sample's vision-tower output so that {@link IPTrainer.fit} runs the frozen vision tower once per
+   * sample instead of once per epoch (default false). This CHANGES THE AUGMENTATION: every stream's random
+   * crop + flip is replaced by the test transform, and the per-sample random transforms (strong augmentation,
+   * the authorization mixture's draw) are drawn once, as epoch 0 of the stream's seed, and then frozen for the
+   * whole run. Watermarks are kept. The cache is a pure function of (seed, sample), rebuilt on every
+   * {@link IPTrainer.fit} (so resuming is exact); it holds `D + 2·L·W` floats per sample and stream in memory.
+   * Only {@link IPTrainer.fit} uses it; {@link IPTrainer.step} and {@link IPTrainer.buildBanks} take images.
+   */
+  featureCache?: boolean;
 }
 
 /** The training data: the authorized stream, and the unauthorized one where the scenario has its own. */
@@ -109,6 +119,13 @@ interface Resolved {
   trainEnhancer: boolean;
   checkpointEvery: number;
   bankBatchSize: number;
+  featureCache: boolean;
+}
+
+/** One sample's cached vision output: embedding `[D]` and per-layer token mean/std `[L,2,W]`. */
+interface SampleFeatures {
+  embeds: Float32Array;
+  stats: Float32Array;
 }
 
 const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'];
@@ -147,6 +164,8 @@ export class IPTrainer {
   private readonly onProgress?: TrainerOptions['onProgress'];
   private readonly signal?: AbortSignal;
   private readonly workers?: number;
+  /** featureCache: `${stream}/${dataset index}` → the sample's vision features (filled at the start of fit). */
+  private readonly features = new Map<string, SampleFeatures>();
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or a prompt made on another CLIP. */
   constructor(readonly clip: Clip, readonly prompt: IPPrompt, opts: TrainerOptions) {
@@ -172,9 +191,10 @@ export class IPTrainer {
     check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${String(seed)}`);
     check(opts.checkpointDir === undefined || (typeof opts.checkpointDir === 'string' && opts.checkpointDir.length > 0), 'checkpointDir must be a path');
     check(opts.onProgress === undefined || typeof opts.onProgress === 'function', 'onProgress must be a function');
+    check(opts.featureCache === undefined || typeof opts.featureCache === 'boolean', `featureCache must be a boolean, got ${String(opts.featureCache)}`);
     this.options = Object.freeze({
       scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
-      trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize,
+      trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize, featureCache: opts.featureCache === true,
     });
     this.checkpointDir = opts.checkpointDir;
     this.onProgress = opts.onProgress;
@@ -241,13 +261,18 @@ export class IPTrainer {
         scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
         update, returnOutputs: opts.returnOutputs === true, trainEnhancer: this.options.trainEnhancer,
       }));
+    const terms = this.record(res, lr, update);
+    return res.outputs ? { ...terms, outputs: res.outputs } : terms;
+  }
+
+  /** Counts a native step's update and turns its result into {@link StepTerms}. */
+  private record(res: RawStepResult, lr: number, update: boolean): StepTerms {
     if (update) {
       this.iteration++;
       this.lastLr = lr;
       if (res.skipped) this.skippedUpdates++;
     }
-    const terms: StepTerms = { ...pickTerms(res.terms), lr, skipped: res.skipped };
-    return res.outputs ? { ...terms, outputs: res.outputs } : terms;
+    return { ...pickTerms(res.terms), lr, skipped: res.skipped };
   }
 
   /**
@@ -301,6 +326,13 @@ export class IPTrainer {
       const startIt = this.iteration;
       const uOwn = plan.source === 'own' ? this.loader(unauthorized, plan.unauthorized, seeds.unauthorized, this.options.batchSize, true, true) : null;
       if (uOwn) uLoaders.push(uOwn);
+      const finish = (e: number, terms: StepTerms, lr: number) =>
+        this.finishIteration({ epoch: e, terms, lr, perEpoch, total, started, startIt, file, signal });
+      if (this.options.featureCache) {
+        await this.fillFeatures(authorized, unauthorized, plan, signal);
+        await this.runCached(aLoader, uOwn, authorized, unauthorized, perEpoch, finish);
+        return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
+      }
       const uCycle = uOwn ? cycle(uOwn, startIt)[Symbol.asyncIterator]() : null;
       for (let e = Math.floor(startIt / perEpoch); e < this.options.epochs && this.iteration < total; e++) {
         const from = this.iteration - e * perEpoch;
@@ -316,25 +348,7 @@ export class IPTrainer {
             const [bA, bU] = sameSize(a, next.value);
             const it = this.iteration;
             const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
-            const terms = await this.step(bA, bU, { lr });
-            this.accumulate(terms);
-            const endOfEpoch = this.iteration % perEpoch === 0;
-            if (endOfEpoch) this.closeEpoch(e);
-            if (this.onProgress) {
-              const elapsed = (Date.now() - started) / 1000;
-              const done = this.iteration - startIt;
-              await this.onProgress({
-                epoch: e, iteration: this.iteration, totalIterations: total, terms, lr,
-                etaSeconds: done > 0 ? (elapsed / done) * (total - this.iteration) : NaN, skippedUpdates: this.skippedUpdates,
-              });
-            }
-            const every = this.options.checkpointEvery;
-            const aborted = signal?.aborted === true;
-            if (file && (endOfEpoch || aborted || (every > 0 && this.iteration % every === 0))) await this.writeCheckpoint(file, total);
-            if (aborted) {
-              throw new IpclipError('ERR_ABORTED', `training stopped on request after iteration ${this.iteration} of ${total}` +
-                (file ? ` (checkpoint written to ${file}; fit again to resume)` : ''));
-            }
+            await finish(e, await this.step(bA, bU, { lr }), lr);
           }
         } finally {
           await uEpoch?.return?.();
@@ -347,6 +361,113 @@ export class IPTrainer {
       await aLoader.close();
       for (const l of uLoaders) await l.close();
     }
+  }
+
+  /** After each step: epoch means, progress, checkpoints and the abort check. */
+  private async finishIteration(p: {
+    epoch: number; terms: StepTerms; lr: number; perEpoch: number; total: number; started: number; startIt: number;
+    file: string | undefined; signal: AbortSignal | undefined;
+  }): Promise<void> {
+    const { epoch: e, terms, lr, total, file, signal } = p;
+    this.accumulate(terms);
+    const endOfEpoch = this.iteration % p.perEpoch === 0;
+    if (endOfEpoch) this.closeEpoch(e);
+    if (this.onProgress) {
+      const elapsed = (Date.now() - p.started) / 1000;
+      const done = this.iteration - p.startIt;
+      await this.onProgress({
+        epoch: e, iteration: this.iteration, totalIterations: total, terms, lr,
+        etaSeconds: done > 0 ? (elapsed / done) * (total - this.iteration) : NaN, skippedUpdates: this.skippedUpdates,
+      });
+    }
+    const every = this.options.checkpointEvery;
+    const aborted = signal?.aborted === true;
+    if (file && (endOfEpoch || aborted || (every > 0 && this.iteration % every === 0))) await this.writeCheckpoint(file, total);
+    if (aborted) {
+      throw new IpclipError('ERR_ABORTED', `training stopped on request after iteration ${this.iteration} of ${total}` +
+        (file ? ` (checkpoint written to ${file}; fit again to resume)` : ''));
+    }
+  }
+
+  /**
+   * featureCache: runs the vision tower once over every sample of each stream, with the random crop replaced by
+   * the test transform and per-sample random transforms drawn as epoch 0 of the stream's seed (in dataset order,
+   * unshuffled), so each sample's features depend only on (seed, sample).
+   */
+  private async fillFeatures(authorized: DomainDataset, unauthorized: DomainDataset, plan: StreamPlan, signal: AbortSignal | undefined): Promise<void> {
+    this.features.clear();
+    const seeds = this.streamSeeds;
+    const native = this.prompt.native;
+    const pass = async (stream: string, dataset: DomainDataset, transform: TransformChoice, seed: number) => {
+      const loader = this.loader(dataset, withoutRandomCrop(transform), seed, this.options.bankBatchSize, false);
+      try {
+        for await (const b of loader.epoch(0)) {
+          throwIfAborted(signal, 'feature caching');
+          const f = await callNative(() => native.encodeVision(b.images.data, [...b.images.shape]));
+          const [n, D] = f.embeds.shape as [number, number];
+          const [L, , , W] = f.stats.shape as [number, number, number, number];
+          b.indices.forEach((index, k) => {
+            const stats = new Float32Array(L * 2 * W);
+            for (let l = 0; l < L; l++) stats.set(f.stats.data.subarray((l * n + k) * 2 * W, (l * n + k + 1) * 2 * W), l * 2 * W);
+            this.features.set(`${stream}/${index}`, { embeds: f.embeds.data.slice(k * D, (k + 1) * D), stats });
+          });
+        }
+      } finally {
+        await loader.close();
+      }
+    };
+    await pass('authorized', authorized, plan.authorized, seeds.authorized);
+    // The reference scenario's loss never reads U: its batches reuse A's features.
+    if (this.options.scenario !== 'reference') await pass('unauthorized', unauthorized, plan.unauthorized, seeds.unauthorized);
+  }
+
+  /** featureCache: the training loop over cached features (same batch order and schedule as the image loop). */
+  private async runCached(aLoader: BatchLoader, uOwn: BatchLoader | null, authorized: DomainDataset, unauthorized: DomainDataset,
+    perEpoch: number, finish: (e: number, terms: StepTerms, lr: number) => Promise<void>): Promise<void> {
+    const B = this.options.batchSize;
+    const total = perEpoch * this.options.epochs;
+    const native = this.prompt.native;
+    const uStream = this.options.scenario === 'reference' ? 'authorized' : 'unauthorized';
+    while (this.iteration < total) {
+      const it = this.iteration;
+      const e = Math.floor(it / perEpoch), b = it % perEpoch;
+      let idxA = aLoader.order(e).slice(b * B, (b + 1) * B);
+      let idxU = idxA;
+      if (uOwn) {
+        // U cycles through its own dataset: global step `it` is batch `it mod |U batches|` of U's epoch.
+        const pos = cyclePosition(uOwn, it);
+        idxU = uOwn.order(pos.epoch).slice(pos.batch * B, (pos.batch + 1) * B);
+      }
+      const n = Math.min(idxA.length, idxU.length);
+      idxA = idxA.slice(0, n);
+      idxU = idxU.slice(0, n);
+      const featA = this.gather('authorized', idxA), featU = this.gather(uStream, idxU);
+      const labelsA = Int32Array.from(idxA, (i) => authorized.samples[i]!.label);
+      const labelsU = Int32Array.from(idxU, (i) => (uOwn ? unauthorized : authorized).samples[i]!.label);
+      const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
+      const res = await callNative(() => native.stepFeatures(featA, labelsA, featU, labelsU, {
+        scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
+        update: true, returnOutputs: false, trainEnhancer: this.options.trainEnhancer,
+      }));
+      await finish(e, this.record(res, lr, true), lr);
+    }
+  }
+
+  /** Cached features of `indices` in one stream as a batch: embeds `[n,D]`, stats `[L,n,2,W]`. */
+  private gather(stream: string, indices: number[]): { embeds: Tensor; stats: Tensor } {
+    const rows = indices.map((i) => {
+      const f = this.features.get(`${stream}/${i}`);
+      if (!f) throw new IpclipError('ERR_INVALID_ARGUMENT', `feature cache: no features for ${stream} sample ${i}`);
+      return f;
+    });
+    const n = rows.length, D = rows[0]!.embeds.length;
+    const { layers: L, visionWidth: W } = this.prompt.native.dims;
+    const embeds = new Float32Array(n * D), stats = new Float32Array(L * n * 2 * W);
+    rows.forEach((f, k) => {
+      embeds.set(f.embeds, k * D);
+      for (let l = 0; l < L; l++) stats.set(f.stats.subarray(l * 2 * W, (l + 1) * 2 * W), (l * n + k) * 2 * W);
+    });
+    return { embeds: { data: embeds, shape: [n, D] }, stats: { data: stats, shape: [L, n, 2, W] } };
   }
 
   /** Writes the current state (prompt, enhancer, banks, optimiser, position) as a checkpoint, atomically. */

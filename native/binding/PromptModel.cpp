@@ -48,6 +48,62 @@ torch::Tensor labelsFrom(Napi::Env env, Napi::Value v, int64_t batch, int64_t cl
   return labels;
 }
 
+// { embeds: {data, shape [B,D]}, stats: {data, shape [L,B,2,W]} } checked against the model, on the main thread.
+VisionFeatures featuresFrom(Napi::Env env, Napi::Value v, const ClipConfig& c, const std::string& what) {
+  IPCLIP_CHECK_ARG(env, v.IsObject(), what + ": features must be { embeds, stats }");
+  auto o = v.As<Napi::Object>();
+  auto tensor = [&](const char* name) {
+    Napi::Value t = o.Get(name);
+    IPCLIP_CHECK_ARG(env, t.IsObject(), what + ": features." + name + " must be { data, shape }");
+    auto to = t.As<Napi::Object>();
+    return floatTensorFrom(env, to.Get("data"), to.Get("shape"), (what + " " + name).c_str());
+  };
+  VisionFeatures f{tensor("embeds"), tensor("stats")};
+  const auto B = f.embeds.dim() == 2 ? f.embeds.size(0) : -1;
+  IPCLIP_CHECK_ARG(env, B >= 1 && f.embeds.size(1) == c.embedDim,
+                   what + ": features.embeds must have shape [B, " + std::to_string(c.embedDim) + "] with B ≥ 1");
+  IPCLIP_CHECK_ARG(env, f.stats.dim() == 4 && f.stats.size(0) == c.vision.layers && f.stats.size(1) == B &&
+                            f.stats.size(2) == 2 && f.stats.size(3) == c.vision.width,
+                   what + ": features.stats must have shape [" + std::to_string(c.vision.layers) + ", " + std::to_string(B) +
+                       ", 2, " + std::to_string(c.vision.width) + "]");
+  return f;
+}
+
+// step's and stepFeatures' result: { terms, skipped, outputs? }.
+Napi::Value stepResultToJs(Napi::Env env, StepResult& r) {
+  auto terms = Napi::Object::New(env);
+  terms.Set("loss", r.loss);
+  terms.Set("ceA", r.terms.ceA);
+  terms.Set("ceU", r.terms.ceU);
+  terms.Set("ceSelf", r.terms.ceSelf);
+  terms.Set("ceCross", r.terms.ceCross);
+  terms.Set("mse", r.terms.mse);
+  terms.Set("kl", r.terms.kl);
+  terms.Set("entropy", r.terms.entropy);
+  auto out = Napi::Object::New(env);
+  out.Set("terms", terms);
+  out.Set("skipped", r.skipped);
+  if (!r.outputs.empty()) out.Set("outputs", mapToJs(env, r.outputs));
+  return out;
+}
+
+// The options object shared by step and stepFeatures.
+StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
+  StepOptions opts;
+  guarded(env, [&] {
+    opts.scenario = parseScenario(optionString(o, "scenario", "target-specified"));
+    opts.preset = parsePreset(optionString(o, "preset", "paper"));
+    return 0;
+  });
+  opts.lr = optionNumber(o, "lr", 0.01);
+  opts.weightDecay = optionNumber(o, "weightDecay", 5e-4);
+  opts.update = optionBool(o, "update", true);
+  opts.returnOutputs = optionBool(o, "returnOutputs", false);
+  opts.trainEnhancer = optionBool(o, "trainEnhancer", false);
+  IPCLIP_CHECK_ARG(env, opts.lr >= 0, "step: lr must be non-negative");
+  return opts;
+}
+
 }  // namespace
 
 Napi::Function PromptModel::define(Napi::Env env) {
@@ -62,6 +118,8 @@ Napi::Function PromptModel::define(Napi::Env env) {
                       InstanceMethod<&PromptModel::bankUpdate>("bankUpdate"),
                       InstanceMethod<&PromptModel::resetBanks>("resetBanks"),
                       InstanceMethod<&PromptModel::step>("step"),
+                      InstanceMethod<&PromptModel::encodeVision>("encodeVision"),
+                      InstanceMethod<&PromptModel::stepFeatures>("stepFeatures"),
                       InstanceMethod<&PromptModel::gradients>("gradients"),
                       InstanceMethod<&PromptModel::optimizerState>("optimizerState"),
                       InstanceMethod<&PromptModel::setOptimizerState>("setOptimizerState"),
@@ -234,19 +292,7 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
   const auto& c = h->core->clip().config();
   const auto C = h->core->numClasses();
   IPCLIP_CHECK_ARG(env, info.Length() >= 7 && info[6].IsObject(), "step: expected (imagesA, shapeA, labelsA, imagesU, shapeU, labelsU, options)");
-  auto o = info[6].As<Napi::Object>();
-  StepOptions opts;
-  guarded(env, [&] {
-    opts.scenario = parseScenario(optionString(o, "scenario", "target-specified"));
-    opts.preset = parsePreset(optionString(o, "preset", "paper"));
-    return 0;
-  });
-  opts.lr = optionNumber(o, "lr", 0.01);
-  opts.weightDecay = optionNumber(o, "weightDecay", 5e-4);
-  opts.update = optionBool(o, "update", true);
-  opts.returnOutputs = optionBool(o, "returnOutputs", false);
-  opts.trainEnhancer = optionBool(o, "trainEnhancer", false);
-  IPCLIP_CHECK_ARG(env, opts.lr >= 0, "step: lr must be non-negative");
+  auto opts = stepOptionsFrom(env, info[6].As<Napi::Object>());
   auto imagesA = imageBatchFrom(env, info[0], info[1], c, "step (authorized)");
   auto labelsA = labelsFrom(env, info[2], imagesA.size(0), C, "step (authorized)");
   torch::Tensor imagesU, labelsU;
@@ -271,22 +317,64 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
         for (auto& [k, v] : r.outputs) v = hostFloat(v);
         return r;
       },
-      [](Napi::Env env, StepResult& r) -> Napi::Value {
-        auto terms = Napi::Object::New(env);
-        terms.Set("loss", r.loss);
-        terms.Set("ceA", r.terms.ceA);
-        terms.Set("ceU", r.terms.ceU);
-        terms.Set("ceSelf", r.terms.ceSelf);
-        terms.Set("ceCross", r.terms.ceCross);
-        terms.Set("mse", r.terms.mse);
-        terms.Set("kl", r.terms.kl);
-        terms.Set("entropy", r.terms.entropy);
-        auto out = Napi::Object::New(env);
-        out.Set("terms", terms);
-        out.Set("skipped", r.skipped);
-        if (!r.outputs.empty()) out.Set("outputs", mapToJs(env, r.outputs));
-        return out;
+      [](Napi::Env env, StepResult& r) -> Napi::Value { return stepResultToJs(env, r); });
+}
+
+Napi::Value PromptModel::encodeVision(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  auto images = imageBatchFrom(env, info[0], info[1], h->core->clip().config(), "encodeVision");
+  return PromiseWorker<VisionFeatures>::start(
+      env, Value(), "ipclip.prompt.encodeVision",
+      [h, images]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+        c10::InferenceMode guard;
+        auto f = h->core->encodeVision(images);
+        return VisionFeatures{hostFloat(f.embeds), hostFloat(f.stats)};
+      },
+      [](Napi::Env env, VisionFeatures& f) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("embeds", toJsTensor(env, f.embeds));
+        o.Set("stats", toJsTensor(env, f.stats));
+        return o;
       });
+}
+
+// stepFeatures(featA, labelsA, featU, labelsU, options): step() from encodeVision's output.
+Napi::Value PromptModel::stepFeatures(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  const auto& c = h->core->clip().config();
+  const auto C = h->core->numClasses();
+  IPCLIP_CHECK_ARG(env, info.Length() >= 5 && info[4].IsObject(), "stepFeatures: expected (featA, labelsA, featU, labelsU, options)");
+  auto opts = stepOptionsFrom(env, info[4].As<Napi::Object>());
+  auto featA = featuresFrom(env, info[0], c, "stepFeatures (authorized)");
+  auto labelsA = labelsFrom(env, info[1], featA.embeds.size(0), C, "stepFeatures (authorized)");
+  VisionFeatures featU;
+  torch::Tensor labelsU;
+  if (opts.scenario != Scenario::Reference) {
+    featU = featuresFrom(env, info[2], c, "stepFeatures (unauthorized)");
+    labelsU = labelsFrom(env, info[3], featU.embeds.size(0), C, "stepFeatures (unauthorized)");
+    IPCLIP_CHECK_ARG(env, featA.embeds.size(0) == featU.embeds.size(0),
+                     "stepFeatures: the authorized and unauthorized batches must have the same size (samples are paired)");
+    IPCLIP_CHECK_ARG(env, featA.embeds.size(0) >= 2,
+                     "stepFeatures: batches need at least 2 samples (the enhancement branch normalises over the batch)");
+  }
+  return PromiseWorker<StepResult>::start(
+      env, Value(), "ipclip.prompt.stepFeatures",
+      [h, featA, labelsA, featU, labelsU, opts]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+        auto r = h->core->step(featA, labelsA, featU, labelsU, opts);
+        {
+          std::lock_guard<std::mutex> g(h->gradMutex);
+          h->gradients = h->core->lastGradients;
+        }
+        for (auto& [k, v] : r.outputs) v = hostFloat(v);
+        return r;
+      },
+      [](Napi::Env env, StepResult& r) -> Napi::Value { return stepResultToJs(env, r); });
 }
 
 Napi::Value PromptModel::gradients(const Napi::CallbackInfo& info) {

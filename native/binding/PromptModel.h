@@ -39,6 +39,8 @@ class PromptModel : public Napi::ObjectWrap<PromptModel> {
   Napi::Value bankUpdate(const Napi::CallbackInfo& info);
   Napi::Value resetBanks(const Napi::CallbackInfo& info);
   Napi::Value step(const Napi::CallbackInfo& info);
+  Napi::Value encodeVision(const Napi::CallbackInfo& info);
+  Napi::Value stepFeatures(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);

@@ -52,28 +52,37 @@ torch::Tensor IPClip::logitsFrom(const torch::Tensor& f, const torch::Tensor& te
   return scale * torch::matmul(text, f.unsqueeze(-1)).squeeze(-1);  // [B,C]
 }
 
-PromptOutput IPClip::forward(const torch::Tensor& images) {
-  VisionOutput vision;
-  {
-    torch::NoGradGuard frozen;  // CLIP is frozen: its forward records nothing
-    VisionRequest request;
-    request.stats = true;
-    vision = clip_->encodeImage(images.to(clip_->device()), request);
-  }
+VisionFeatures IPClip::encodeVision(const torch::Tensor& images) {
+  torch::NoGradGuard frozen;  // CLIP is frozen: its forward records nothing
+  VisionRequest request;
+  request.stats = true;
+  auto vision = clip_->encodeImage(images.to(clip_->device()), request);
+  return {normalize(vision.embeds.to(torch::kFloat32)), vision.stats};
+}
+
+PromptOutput IPClip::forwardFromFeatures(const VisionFeatures& features) {
+  const auto dev = clip_->device();
   PromptOutput out;
-  out.embeds = normalize(vision.embeds.to(torch::kFloat32));
-  auto prompt = prompt_->forward(vision.stats);
+  out.embeds = features.embeds.to(dev, torch::kFloat32);
+  auto prompt = prompt_->forward(features.stats.to(dev, torch::kFloat32));
   out.domain = prompt.domain;
   out.text = normalize(encodeClassPrompts(*clip_, classPrompts_, prompt.context, options_.textPath));
   out.logits = logitsFrom(out.embeds, out.text);
   return out;
 }
 
-torch::Tensor IPClip::bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule) {
+PromptOutput IPClip::forward(const torch::Tensor& images) { return forwardFromFeatures(encodeVision(images)); }
+
+torch::Tensor IPClip::bankUpdate(const VisionFeatures& features, const torch::Tensor& labels, BankRule rule) {
   torch::NoGradGuard noGrad;
-  auto out = forward(images);
+  auto out = forwardFromFeatures(features);
   (rule == BankRule::Authorized ? bankA_ : bankU_).update(out.embeds, out.logits, labels, rule);
   return out.logits;
+}
+
+torch::Tensor IPClip::bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule) {
+  torch::NoGradGuard noGrad;
+  return bankUpdate(encodeVision(images), labels, rule);
 }
 
 void IPClip::resetBanks() {
@@ -94,6 +103,23 @@ StepResult IPClip::step(const torch::Tensor& imagesA, const torch::Tensor& label
   const bool reference = o.scenario == Scenario::Reference;
   if (!allFinite(imagesA) || (!reference && !allFinite(imagesU)))
     fail("ERR_NON_FINITE", "the training batch contains NaN or Inf pixels; nothing was updated");
+  auto featA = encodeVision(imagesA);
+  // Features that overflow from finite pixels are not refused here: the step reports them as skipped.
+  return stepFrom(featA, labelsA, reference ? VisionFeatures{} : encodeVision(imagesU), labelsU, o);
+}
+
+StepResult IPClip::step(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
+                        const torch::Tensor& labelsU, const StepOptions& o) {
+  const bool reference = o.scenario == Scenario::Reference;
+  auto finite = [](const VisionFeatures& f) { return allFinite(f.embeds) && allFinite(f.stats); };
+  if (!finite(featA) || (!reference && !finite(featU)))
+    fail("ERR_NON_FINITE", "the training features contain NaN or Inf; nothing was updated");
+  return stepFrom(featA, labelsA, featU, labelsU, o);
+}
+
+StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
+                            const torch::Tensor& labelsU, const StepOptions& o) {
+  const bool reference = o.scenario == Scenario::Reference;
   for (auto& p : enhancer_->parameters()) p.set_requires_grad(o.trainEnhancer);
   auto params = trainable(o.trainEnhancer);
   for (auto& [_, p] : params) p.mutable_grad() = torch::Tensor();
@@ -101,12 +127,12 @@ StepResult IPClip::step(const torch::Tensor& imagesA, const torch::Tensor& label
   const auto dev = clip_->device();
   LossInputs in;
   in.yA = labelsA.to(dev);
-  auto A = forward(imagesA);
+  auto A = forwardFromFeatures(featA);
   in.zA = A.logits;
   StepResult result;
   if (!reference) {
     in.yU = labelsU.to(dev);
-    auto U = forward(imagesU);
+    auto U = forwardFromFeatures(featU);
     in.zU = U.logits;
     in.domainA = A.domain;
     in.domainU = U.domain;

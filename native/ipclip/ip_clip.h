@@ -38,6 +38,12 @@ struct StepResult {
   std::map<std::string, torch::Tensor> outputs;
 };
 
+// The frozen vision tower's output for a batch, all the prompt needs: lets a caller cache it across epochs.
+struct VisionFeatures {
+  torch::Tensor embeds;  // [B,D] normalised fp32
+  torch::Tensor stats;   // [L,B,2,W] fp32 per-layer token mean/std
+};
+
 struct PromptOutput {
   torch::Tensor logits;  // [B,C] fp32
   torch::Tensor domain;  // [B,L,Wt]
@@ -51,10 +57,17 @@ class IPClip {
 
   // Logits with each image's own prompts. Gradients are recorded only when autograd is on.
   PromptOutput forward(const torch::Tensor& images);
+  // The frozen vision tower alone (no gradient), and the rest of forward from its output.
+  VisionFeatures encodeVision(const torch::Tensor& images);
+  PromptOutput forwardFromFeatures(const VisionFeatures& features);
   // One batch of bank construction with the current prompt (no gradient). Returns the logits.
   torch::Tensor bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule);
+  torch::Tensor bankUpdate(const VisionFeatures& features, const torch::Tensor& labels, BankRule rule);
   void resetBanks();
   StepResult step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
+                  const torch::Tensor& labelsU, const StepOptions& options);
+  // The same step from precomputed vision features (featU is ignored in the reference scenario).
+  StepResult step(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                   const torch::Tensor& labelsU, const StepOptions& options);
 
   // Named state in the release's names (+ bank confidences); setState validates names and shapes first.
@@ -76,6 +89,8 @@ class IPClip {
  private:
   std::map<std::string, torch::Tensor> trainable(bool withEnhancer);
   torch::Tensor logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const;
+  StepResult stepFrom(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
+                      const torch::Tensor& labelsU, const StepOptions& options);
 
   Clip clip_;
   PromptLearner prompt_{nullptr};

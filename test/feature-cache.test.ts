@@ -1,0 +1,187 @@
+// The feature cache: stepFeatures(encodeVision(x)) is step(x); a cached fit is the image-path fit with the
+// frozen transforms; later epochs never run the vision tower; resuming stays exact; bad shapes are refused.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Clip } from '../lib/clip.js';
+import { DomainDataset, type Sample } from '../lib/data.js';
+import { IpclipError } from '../lib/errors.js';
+import { BatchLoader } from '../lib/loader.js';
+import { callNative, type NativeVisionFeatures } from '../lib/native.js';
+import { IPPrompt } from '../lib/prompt.js';
+import { Rng } from '../lib/rng.js';
+import { learningRate } from '../lib/schedule.js';
+import type { Tensor } from '../lib/tensor.js';
+import { IPTrainer, type TrainerOptions } from '../lib/trainer.js';
+import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
+
+const CLASSES = ['blue', 'green', 'red'];
+const COLOURS: [number, number, number][] = [[40, 50, 230], [30, 200, 40], [220, 30, 30]];
+
+/** Three small PNGs per colour class, each with its own texture. */
+async function colourSamples(): Promise<Sample[]> {
+  const out: Sample[] = [];
+  for (let label = 0; label < 3; label++) {
+    for (let i = 0; i < 3; i++) {
+      const size = 30 + 5 * i;
+      const px = Buffer.alloc(size * size * 3);
+      for (let p = 0; p < size * size; p++) {
+        const shade = 0.7 + 0.3 * (((p % size) + Math.floor(p / size) * (i + 2)) % 5) / 4;
+        px.set(COLOURS[label]!.map((c) => Math.round(c * shade)), p * 3);
+      }
+      out.push({ buffer: await sharp(px, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer(), label });
+    }
+  }
+  return out;
+}
+
+function expectClose(a: number, b: number, rel: number, what: string): void {
+  expect(Math.abs(a - b), what).toBeLessThanOrEqual(rel * Math.max(Math.abs(a), Math.abs(b), 1e-6));
+}
+
+function maxAbsDiff(a: Record<string, Tensor>, b: Record<string, Tensor>): number {
+  expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+  let m = 0;
+  for (const k of Object.keys(a)) a[k]!.data.forEach((v, i) => { m = Math.max(m, Math.abs(v - b[k]!.data[i]!)); });
+  return m;
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(IpclipError);
+  return (err as IpclipError).code;
+}
+
+describe.skipIf(!HAVE_SHARED)('feature cache', () => {
+  let clip: Clip;
+  let data: DomainDataset;
+  let size: number;
+  const opts: TrainerOptions = { scenario: 'ownership', epochs: 2, batchSize: 4, bankBatchSize: 4, lr: 0.01, seed: 3, workers: 0 };
+
+  beforeAll(async () => {
+    clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE });
+    size = clip.config.vision.imageSize;
+    data = DomainDataset.fromSamples(await colourSamples(), CLASSES, { domain: 'colours' });
+  });
+  afterAll(() => clip?.dispose());
+
+  function randomImages(rng: Rng, n: number): { data: Float32Array; shape: number[] } {
+    return { data: Float32Array.from({ length: n * 3 * size * size }, () => rng.normal()), shape: [n, 3, size, size] };
+  }
+
+  it('stepFeatures(encodeVision(x)) gives the same terms and gradients as step(x)', async () => {
+    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 4 });
+    const native = prompt.native;
+    const rng = new Rng(11);
+    const xA = randomImages(rng, 3), xU = randomImages(rng, 3);
+    const yA = Int32Array.from([0, 1, 2]), yU = Int32Array.from([2, 2, 1]);
+    const stepOpts = { scenario: 'target-specified' as const, preset: 'paper' as const, lr: 0.01, weightDecay: 5e-4, update: false, returnOutputs: true, trainEnhancer: true };
+    const byImages = await native.step(xA.data, xA.shape, yA, xU.data, xU.shape, yU, stepOpts);
+    const gradImages = native.gradients();
+    const fA = await native.encodeVision(xA.data, xA.shape), fU = await native.encodeVision(xU.data, xU.shape);
+    expect(fA.embeds.shape).toEqual([3, clip.config.embedDim]);
+    expect(fA.stats.shape).toEqual([clip.config.vision.layers, 3, 2, clip.config.vision.width]);
+    const byFeatures = await native.stepFeatures(fA, yA, fU, yU, stepOpts);
+    const gradFeatures = native.gradients();
+    for (const [k, v] of Object.entries(byImages.terms)) expectClose(byFeatures.terms[k as keyof typeof byImages.terms], v, 1e-6, k);
+    expect(Object.keys(gradFeatures).sort()).toEqual(Object.keys(gradImages).sort());
+    expect(Object.keys(gradImages).length).toBeGreaterThan(0);
+    for (const k of Object.keys(gradImages)) {
+      const a = gradImages[k]!.data, b = gradFeatures[k]!.data;
+      const scale = a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      a.forEach((v, i) => expect(Math.abs(v - b[i]!), k).toBeLessThanOrEqual(1e-6 * scale));
+    }
+  });
+
+  it('a cached 2-epoch fit equals the image path with the same frozen transforms, and epoch 2 never runs the vision tower', async () => {
+    // Ownership's transforms under the cache are the test transform (A) and watermark + test transform (U):
+    // both deterministic, so the image path fed by loaders with exactly those transforms, in the trainer's
+    // batch order (the A loader's seed), is the same computation with the vision tower run every step.
+    using cachedPrompt = await IPPrompt.create(clip, CLASSES, { seed: 9 });
+    const native = cachedPrompt.native;
+    const encode = native.encodeVision.bind(native);
+    const callsAtIteration: number[] = [];
+    let iterationsSeen = 0;
+    // The bound method is read-only on the prototype: shadow it with an own property.
+    Object.defineProperty(native, 'encodeVision', {
+      value: (images: Float32Array, shape: number[]) => { callsAtIteration.push(iterationsSeen); return encode(images, shape); },
+    });
+    const cached = new IPTrainer(clip, cachedPrompt, { ...opts, featureCache: true, onProgress: () => { iterationsSeen++; } });
+    const result = await cached.fit({ authorized: data });
+    expect(result.history).toHaveLength(2);
+    expect(iterationsSeen).toBe(4); // 9 samples, batch 4, a last batch of 1 dropped: 2 per epoch
+    // One pass per stream (A and watermarked U), in batches of bankBatchSize, all before the first step.
+    expect(callsAtIteration).toEqual([0, 0, 0, 0, 0, 0]);
+
+    using imagePrompt = await IPPrompt.create(clip, CLASSES, { seed: 9 });
+    const plain = new IPTrainer(clip, imagePrompt, opts);
+    await plain.buildBanks({ authorized: data });
+    const loader = (transform: { watermark?: boolean; augment: 'test' }) => new BatchLoader(data, {
+      batchSize: 4, size, seed: plain.streamSeeds.authorized, shuffle: true, transform, dropLast: true, workers: 0,
+    });
+    const aL = loader({ augment: 'test' }), uL = loader({ watermark: true, augment: 'test' });
+    try {
+      const perEpoch = aL.batchesPerEpoch();
+      for (let it = 0; it < 2 * perEpoch; it++) {
+        const [e, b] = [Math.floor(it / perEpoch), it % perEpoch];
+        const lr = learningRate(it, { preset: 'paper', lr: 0.01, itersPerEpoch: perEpoch, epochs: 2 });
+        await plain.step(await aL.batchAt(e, b), await uL.batchAt(e, b), { lr });
+      }
+    } finally {
+      await aL.close();
+      await uL.close();
+    }
+    const diff = maxAbsDiff(await cachedPrompt.state(), await imagePrompt.state());
+    expect(diff).toBeLessThanOrEqual(1e-5);
+    // The comparison is not vacuous: training moved the parameters far more than the tolerance.
+    using fresh = await IPPrompt.create(clip, CLASSES, { seed: 9 });
+    expect(maxAbsDiff(await fresh.state(), await cachedPrompt.state())).toBeGreaterThan(1e-3);
+  });
+
+  it('resumes a cached run exactly (the cache is rebuilt from the seed)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ipclip-fcache-'));
+    try {
+      const cachedOpts = { ...opts, scenario: 'target-free' as const, featureCache: true };
+      using whole = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      await new IPTrainer(clip, whole, cachedOpts).fit({ authorized: data });
+      using resumed = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      const stop = new AbortController();
+      const first = new IPTrainer(clip, resumed, { ...cachedOpts, checkpointDir: dir, signal: stop.signal, onProgress: (p) => { if (p.iteration === 3) stop.abort(); } });
+      expect(await codeOf(first.fit({ authorized: data }))).toBe('ERR_ABORTED');
+      using again = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      const r = await new IPTrainer(clip, again, { ...cachedOpts, checkpointDir: dir }).fit({ authorized: data });
+      expect(r.resumedFrom).toBe(3);
+      expect(maxAbsDiff(await whole.state(), await again.state())).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses features whose shapes do not match the model with ERR_INVALID_ARGUMENT', async () => {
+    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    const native = prompt.native;
+    const x = randomImages(new Rng(2), 2);
+    const f = await native.encodeVision(x.data, x.shape);
+    const y = Int32Array.from([0, 1]);
+    const o = { scenario: 'target-specified' as const, preset: 'paper' as const, lr: 0.01, weightDecay: 0, update: false, returnOutputs: false, trainEnhancer: false };
+    const [L, B, , W] = f.stats.shape as [number, number, number, number];
+    const D = f.embeds.shape[1]!;
+    const bad: NativeVisionFeatures[] = [
+      { embeds: { data: new Float32Array(B * (D + 1)), shape: [B, D + 1] }, stats: f.stats },
+      { embeds: f.embeds, stats: { data: new Float32Array((L + 1) * B * 2 * W), shape: [L + 1, B, 2, W] } },
+      { embeds: f.embeds, stats: { data: new Float32Array(L * B * 2 * (W - 1)), shape: [L, B, 2, W - 1] } },
+      { embeds: f.embeds, stats: { data: new Float32Array(L * (B + 1) * 2 * W), shape: [L, B + 1, 2, W] } },
+      { embeds: f.embeds, stats: { data: new Float32Array(3), shape: [L, B, 2, W] } },
+      { embeds: f.embeds } as unknown as NativeVisionFeatures,
+    ];
+    for (const b of bad) {
+      expect(await codeOf(callNative(() => native.stepFeatures(b, y, f, y, o)))).toBe('ERR_INVALID_ARGUMENT');
+      expect(await codeOf(callNative(() => native.stepFeatures(f, y, b, y, o)))).toBe('ERR_INVALID_ARGUMENT');
+    }
+    expect(await codeOf(callNative(() => native.stepFeatures(f, Int32Array.from([0]), f, y, o)))).toBe('ERR_INVALID_ARGUMENT');
+    const r = await native.stepFeatures(f, y, f, y, o); // the good features pass
+    expect(Number.isFinite(r.terms.loss)).toBe(true);
+  });
+});
