@@ -57,6 +57,8 @@ export interface TrainingMeta {
   lr: number;
   weightDecay: number;
   trainEnhancer: boolean;
+  /** Whether the run trains from cached vision features (frozen augmentation; see IPTrainer's `featureCache`). */
+  featureCache: boolean;
   /** Iterations done (the next step is this one, 0-based). */
   iteration: number;
   /** Epoch of the next iteration. */
@@ -216,6 +218,7 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
       lr: num(t.lr, 'training.lr'),
       weightDecay: num(t.weightDecay, 'training.weightDecay'),
       trainEnhancer: t.trainEnhancer === true,
+      featureCache: t.featureCache === true,
       iteration: int(t.iteration, 'training.iteration'),
       epoch: int(t.epoch, 'training.epoch'),
       seed: int(t.seed, 'training.seed'),

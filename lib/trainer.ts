@@ -482,7 +482,7 @@ export class IPTrainer {
     const training: TrainingMeta = {
       scenario: this.options.scenario, preset: this.options.preset, epochs: this.options.epochs,
       batchSize: this.options.batchSize, lr: this.options.lr, weightDecay: this.options.weightDecay,
-      trainEnhancer: this.options.trainEnhancer, iteration: this.iteration,
+      trainEnhancer: this.options.trainEnhancer, featureCache: this.options.featureCache, iteration: this.iteration,
       epoch: total > 0 ? Math.floor((this.iteration * this.options.epochs) / total) : 0,
       seed: this.options.seed, totalIterations: total, optimizerStep: optim.step, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
       streamSeeds: seeds, history: this.history, accumulator: this.accumulator,
@@ -513,6 +513,7 @@ export class IPTrainer {
       ['scenario', t.scenario, o.scenario], ['preset', t.preset, o.preset], ['epochs', t.epochs, o.epochs],
       ['batchSize', t.batchSize, o.batchSize], ['lr', t.lr, o.lr], ['weightDecay', t.weightDecay, o.weightDecay],
       ['seed', t.seed, o.seed], ['trainEnhancer', t.trainEnhancer, o.trainEnhancer],
+      ['featureCache', t.featureCache, o.featureCache],
     ];
     if (expectedTotal !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, expectedTotal]);
     for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);

@@ -124,7 +124,7 @@ describe.skipIf(!HAVE_SHARED)('checkpoints', () => {
     const meta: CheckpointMeta = {
       format: 1, classNames: ['a', 'b'], clip: { config: clip.config, fingerprint: 'f' }, seed: 3, nCtx: 10,
       training: {
-        scenario: 'ownership', preset: 'paper', epochs: 2, batchSize: 4, lr: 0.01, weightDecay: 5e-4, trainEnhancer: false,
+        scenario: 'ownership', preset: 'paper', epochs: 2, batchSize: 4, lr: 0.01, weightDecay: 5e-4, trainEnhancer: false, featureCache: false,
         iteration: 3, epoch: 1, seed: 9, totalIterations: 4, optimizerStep: 3, lastLr: 0.005, skippedUpdates: 1,
         streamSeeds: { authorized: 11, unauthorized: 12 },
         history: [{ epoch: 0, iterations: 2, skipped: 2, terms: { loss: NaN }, lr: 0.01 }],

@@ -150,6 +150,10 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
       const stop = new AbortController();
       const first = new IPTrainer(clip, resumed, { ...cachedOpts, checkpointDir: dir, signal: stop.signal, onProgress: (p) => { if (p.iteration === 3) stop.abort(); } });
       expect(await codeOf(first.fit({ authorized: data }))).toBe('ERR_ABORTED');
+      // The same run without the cache would mix two augmentation rules: its checkpoint is refused.
+      using other = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      expect(await codeOf(new IPTrainer(clip, other, { ...cachedOpts, featureCache: false, checkpointDir: dir }).fit({ authorized: data })))
+        .toBe('ERR_MISMATCH');
       using again = await IPPrompt.create(clip, CLASSES, { seed: 6 });
       const r = await new IPTrainer(clip, again, { ...cachedOpts, checkpointDir: dir }).fit({ authorized: data });
       expect(r.resumedFrom).toBe(3);
