@@ -104,6 +104,26 @@ StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
   return opts;
 }
 
+// Queues one training step (`run` does the numerics on the worker thread), then snapshots the gradients for the
+// synchronous gradients() and moves the requested outputs to the host.
+template <typename Run>
+Napi::Promise startStep(Napi::Env env, Napi::Object self, const std::shared_ptr<PromptHandle>& h, const char* name, Run run) {
+  return PromiseWorker<StepResult>::start(
+      env, self, name,
+      [h, run]() {
+        std::lock_guard<std::mutex> lock(h->mutex);
+        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+        auto r = run(*h->core);
+        {
+          std::lock_guard<std::mutex> g(h->gradMutex);
+          h->gradients = h->core->lastGradients;
+        }
+        for (auto& [k, v] : r.outputs) v = hostFloat(v);
+        return r;
+      },
+      [](Napi::Env env, StepResult& r) -> Napi::Value { return stepResultToJs(env, r); });
+}
+
 }  // namespace
 
 Napi::Function PromptModel::define(Napi::Env env) {
@@ -304,20 +324,9 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, imagesA.size(0) >= 2,
                      "step: batches need at least 2 images (the enhancement branch normalises over the batch)");
   }
-  return PromiseWorker<StepResult>::start(
-      env, Value(), "ipclip.prompt.step",
-      [h, imagesA, labelsA, imagesU, labelsU, opts]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
-        auto r = h->core->step(imagesA, labelsA, imagesU, labelsU, opts);
-        {
-          std::lock_guard<std::mutex> g(h->gradMutex);
-          h->gradients = h->core->lastGradients;
-        }
-        for (auto& [k, v] : r.outputs) v = hostFloat(v);
-        return r;
-      },
-      [](Napi::Env env, StepResult& r) -> Napi::Value { return stepResultToJs(env, r); });
+  return startStep(env, Value(), h, "ipclip.prompt.step", [=](IPClip& core) {
+    return core.step(imagesA, labelsA, imagesU, labelsU, opts);
+  });
 }
 
 Napi::Value PromptModel::encodeVision(const Napi::CallbackInfo& info) {
@@ -361,20 +370,9 @@ Napi::Value PromptModel::stepFeatures(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, featA.embeds.size(0) >= 2,
                      "stepFeatures: batches need at least 2 samples (the enhancement branch normalises over the batch)");
   }
-  return PromiseWorker<StepResult>::start(
-      env, Value(), "ipclip.prompt.stepFeatures",
-      [h, featA, labelsA, featU, labelsU, opts]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
-        auto r = h->core->step(featA, labelsA, featU, labelsU, opts);
-        {
-          std::lock_guard<std::mutex> g(h->gradMutex);
-          h->gradients = h->core->lastGradients;
-        }
-        for (auto& [k, v] : r.outputs) v = hostFloat(v);
-        return r;
-      },
-      [](Napi::Env env, StepResult& r) -> Napi::Value { return stepResultToJs(env, r); });
+  return startStep(env, Value(), h, "ipclip.prompt.stepFeatures", [=](IPClip& core) {
+    return core.step(featA, labelsA, featU, labelsU, opts);
+  });
 }
 
 Napi::Value PromptModel::gradients(const Napi::CallbackInfo& info) {

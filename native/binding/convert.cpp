@@ -76,10 +76,12 @@ torch::Tensor hostFloat(const torch::Tensor& t) {
   return t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
 }
 
-Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t) {
-  auto host = hostFloat(t);
-  auto arr = Napi::Float32Array::New(env, host.numel());
-  if (host.numel()) std::memcpy(arr.Data(), host.data_ptr(), host.numel() * sizeof(float));
+namespace {
+// A contiguous CPU tensor of element type T → { data: <ArrayType>, shape: number[] } (copied).
+template <typename ArrayType, typename T>
+Napi::Object hostToJs(Napi::Env env, const torch::Tensor& host) {
+  auto arr = ArrayType::New(env, host.numel());
+  if (host.numel()) std::memcpy(arr.Data(), host.data_ptr(), host.numel() * sizeof(T));
   auto shape = Napi::Array::New(env, host.dim());
   for (int64_t i = 0; i < host.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, host.size(i)));
   auto out = Napi::Object::New(env);
@@ -87,17 +89,14 @@ Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t) {
   out.Set("shape", shape);
   return out;
 }
+}  // namespace
+
+Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t) {
+  return hostToJs<Napi::Float32Array, float>(env, hostFloat(t));
+}
 
 Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t) {
-  auto host = t.detach().to(torch::kCPU, torch::kInt32).contiguous();
-  auto arr = Napi::Int32Array::New(env, host.numel());
-  if (host.numel()) std::memcpy(arr.Data(), host.data_ptr(), host.numel() * sizeof(int32_t));
-  auto shape = Napi::Array::New(env, host.dim());
-  for (int64_t i = 0; i < host.dim(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, host.size(i)));
-  auto out = Napi::Object::New(env);
-  out.Set("data", arr);
-  out.Set("shape", shape);
-  return out;
+  return hostToJs<Napi::Int32Array, int32_t>(env, t.detach().to(torch::kCPU, torch::kInt32).contiguous());
 }
 
 torch::Device parseDevice(const std::string& s) {
