@@ -164,26 +164,32 @@ describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
 
   // Under ASan every allocation in the process is intercepted and the addon's main-thread conversions run
   // instrumented: latency there says nothing about the design, so scripts/sanitize.sh skips this one.
-  it.skipIf(SANITIZED)('the event loop keeps turning while the model computes: p99 of its delay under 50 ms', async () => {
-    // A responsiveness bound, not a speed claim: the model runs on libuv's thread pool, so timers on the main
-    // thread should fire on time whatever the model does. Sampled every 5 ms over ~40 large encodes (hundreds of
-    // samples) so one scheduler hiccup on a shared machine cannot decide it; the max is printed, p99 asserted.
+  it.skipIf(SANITIZED)('the event loop keeps turning while the model computes', async () => {
+    // Not a timing bound (the machines are shared): an ordering fact. The model runs on libuv's thread pool, so
+    // while an encode is in flight the main thread keeps completing event-loop turns. Each turn re-arms a
+    // setImmediate; a call that did its work on the main thread would return only after the work, and the turns
+    // counted between the call and its settlement would be 0 for every encode. The delay percentiles are printed
+    // for the record, never asserted.
     const big: Tensor = { data: new Float32Array(128 * 3072), shape: [128, 3, 32, 32] };
     for (let i = 0; i < 128; i++) big.data.set(images.data.subarray((i % 4) * 3072, (i % 4 + 1) * 3072), i * 3072);
     const h = monitorEventLoopDelay({ resolution: 5 });
     h.enable();
-    const started = Date.now();
-    let encodes = 0;
-    while (Date.now() - started < 3000 || encodes < 10) {
+    const turnsPerEncode: number[] = [];
+    for (let e = 0; e < 10; e++) {
+      let turns = 0;
+      let settled = false;
+      const spin = () => { if (!settled) { turns++; setImmediate(spin); } };
+      setImmediate(spin);
       const out = await clip.encodeImage(big, { returnStats: true });
+      settled = true;
       expect(out.embeds.shape).toEqual([128, 32]);
-      encodes++;
+      turnsPerEncode.push(turns);
     }
     h.disable();
     const ms = (ns: number) => ns / 1e6;
-    console.log(`event-loop delay over ${encodes} encodes of 128 images: p50 ${ms(h.percentile(50)).toFixed(1)} ms, ` +
-      `p99 ${ms(h.percentile(99)).toFixed(1)} ms, max ${ms(h.max).toFixed(1)} ms, ${h.count} samples`);
-    expect(h.count).toBeGreaterThan(100);
-    expect(ms(h.percentile(99))).toBeLessThan(50);
+    console.log(`event-loop turns during each of 10 encodes of 128 images: ${turnsPerEncode.join(', ')}; delay p50 ` +
+      `${ms(h.percentile(50)).toFixed(1)} ms, p99 ${ms(h.percentile(99)).toFixed(1)} ms, max ${ms(h.max).toFixed(1)} ms`);
+    // Every encode let the loop turn while it ran (a blocking call gives 0 turns).
+    for (const t of turnsPerEncode) expect(t).toBeGreaterThan(0);
   });
 });
