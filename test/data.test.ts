@@ -1,9 +1,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { DomainDataset, SPLIT_PRESETS, assertSameClasses, splitCounts } from '../lib/data.js';
+import {
+  BadImagesError, DomainDataset, SPLIT_PRESETS, assertSameClasses, checkImageFile, inTrainingSplit, splitCounts,
+} from '../lib/data.js';
 
 let root = '';
 
@@ -143,5 +146,125 @@ describe('domains and helpers', () => {
     expect(() => ds.subset([3])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     expect(() => DomainDataset.fromSamples([{ path: '/x.png', label: 2 }], ['a', 'b'])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
     expect(() => DomainDataset.fromSamples([{ label: 0 }], ['a'])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+  });
+});
+
+describe('stable split assignment (path-hash rule)', () => {
+  // One domain of 3 classes × 10 images; files are hidden (renamed with a leading '.') to "remove" them.
+  let sroot = '';
+  const files: string[] = [];
+  beforeAll(async () => {
+    sroot = await mkdtemp(path.join(tmpdir(), 'ipclip-stable-'));
+    for (const cls of ['a', 'b', 'c']) {
+      await mkdir(path.join(sroot, 'dom', cls), { recursive: true });
+      for (let i = 0; i < 10; i++) {
+        const f = path.join(sroot, 'dom', cls, `${cls}${i}.png`);
+        await png(f, i * 20, 10, 10);
+        files.push(f);
+      }
+    }
+  });
+  afterAll(async () => { if (sroot) await rm(sroot, { recursive: true, force: true }); });
+
+  type Where = Map<string, 'train' | 'test'>;
+  const assignment = async (opts: { sizes?: { train: number; test: number }; seed?: number }): Promise<Where> => {
+    // fromFolder without onBadImage: the same cut as splits, without the header check (fast).
+    const o = { domain: 'dom', seed: opts.seed ?? 4, ...(opts.sizes ? { sizes: opts.sizes } : {}) };
+    const m: Where = new Map();
+    for (const x of (await DomainDataset.fromFolder(sroot, { ...o, split: 'train' })).samples) m.set(x.path!, 'train');
+    for (const x of (await DomainDataset.fromFolder(sroot, { ...o, split: 'test' })).samples) m.set(x.path!, 'test');
+    return m;
+  };
+  const hide = (f: string) => rename(f, path.join(path.dirname(f), `.${path.basename(f)}`));
+  const unhide = (f: string) => rename(path.join(path.dirname(f), `.${path.basename(f)}`), f);
+  /** Files other than `except` whose assignment (train / test / unused) differs. */
+  const moved = (before: Where, after: Where, except: string) =>
+    files.filter((f) => f !== except && before.get(f) !== after.get(f));
+
+  it('the test split is the images with the smallest keys of sha256(rule, seed, domain, path in domain)', async () => {
+    const key = (f: string) => createHash('sha256').update(`path-hash/1\0${4}\0dom\0${path.relative(path.join(sroot, 'dom'), f)}`).digest('hex');
+    const byKey = [...files].sort((x, y) => (key(x) < key(y) ? -1 : 1));
+    const s = await DomainDataset.splits(sroot, { domain: 'dom', seed: 4, sizes: { train: 12, test: 6 } });
+    expect(s.test.samples.map((x) => x.path)).toEqual(byKey.slice(0, 6));
+    expect(s.train.samples.map((x) => x.path)).toEqual(byKey.slice(-12).reverse());
+    expect(s.train.splitInfo).toMatchObject({ rule: 'path-hash', version: 1, seed: 4, nTrain: 12, nTest: 6, listed: 30, sizes: { train: 12, test: 6 } });
+    expect(files.filter((f) => inTrainingSplit(s.train.splitInfo!, sroot, 'dom', f)).sort()).toEqual(byKey.slice(-12).sort());
+  });
+
+  it('removing or adding one image moves no other image between train and test (fixed sizes with unused images)', async () => {
+    const sizes = { train: 12, test: 6 };
+    const before = await assignment({ sizes });
+    for (const f of files) {
+      await hide(f);
+      const after = await assignment({ sizes });
+      await unhide(f);
+      const m = moved(before, after, f);
+      // Sizes are still met exactly; at most one image (the next one at the cut) fills the hole, from the unused middle.
+      expect([...after.values()].filter((v) => v === 'train')).toHaveLength(12);
+      expect([...after.values()].filter((v) => v === 'test')).toHaveLength(6);
+      expect(m.length, f).toBe(before.has(f) ? 1 : 0);
+      for (const g of m) expect(before.get(g), g).toBeUndefined();
+    }
+    // Adding one image (the reverse of removing it) is checked by the same loop read backwards: from `after` to
+    // `before` only the added image and at most one other change.
+  });
+
+  it('removing one image changes the assignment of at most one other image when every image is used', async () => {
+    const before = await assignment({});
+    let unchanged = 0;
+    for (const f of files) {
+      await hide(f);
+      const after = await assignment({});
+      await unhide(f);
+      const m = moved(before, after, f);
+      expect(m.length, f).toBeLessThanOrEqual(1);
+      if (m.length === 0) unchanged++;
+      expect([...after.values()].filter((v) => v === 'train')).toHaveLength(Math.round(29 * 0.8));
+    }
+    // round(0.8·30) = 24 → round(0.8·29) = 23: removing a train image needs no other move.
+    expect(unchanged).toBeGreaterThanOrEqual(24);
+  });
+});
+
+describe('bad images found before use', () => {
+  let broot = '';
+  const bad: string[] = [];
+  beforeAll(async () => {
+    broot = await mkdtemp(path.join(tmpdir(), 'ipclip-bad-'));
+    for (const cls of ['a', 'b']) {
+      await mkdir(path.join(broot, 'dom', cls), { recursive: true });
+      for (let i = 0; i < 5; i++) await png(path.join(broot, 'dom', cls, `${i}.png`), 40 * i, 0, 0);
+    }
+    const good = await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 9, g: 99, b: 199 } } }).png().toBuffer();
+    bad.push(path.join(broot, 'dom', 'a', 'truncated.png'), path.join(broot, 'dom', 'b', 'noise.jpg'), path.join(broot, 'dom', 'b', 'zero.png'));
+    await writeFile(bad[0]!, good.subarray(0, good.length - 20)); // header intact, end cut off
+    await writeFile(bad[1]!, Buffer.from(Array.from({ length: 700 }, (_, i) => (i * 131 + 7) % 256)));
+    await writeFile(bad[2]!, Buffer.alloc(0));
+  });
+  afterAll(async () => { if (broot) await rm(broot, { recursive: true, force: true }); });
+
+  it("reports every bad file at once ('error', the default of splits)", async () => {
+    const err = await DomainDataset.splits(broot, { domain: 'dom', seed: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BadImagesError);
+    expect(err).toMatchObject({ code: 'ERR_BAD_IMAGE' });
+    const e = err as BadImagesError;
+    expect(e.files.map((f) => f.path).sort()).toEqual([...bad].sort());
+    for (const f of bad) expect(e.message).toContain(f);
+    expect(e.files.find((f) => f.path === bad[0])!.reason).toMatch(/truncated PNG/);
+    expect(e.files.find((f) => f.path === bad[2])!.reason).toMatch(/empty/);
+    expect(await checkImageFile(path.join(broot, 'dom', 'a', '0.png'))).toBeNull();
+    // fromFolder checks only when asked.
+    expect((await DomainDataset.fromFolder(broot, { domain: 'dom' })).length).toBe(13);
+    await expect(DomainDataset.fromFolder(broot, { domain: 'dom', onBadImage: 'error' })).rejects.toMatchObject({ code: 'ERR_BAD_IMAGE' });
+  });
+
+  it("'skip' leaves them out as if absent and lists them", async () => {
+    const s = await DomainDataset.splits(broot, { domain: 'dom', seed: 1, onBadImage: 'skip' });
+    expect(s.train.skipped.map((f) => f.path)).toEqual([...bad].sort());
+    expect(s.train.length + s.test.length).toBe(10);
+    expect(s.train.length).toBe(8);
+    const used = [...s.train.samples, ...s.test.samples].map((x) => x.path);
+    for (const f of bad) expect(used).not.toContain(f);
+    await expect(DomainDataset.splits(broot, { domain: 'dom', onBadImage: 'maybe' as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 });
