@@ -9,6 +9,7 @@
  * Metadata is data only: it is parsed, every field is type-checked, and nothing in it is ever used as a path
  * or evaluated.
  */
+import { SPLIT_PRESETS, SPLIT_RULE, type BadImage, type DomainDataset, type SplitInfo } from './data.js';
 import { IpclipError, check } from './errors.js';
 import type { ClipConfig } from './native.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor } from './safetensors.js';
@@ -77,6 +78,26 @@ export interface TrainingMeta {
   accumulator: EpochAccumulator;
 }
 
+/**
+ * What data a training run used (written by the trainer next to {@link TrainingMeta}): enough to cut the same
+ * test splits again and to tell whether an image was a training image.
+ */
+export interface RunRecord {
+  scenario: string;
+  /** The dataset root as given and resolved; null when the datasets were not read from folders. */
+  data: { root: string; resolved: string } | null;
+  /** The authorized domain (the dataset's `domain`). */
+  authorized: string;
+  /** The unauthorized domain where the scenario has its own (target-specified), else null. */
+  unauthorized: string | null;
+  /** How the authorized training split was cut (rule, seed, sizes or fraction, header check, counts, key range). */
+  split: SplitInfo | null;
+  /** The same for the unauthorized domain (null where there is none). */
+  unauthorizedSplit: SplitInfo | null;
+  /** Images left out by the header check (`onBadImage: 'skip'`), of both domains. */
+  skippedImages: BadImage[];
+}
+
 /** The `ipclip` metadata document. */
 export interface CheckpointMeta {
   format: number;
@@ -85,6 +106,47 @@ export interface CheckpointMeta {
   seed: number;
   nCtx: number;
   training?: TrainingMeta;
+  run?: RunRecord;
+}
+
+/** The run record of training on `authorized` (and target-specified's own `unauthorized`). */
+export function runRecordOf(scenario: string, authorized: DomainDataset, unauthorized?: DomainDataset): RunRecord {
+  const fromFolder = authorized.root !== '' && authorized.splitInfo !== null;
+  const skipped = [...authorized.skipped, ...(unauthorized?.skipped ?? [])];
+  return {
+    scenario,
+    data: fromFolder ? { root: authorized.rootGiven, resolved: authorized.root } : null,
+    authorized: authorized.domain,
+    unauthorized: unauthorized ? unauthorized.domain : null,
+    split: authorized.splitInfo,
+    unauthorizedSplit: unauthorized?.splitInfo ?? null,
+    skippedImages: skipped.filter((b, i) => skipped.findIndex((x) => x.path === b.path) === i),
+  };
+}
+
+/**
+ * The first setting in which two run records differ, as `[what, was, now]` (data root, domains, split rule,
+ * seed, sizes, fraction, header check), or null when they describe the same run.
+ */
+export function runDifference(was: RunRecord, now: RunRecord): [string, unknown, unknown] | null {
+  const splitOf = (r: SplitInfo | null) => r && {
+    rule: `${r.rule}/${r.version}`, seed: r.seed, sizes: r.sizes && `${r.sizes.train}/${r.sizes.test}`,
+    trainFraction: r.trainFraction, onBadImage: r.onBadImage,
+  };
+  const pairs: [string, unknown, unknown][] = [
+    ['the data root', was.data?.resolved ?? null, now.data?.resolved ?? null],
+    ['the authorized domain', was.authorized, now.authorized],
+    ['the unauthorized domain', was.unauthorized, now.unauthorized],
+  ];
+  for (const [which, a, b] of [['', was.split, now.split], ['unauthorized ', was.unauthorizedSplit, now.unauthorizedSplit]] as const) {
+    const x = splitOf(a), y = splitOf(b);
+    if ((x === null) !== (y === null)) pairs.push([`the ${which}split`, x, y]);
+    else if (x && y) {
+      for (const k of ['rule', 'seed', 'sizes', 'trainFraction', 'onBadImage'] as const) pairs.push([`the ${which}split ${k}`, x[k], y[k]]);
+    }
+  }
+  for (const [what, a, b] of pairs) if (a !== b) return [what, a, b];
+  return null;
 }
 
 /** What {@link readCheckpoint} returns. */
@@ -238,7 +300,62 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
       accumulator: { sums: terms(acc.sums, 'accumulator.sums'), count: int(acc.count, 'accumulator.count'), skipped: int(acc.skipped, 'accumulator.skipped') },
     };
   }
+  if (m.run !== undefined) meta.run = parseRun(obj(m.run, 'run'), bad);
   return meta;
+}
+
+function parseRun(r: Record<string, unknown>, bad: (why: string) => IpclipError): RunRecord {
+  const str = (v: unknown, what: string): string => {
+    if (typeof v !== 'string') throw bad(`${what} is not a string`);
+    return v;
+  };
+  const strOrNull = (v: unknown, what: string): string | null => (v === null ? null : str(v, what));
+  const int = (v: unknown, what: string): number => {
+    if (!Number.isSafeInteger(v) || (v as number) < 0) throw bad(`${what} is not an integer ≥ 0`);
+    return v as number;
+  };
+  const obj = (v: unknown, what: string): Record<string, unknown> => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(`${what} is not an object`);
+    return v as Record<string, unknown>;
+  };
+  const split = (v: unknown, what: string): SplitInfo | null => {
+    if (v === null) return null;
+    const o = obj(v, what);
+    if (o.rule !== SPLIT_RULE.name) throw bad(`${what}.rule is not '${SPLIT_RULE.name}'`);
+    const sizes = o.sizes === null ? null : obj(o.sizes, `${what}.sizes`);
+    const fraction = o.trainFraction;
+    if (fraction !== null && (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1))) throw bad(`${what}.trainFraction is not a fraction`);
+    const preset = o.preset;
+    if (preset !== null && !(typeof preset === 'string' && preset in SPLIT_PRESETS)) throw bad(`${what}.preset is not a split preset`);
+    const onBad = o.onBadImage;
+    if (onBad !== null && onBad !== 'error' && onBad !== 'skip') throw bad(`${what}.onBadImage is not 'error', 'skip' or null`);
+    const key = (k: unknown, w: string) => {
+      const x = strOrNull(k, w);
+      if (x !== null && !/^[0-9a-f]{16}$/.test(x)) throw bad(`${w} is not a split key`);
+      return x;
+    };
+    return {
+      rule: SPLIT_RULE.name, version: int(o.version, `${what}.version`), seed: int(o.seed, `${what}.seed`),
+      sizes: sizes && { train: int(sizes.train, `${what}.sizes.train`), test: int(sizes.test, `${what}.sizes.test`) },
+      preset: preset as SplitInfo['preset'], trainFraction: fraction as number | null, onBadImage: onBad as SplitInfo['onBadImage'],
+      listed: int(o.listed, `${what}.listed`), nTrain: int(o.nTrain, `${what}.nTrain`), nTest: int(o.nTest, `${what}.nTest`),
+      trainFrom: key(o.trainFrom, `${what}.trainFrom`), testUpTo: key(o.testUpTo, `${what}.testUpTo`),
+    };
+  };
+  const data = r.data === null ? null : obj(r.data, 'run.data');
+  if (!Array.isArray(r.skippedImages)) throw bad('run.skippedImages is not an array');
+  return {
+    scenario: str(r.scenario, 'run.scenario'),
+    data: data && { root: str(data.root, 'run.data.root'), resolved: str(data.resolved, 'run.data.resolved') },
+    authorized: str(r.authorized, 'run.authorized'),
+    unauthorized: strOrNull(r.unauthorized, 'run.unauthorized'),
+    split: split(r.split, 'run.split'),
+    unauthorizedSplit: split(r.unauthorizedSplit, 'run.unauthorizedSplit'),
+    skippedImages: r.skippedImages.map((b, i) => {
+      const o = obj(b, `run.skippedImages[${i}]`);
+      return { path: str(o.path, `run.skippedImages[${i}].path`), reason: str(o.reason, `run.skippedImages[${i}].reason`) };
+    }),
+  };
 }
 
 /** True when two CLIP architectures are the same. */

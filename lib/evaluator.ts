@@ -3,8 +3,10 @@
  * same images, the project's protection metrics against an unprotected reference (spec §7), and the
  * ownership-verification evidence (spec §5).
  */
+import * as path from 'node:path';
+import type { RunRecord } from './checkpoint.js';
 import type { Clip } from './clip.js';
-import type { DomainDataset } from './data.js';
+import { SPLIT_RULE, inTrainingSplit, type BadImage, type DomainDataset, type SplitInfo } from './data.js';
 import { IpclipError, check } from './errors.js';
 import { BatchLoader } from './loader.js';
 import {
@@ -50,6 +52,8 @@ export interface EvaluationReport {
   zeroShot: Record<string, number> | null;
   /** 1 / number of classes. */
   chance: number;
+  /** Images the sets' datasets left out (`onBadImage: 'skip'`). */
+  skippedImages: BadImage[];
 }
 
 /** What {@link Evaluator.evaluateOwnership} returns. */
@@ -95,7 +99,11 @@ export class Evaluator {
    * @throws IpclipError `ERR_MISMATCH` (a set or the reference with other class names), `ERR_EMPTY_INPUT`,
    * `ERR_INVALID_ARGUMENT`, loader and native errors.
    */
-  async evaluate(prompt: IPPrompt, sets: { authorized: EvalSet; unauthorized: Record<string, EvalSet> | EvalSet; reference?: IPPrompt }): Promise<EvaluationReport> {
+  async evaluate(prompt: IPPrompt, sets: {
+    authorized: EvalSet; unauthorized: Record<string, EvalSet> | EvalSet; reference?: IPPrompt;
+    /** The prompt's run record (`readCheckpoint(file).meta.run`): sets holding its training images are refused. */
+    run?: RunRecord;
+  }): Promise<EvaluationReport> {
     check(sets !== null && typeof sets === 'object', 'evaluate: expected { authorized, unauthorized, reference? }');
     const uSets: Record<string, EvalSet> = isEvalSet(sets.unauthorized) ? { unauthorized: sets.unauthorized } : { ...sets.unauthorized };
     const uNames = Object.keys(uSets);
@@ -103,12 +111,19 @@ export class Evaluator {
     check(!uNames.includes(AUTHORIZED_SET), `evaluate: '${AUTHORIZED_SET}' is reserved for the authorized set`);
     const reference = sets.reference;
     if (reference) sameNames(reference.classNames, prompt.classNames, 'the reference prompt');
+    const named: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
+    if (sets.run !== undefined) for (const [name, set] of named) refuseTrainingImages(sets.run, name, set);
     const zs = this.withZeroShot ? await this.zeroShotPredictor(prompt.classNames) : null;
     const all: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
     const report: EvaluationReport = {
       sets: {}, authorized: AUTHORIZED_SET, unauthorized: uNames, metrics: null,
-      reference: reference ? {} : null, zeroShot: zs ? {} : null, chance: 1 / prompt.numClasses,
+      reference: reference ? {} : null, zeroShot: zs ? {} : null, chance: 1 / prompt.numClasses, skippedImages: [],
     };
+    const seen = new Set<string>();
+    for (const [, set] of named) {
+      const d = isDataset(set) ? set : (set as { dataset?: unknown } | null)?.dataset;
+      for (const b of isDataset(d) ? d.skipped ?? [] : []) if (!seen.has(b.path)) { seen.add(b.path); report.skippedImages.push(b); }
+    }
     for (const [name, set] of all) {
       const models: Predictor[] = [(x) => prompt.predict(x)];
       if (reference) models.push((x) => reference.predict(x));
@@ -210,6 +225,31 @@ export class Evaluator {
       }
       return out;
     };
+  }
+}
+
+/**
+ * Refuses (`ERR_MISMATCH`) a set holding images of the run's training splits: a folder dataset of a training
+ * domain under the recorded root whose images fall in the recorded training key range ({@link inTrainingSplit}).
+ */
+export function refuseTrainingImages(run: RunRecord, name: string, set: EvalSet): void {
+  check(run !== null && typeof run === 'object', 'evaluate: run must be a run record (readCheckpoint(file).meta.run)');
+  const dataset = isDataset(set) ? set : (set as { dataset?: unknown } | null)?.dataset;
+  if (!isDataset(dataset)) return; // reported by the evaluation itself
+  if (!run.data || !dataset.root || path.resolve(dataset.root) !== run.data.resolved) return;
+  const domains: [string, SplitInfo | null][] = [[run.authorized, run.split], [run.unauthorized ?? '', run.unauthorizedSplit]];
+  for (const [domain, info] of domains) {
+    if (info === null || domain === '' || dataset.domain !== domain) continue;
+    if (info.version !== SPLIT_RULE.version) {
+      throw new IpclipError('ERR_MISMATCH', `evaluate: the run's split of '${domain}' was cut with rule ${info.rule}/${info.version}; ` +
+        `this version cuts ${SPLIT_RULE.name}/${SPLIT_RULE.version}, so its training images cannot be told apart`);
+    }
+    const hits = dataset.samples.filter((s) => typeof s.path === 'string' && inTrainingSplit(info, dataset.root, domain, s.path));
+    if (hits.length > 0) {
+      throw new IpclipError('ERR_MISMATCH', `evaluate: set '${name}' holds ${hits.length} of ${dataset.length} images from the run's ` +
+        `training split of '${domain}' (e.g. ${hits[0]!.path}); score the run's test split (seed ${info.seed}, ` +
+        `${info.sizes ? `sizes ${info.sizes.train}/${info.sizes.test}` : `trainFraction ${info.trainFraction}`})`);
+    }
   }
 }
 

@@ -7,8 +7,10 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clip } from './clip.js';
-import { readCheckpoint, writeCheckpoint, type EpochAccumulator, type EpochRecord, type TrainingMeta } from './checkpoint.js';
-import type { DomainDataset } from './data.js';
+import {
+  readCheckpoint, runDifference, runRecordOf, writeCheckpoint, type EpochAccumulator, type EpochRecord, type RunRecord, type TrainingMeta,
+} from './checkpoint.js';
+import type { BadImage, DomainDataset } from './data.js';
 import { IpclipError, check } from './errors.js';
 import { BatchLoader, cycle, cyclePosition, type Batch, type TransformChoice } from './loader.js';
 import { callNative, type NativeStepResult as RawStepResult } from './native.js';
@@ -106,6 +108,8 @@ export interface TrainResult {
   history: EpochRecord[];
   /** The iteration the run resumed from, or null when it started fresh. */
   resumedFrom: number | null;
+  /** Images the datasets left out (`onBadImage: 'skip'`), of both streams. */
+  skippedImages: BadImage[];
 }
 
 interface Resolved {
@@ -166,6 +170,8 @@ export class IPTrainer {
   private readonly workers?: number;
   /** featureCache: `${stream}/${dataset index}` → the sample's vision features (filled at the start of fit). */
   private readonly features = new Map<string, SampleFeatures>();
+  /** What data the current fit uses (recorded in checkpoints, compared on resume). */
+  private runRecord?: RunRecord;
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or a prompt made on another CLIP. */
   constructor(readonly clip: Clip, readonly prompt: IPPrompt, opts: TrainerOptions) {
@@ -290,14 +296,16 @@ export class IPTrainer {
     check(!this.busy, 'fit: this trainer is already running');
     this.busy = true;
     try {
-      return await this.run(data, opts.signal ?? this.signal);
+      const result = await this.run(data, opts.signal ?? this.signal);
+      return { ...result, skippedImages: this.runRecord?.skippedImages ?? [] };
     } finally {
       this.busy = false;
     }
   }
 
-  private async run(data: TrainingData, signal: AbortSignal | undefined): Promise<TrainResult> {
+  private async run(data: TrainingData, signal: AbortSignal | undefined): Promise<Omit<TrainResult, 'skippedImages'>> {
     const { authorized, unauthorized, plan } = this.resolveData(data, trainingStreams(this.options.scenario));
+    this.runRecord = runRecordOf(this.options.scenario, authorized, plan.source === 'own' ? unauthorized : undefined);
     throwIfAborted(signal, 'training');
     const seeds = this.streamSeeds;
     const aLoader = this.loader(authorized, plan.authorized, seeds.authorized, this.options.batchSize, true, true);
@@ -490,7 +498,7 @@ export class IPTrainer {
     await writeCheckpoint(file, {
       state: await this.prompt.state(),
       optimizer: optim.tensors,
-      meta: { ...this.prompt.metadata(), training },
+      meta: { ...this.prompt.metadata(), training, ...(this.runRecord ? { run: this.runRecord } : {}) },
     });
   }
 
@@ -517,6 +525,8 @@ export class IPTrainer {
     ];
     if (expectedTotal !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, expectedTotal]);
     for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);
+    const runDiff = meta.run && this.runRecord ? runDifference(meta.run, this.runRecord) : null;
+    if (runDiff) throw mismatch(...runDiff);
     if (t.iteration > t.totalIterations) throw new IpclipError('ERR_BAD_FILE', `${file}: iteration ${t.iteration} is past the run's ${t.totalIterations}`);
     await this.prompt.setState(content.state);
     const native = this.prompt.native;

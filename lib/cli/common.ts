@@ -6,10 +6,10 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Clip } from '../clip.js';
-import { DomainDataset, SPLIT_PRESETS, type DatasetSizes } from '../data.js';
+import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from '../data.js';
 import { IpclipError } from '../errors.js';
 import { setThreads } from '../native.js';
-import { UsageError, int, str, type FlagSpec, type Io, type Parsed } from './args.js';
+import { UsageError, choice, int, str, type FlagSpec, type Io, type Parsed } from './args.js';
 
 /** The package root (this file is `lib/cli/common.ts` or `dist/cli/common.js`). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -79,15 +79,36 @@ export function dataRoot(p: Parsed): string {
   return root;
 }
 
+/** How the CLI cuts a domain: the seed, sizes or a train fraction, and what to do with unreadable images. */
+export interface SplitFlags {
+  seed: number;
+  sizes?: DatasetSizes | keyof typeof SPLIT_PRESETS;
+  trainFraction?: number;
+  onBadImage?: OnBadImage;
+}
+
+/** `--on-bad-image error|skip`, or `fallback`. */
+export function onBadImageFlag(p: Parsed, fallback: OnBadImage = 'error'): OnBadImage {
+  return choice(p, 'on-bad-image', ['error', 'skip'] as const, fallback);
+}
+
+/** The flag of every command that reads dataset folders. */
+export const BAD_IMAGE_FLAG: Record<string, FlagSpec> = {
+  'on-bad-image': { type: 'string', value: 'mode', help: "unreadable images (checked before any model work): 'error' (default: list them all and stop) or 'skip'" },
+};
+
 /** Both splits of `domain` under `root`, with a message naming the domains there when it is missing. */
-export async function domainSplits(root: string, domain: string, opts: { seed: number; sizes?: DatasetSizes | keyof typeof SPLIT_PRESETS }):
+export async function domainSplits(root: string, domain: string, opts: SplitFlags):
   Promise<{ train: DomainDataset; test: DomainDataset }> {
   if (!existsSync(join(root, domain))) {
     const there = await DomainDataset.listDomains(root).catch(() => []);
     throw new IpclipError('ERR_FILE_NOT_FOUND', `domain '${domain}' not found in ${root}` +
       (there.length > 0 ? ` (domains there: ${there.join(', ')})` : ' (it has no domain folders)'));
   }
-  return DomainDataset.splits(root, { domain, seed: opts.seed, ...(opts.sizes !== undefined ? { sizes: opts.sizes } : {}) });
+  return DomainDataset.splits(root, {
+    domain, seed: opts.seed, onBadImage: opts.onBadImage ?? 'error',
+    ...(opts.sizes !== undefined ? { sizes: opts.sizes } : {}), ...(opts.trainFraction !== undefined ? { trainFraction: opts.trainFraction } : {}),
+  });
 }
 
 /**

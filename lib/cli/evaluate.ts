@@ -1,39 +1,101 @@
 /**
  * `ipclip eval` and `ipclip verify-ownership`: score a trained prompt on test splits.
  */
-import { readCheckpoint } from '../checkpoint.js';
-import { DomainDataset } from '../data.js';
-import { Evaluator } from '../evaluator.js';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { readCheckpoint, type RunRecord } from '../checkpoint.js';
+import { DomainDataset, SPLIT_RULE } from '../data.js';
+import { IpclipError } from '../errors.js';
+import { Evaluator, refuseTrainingImages } from '../evaluator.js';
 import { IPPrompt } from '../prompt.js';
+import { SCENARIOS, isScenario } from '../scenarios.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
-  CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, pct, printJson, resolveCheckpoint, splitSizes,
+  BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,
+  splitSizes, type SplitFlags,
 } from './common.js';
 import { evaluationPlan, rowsOf, rowsTable } from './sets.js';
 
 const SPLIT_FLAGS = {
-  seed: { type: 'string', value: 'n', help: "split seed (default: the checkpoint's training seed)" },
-  'split-sizes': { type: 'string', value: 'spec', help: 'the --split-sizes used for training (default 80%/20%)' },
+  seed: { type: 'string', value: 'n', help: "split seed (default: the checkpoint's run record, else its training seed)" },
+  'split-sizes': { type: 'string', value: 'spec', help: "the training's --split-sizes (default: the checkpoint's run record, else 80%/20%)" },
+  'ignore-run': { type: 'boolean', help: "score other data or another authorized domain / scenario than the checkpoint's run record names" },
+  ...BAD_IMAGE_FLAG,
 } as const;
 
-/** The split seed: `--seed`, else the checkpoint's training seed, else its prompt seed. */
-async function splitSeed(p: Parsed, file: string): Promise<number> {
-  if (str(p, 'seed') !== undefined) return int(p, 'seed', 0, 0, 0xffffffff);
+/** The data and split settings of an evaluation: flags first, else the checkpoint's run record. */
+interface EvalSetup {
+  root: string;
+  authorized: string;
+  split: SplitFlags;
+  /** The checkpoint's scenario (training metadata or run record), or `--scenario`. */
+  scenario: string | undefined;
+  run: RunRecord | undefined;
+  /** The domain the run trained U on (target-specified). */
+  recordedUnauthorized: string | null;
+}
+
+/**
+ * Reads the checkpoint's run record and fills in what the flags leave out: `--data`, `--authorized`, `--seed`,
+ * `--split-sizes` and `--on-bad-image` default to the record. A given `--data`, `--authorized` or `--scenario`
+ * that contradicts it is `ERR_MISMATCH` unless `--ignore-run`.
+ */
+async function evalSetup(p: Parsed, file: string): Promise<EvalSetup> {
   const meta = (await readCheckpoint(file)).meta;
-  return meta?.training?.seed ?? meta?.seed ?? 0;
+  const run = meta?.run;
+  const ignore = bool(p, 'ignore-run');
+  const refuse = (what: string, was: string, now: string, flag: string) => {
+    if (!ignore) {
+      throw new IpclipError('ERR_MISMATCH', `${file} was trained with ${what} '${was}', not '${now}' (its run record); ` +
+        `drop ${flag} to use the recorded one, or pass --ignore-run to score these sets anyway`);
+    }
+  };
+  if (run?.split && run.split.version !== SPLIT_RULE.version) {
+    throw new IpclipError('ERR_MISMATCH', `${file} records split rule ${run.split.rule}/${run.split.version}; this version cuts ` +
+      `${SPLIT_RULE.name}/${SPLIT_RULE.version}, so its test split cannot be cut again`);
+  }
+  let root: string;
+  if (str(p, 'data') === undefined && run?.data) {
+    root = existsSync(run.data.resolved) ? run.data.resolved : run.data.root;
+    if (!existsSync(root)) throw new IpclipError('ERR_FILE_NOT_FOUND', `the run's data root ${run.data.resolved} is gone; pass --data`);
+  } else {
+    root = dataRoot(p);
+    if (run?.data && resolve(root) !== run.data.resolved) refuse('the data root', run.data.resolved, resolve(root), '--data');
+  }
+  const given = str(p, 'authorized');
+  const authorized = given ?? run?.authorized;
+  if (authorized === undefined || authorized === '') throw new UsageError('--authorized is required (the checkpoint has no run record naming it)');
+  if (given !== undefined && run && run.authorized !== given) refuse('the authorized domain', run.authorized, given, '--authorized');
+  const recordedScenario = meta?.training?.scenario ?? run?.scenario;
+  const flag = str(p, 'scenario');
+  if (flag !== undefined) {
+    if (!isScenario(flag)) throw new UsageError(`--scenario must be one of ${SCENARIOS.join(', ')}; got '${flag}'`);
+    if (recordedScenario !== undefined && recordedScenario !== flag) refuse('the scenario', recordedScenario, flag, '--scenario');
+  }
+  const scenario = flag ?? recordedScenario;
+  const split = run?.split ?? null;
+  const seed = str(p, 'seed') !== undefined ? int(p, 'seed', 0, 0, 0xffffffff) : split?.seed ?? meta?.training?.seed ?? meta?.seed ?? 0;
+  const sizes = splitSizes(p) ?? (split ? split.preset ?? split.sizes ?? undefined : undefined);
+  const trainFraction = sizes === undefined && split?.trainFraction != null ? split.trainFraction : undefined;
+  const onBadImage = onBadImageFlag(p, split?.onBadImage ?? 'error');
+  return {
+    root, authorized, scenario, run, recordedUnauthorized: run?.unauthorized ?? null,
+    split: { seed, onBadImage, ...(sizes !== undefined ? { sizes } : {}), ...(trainFraction !== undefined ? { trainFraction } : {}) },
+  };
 }
 
 /** `ipclip eval`. */
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'Accuracy and macro-F1 of a trained prompt per test set; with --reference, the protection metrics.',
-  usage: 'eval --checkpoint FILE --data DIR --authorized DOMAIN [--unauthorized A,B] [--reference FILE] [flags]',
+  usage: 'eval --checkpoint FILE [--data DIR] [--authorized DOMAIN] [--unauthorized A,B] [--reference FILE] [flags]',
   flags: {
     checkpoint: { type: 'string', value: 'file', help: 'the protected prompt (a checkpoint, or a run folder)' },
     reference: { type: 'string', value: 'file', help: 'the unprotected reference prompt (scenario reference) for the metrics' },
-    data: { type: 'string', value: 'dir', help: 'dataset root: <dir>/<domain>/<class>/<image>' },
-    authorized: { type: 'string', value: 'domain', help: 'the authorized domain' },
-    unauthorized: { type: 'string', value: 'list', help: 'unauthorized domains, comma-separated (default: all others)' },
+    data: { type: 'string', value: 'dir', help: "dataset root: <dir>/<domain>/<class>/<image> (default: the checkpoint's run record)" },
+    authorized: { type: 'string', value: 'domain', help: "the authorized domain (default: the checkpoint's run record)" },
+    unauthorized: { type: 'string', value: 'list', help: 'unauthorized domains, comma-separated (default: the trained one for target-specified, else all others)' },
+    scenario: { type: 'string', value: 'name', help: 'which sets to score, for a prompt without training metadata (e.g. a saved prompt.safetensors)' },
     'no-zero-shot': { type: 'boolean', help: 'skip zero-shot CLIP' },
     ...SPLIT_FLAGS,
     ...CLIP_FLAGS,
@@ -41,22 +103,28 @@ export const evalCommand: Command = {
   },
   details: `The sets follow the checkpoint's scenario: ownership compares the authorized test split clean and
 watermarked; authorization scores the watermarked authorized split against every domain clean and watermarked;
-the others score each domain's test split. Metrics (spec §7): retention = protected / reference accuracy on the
-authorized set; suppression = how far each unauthorized accuracy fell from the reference's towards chance;
-protection = their harmonic mean.`,
+the others score each domain's test split. A prompt without training metadata needs --scenario.
+
+A checkpoint written by \`ipclip train\` records its run: data root, domains, split rule, sizes and seed. These
+are the defaults, so the test splits are the training's; a different --data, --authorized or --scenario is
+refused (ERR_MISMATCH) unless --ignore-run, and a set holding images of the run's training split is always
+refused. Metrics (spec §7): retention = protected / reference accuracy on the authorized set; suppression = how
+far each unauthorized accuracy fell from the reference's towards chance; protection = their harmonic mean.`,
   async run(p: Parsed, io: Io): Promise<number> {
     const json = bool(p, 'json');
     const file = resolveCheckpoint(required(p, 'checkpoint', 'the trained prompt'));
     const refFile = str(p, 'reference') === undefined ? undefined : resolveCheckpoint(str(p, 'reference')!);
-    const root = dataRoot(p);
-    const authorized = required(p, 'authorized', 'the authorized domain, a folder under --data');
-    const sizes = splitSizes(p);
-    const seed = await splitSeed(p, file);
-    const scenario = (await readCheckpoint(file)).meta?.training?.scenario ?? 'target-specified';
-    const others = list(p, 'unauthorized') ?? (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
+    const setup = await evalSetup(p, file);
+    const { root, authorized, split, run } = setup;
+    const scenario = setup.scenario;
+    if (scenario === undefined) {
+      throw new UsageError(`${file} has no training metadata, so its scenario is unknown: pass --scenario (${SCENARIOS.join(', ')})`);
+    }
+    const others = list(p, 'unauthorized') ?? (scenario === 'target-specified' && setup.recordedUnauthorized
+      ? [setup.recordedUnauthorized] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized));
     if (others.includes(authorized)) throw new UsageError('--unauthorized must not include the authorized domain');
     if (scenario !== 'ownership' && others.length === 0) throw new UsageError('no unauthorized domain to evaluate: pass --unauthorized');
-    const plan = await evaluationPlan(scenario, root, authorized, others, { seed, sizes });
+    const plan = await evaluationPlan(scenario, root, authorized, others, split);
     const clip = await loadClipFromFlags(p);
     const prompts: IPPrompt[] = [];
     try {
@@ -65,14 +133,19 @@ protection = their harmonic mean.`,
       const reference = refFile ? await IPPrompt.load(clip, refFile, { classNames: [...prompt.classNames] }) : undefined;
       if (reference) prompts.push(reference);
       const report = await new Evaluator(clip, { zeroShot: !bool(p, 'no-zero-shot') }).evaluate(prompt, {
-        authorized: plan.authorized, unauthorized: plan.unauthorized, ...(reference ? { reference } : {}),
+        authorized: plan.authorized, unauthorized: plan.unauthorized, ...(reference ? { reference } : {}), ...(run ? { run } : {}),
       });
       const rows = rowsOf(report, plan.authorizedName);
       if (json) {
-        printJson(io, { checkpoint: file, reference: refFile ?? null, scenario, seed, chance: report.chance, sets: rows, metrics: report.metrics });
+        printJson(io, {
+          checkpoint: file, reference: refFile ?? null, scenario, data: root, authorized, seed: split.seed,
+          splitSizes: split.sizes ?? null, trainFraction: split.trainFraction ?? (split.sizes === undefined ? 0.8 : null),
+          chance: report.chance, sets: rows, metrics: report.metrics, skippedImages: report.skippedImages,
+        });
         return 0;
       }
       io.stdout.write(`${file} (${scenario}), chance ${pct(report.chance)}\n${rowsTable(rows)}\n`);
+      if (report.skippedImages.length > 0) io.stdout.write(`(${report.skippedImages.length} unreadable images skipped)\n`);
       const m = report.metrics;
       if (m) {
         io.stdout.write(`\nretention ${m.retention.toFixed(3)}  suppression ${m.suppression.toFixed(3)}  protection ${m.protection.toFixed(3)}` +
@@ -90,11 +163,11 @@ protection = their harmonic mean.`,
 export const verifyOwnershipCommand: Command = {
   name: 'verify-ownership',
   summary: 'Ownership evidence: accuracy on clean vs watermarked test images, with a one-sided binomial test.',
-  usage: 'verify-ownership --checkpoint FILE --data DIR --authorized DOMAIN [--alpha 0.01] [flags]',
+  usage: 'verify-ownership --checkpoint FILE [--data DIR] [--authorized DOMAIN] [--alpha 0.01] [flags]',
   flags: {
     checkpoint: { type: 'string', value: 'file', help: 'the prompt trained with --scenario ownership' },
-    data: { type: 'string', value: 'dir', help: 'dataset root: <dir>/<domain>/<class>/<image>' },
-    authorized: { type: 'string', value: 'domain', help: 'the domain the owner trained on' },
+    data: { type: 'string', value: 'dir', help: "dataset root: <dir>/<domain>/<class>/<image> (default: the checkpoint's run record)" },
+    authorized: { type: 'string', value: 'domain', help: "the domain the owner trained on (default: the checkpoint's run record)" },
     alpha: { type: 'string', value: 'p', help: 'significance level (default 0.01)' },
     ...SPLIT_FLAGS,
     ...CLIP_FLAGS,
@@ -104,12 +177,11 @@ export const verifyOwnershipCommand: Command = {
 watermarked accuracy is not. The exit code is 0 whenever the test ran (read the verdict), 1 on failure.`,
   async run(p: Parsed, io: Io): Promise<number> {
     const file = resolveCheckpoint(required(p, 'checkpoint', 'the trained prompt'));
-    const root = dataRoot(p);
-    const authorized = required(p, 'authorized', 'the domain the owner trained on');
     const alpha = positiveNumber(p, 'alpha', 0.01);
     if (alpha >= 1) throw new UsageError(`--alpha must be below 1, got ${alpha}`);
-    const seed = await splitSeed(p, file);
-    const { test } = await domainSplits(root, authorized, { seed, sizes: splitSizes(p) });
+    const { root, authorized, split, run } = await evalSetup(p, file);
+    const { test } = await domainSplits(root, authorized, split);
+    if (run) refuseTrainingImages(run, authorized, test);
     const clip = await loadClipFromFlags(p);
     try {
       using prompt = await IPPrompt.load(clip, file);

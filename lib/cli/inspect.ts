@@ -82,6 +82,7 @@ export const infoCommand: Command = {
         seed: t.seed, skippedUpdates: t.skippedUpdates,
         lastEpoch: t.history.length > 0 ? t.history[t.history.length - 1] : null,
       } : null,
+      run: meta?.run ?? null,
       ignored: content.ignored,
     };
     if (bool(p, 'json')) {
@@ -107,6 +108,18 @@ export const infoCommand: Command = {
       if (last) lines.push(`last epoch  loss ${last.terms.loss?.toFixed(4)}, ceA ${last.terms.ceA?.toFixed(4)}, lr ${last.lr.toExponential(2)}`);
     } else {
       lines.push('training    no training state (a saved prompt)');
+    }
+    const run = meta?.run;
+    if (run) {
+      const sp = run.split;
+      const how = sp ? `${sp.rule}/${sp.version}, seed ${sp.seed}, ${sp.preset ?? (sp.sizes ? `sizes ${sp.sizes.train}/${sp.sizes.test}` : `train fraction ${sp.trainFraction}`)}` +
+        `: ${sp.nTrain} train / ${sp.nTest} test of ${sp.listed}` : 'not from folders';
+      lines.push(
+        `data        ${run.data ? `${run.data.root}${run.data.root !== run.data.resolved ? ` (${run.data.resolved})` : ''}` : 'in-memory datasets'}` +
+          `, authorized ${run.authorized}${run.unauthorized ? `, unauthorized ${run.unauthorized}` : ''}`,
+        `split       ${how}${sp?.onBadImage ? `; header check '${sp.onBadImage}'` : ''}` +
+          `${run.skippedImages.length ? `, ${run.skippedImages.length} unreadable images skipped` : ''}`,
+      );
     }
     io.stdout.write(`${lines.join('\n')}\n`);
     return 0;

@@ -2,10 +2,10 @@
  * Which test sets a trained prompt is scored on, per scenario (spec §5's "evaluated on" column), and the
  * per-set results as the CLI prints them.
  */
-import type { DatasetSizes, DomainDataset, SPLIT_PRESETS } from '../data.js';
+import type { DomainDataset } from '../data.js';
 import { AUTHORIZED_SET, type EvalSet, type EvaluationReport } from '../evaluator.js';
 import type { Scenario } from '../scenarios.js';
-import { domainSplits, pct, table } from './common.js';
+import { domainSplits, pct, table, type SplitFlags } from './common.js';
 
 /** Suffix of a watermarked set's name. */
 export const WATERMARK_SUFFIX = '+watermark';
@@ -23,7 +23,7 @@ export interface EvalPlan {
  * watermarked authorized test split against the clean one and every other domain, clean and watermarked.
  */
 export async function evaluationPlan(scenario: Scenario | string, root: string, authorized: string, others: string[],
-  split: { seed: number; sizes?: DatasetSizes | keyof typeof SPLIT_PRESETS }): Promise<EvalPlan> {
+  split: SplitFlags): Promise<EvalPlan> {
   const testOf = async (d: string): Promise<DomainDataset> => (await domainSplits(root, d, split)).test;
   const a = await testOf(authorized);
   const marked = (d: DomainDataset): EvalSet => ({ dataset: d, watermark: true });

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readCheckpoint } from '../checkpoint.js';
 import { DomainDataset } from '../data.js';
 import { IpclipError } from '../errors.js';
 import { Evaluator } from '../evaluator.js';
@@ -14,9 +15,10 @@ import { SCENARIOS, type Scenario } from '../scenarios.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../trainer.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
-  CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, printJson, splitSizes, withInterrupt,
+  BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, printJson, splitSizes, withInterrupt,
 } from './common.js';
-import { evaluationPlan, rowsOf, rowsTable, type SetRow } from './sets.js';
+import { evaluationPlan, rowsOf, rowsTable, type EvalPlan, type SetRow } from './sets.js';
+import type { BadImage } from '../data.js';
 
 /** Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, the shell's convention). */
 export const EXIT_INTERRUPTED = 130;
@@ -55,6 +57,7 @@ export const trainCommand: Command = {
     fresh: { type: 'boolean', help: 'start over, deleting the checkpoint in --out' },
     'checkpoint-every': { type: 'string', value: 'n', help: 'also checkpoint every n iterations (always at each epoch end)' },
     'skip-eval': { type: 'boolean', help: 'do not evaluate on the test splits afterwards' },
+    ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
   },
@@ -66,6 +69,13 @@ The checkpoint is written after the feature banks, at every epoch end and when s
 again resumes where it stopped and ends with the same parameters as an uninterrupted run; --fresh starts over.
 Ctrl-C stops after the current step, writes the checkpoint and exits with code ${EXIT_INTERRUPTED}.
 Afterwards the prompt is scored on the test splits (see \`ipclip eval\`).
+
+Every image of the training and test splits is checked (header and end of file, no decode) before CLIP is
+loaded: unreadable files are all listed at once (exit 1), or left out with --on-bad-image skip (they count as
+absent: the split sizes are met from the other images) and listed in --json as skippedImages. Each image is
+placed in train or test by a hash of its path within the domain and the seed, so adding or removing an image
+moves at most one other. The checkpoint records the data root, domains, split rule, sizes and seed, and the
+header-check mode: \`ipclip eval\` defaults to them, and resuming with any of them changed is refused.
 
 Exit codes: 0 done, 1 failure (missing folder, bad file, ...), 2 wrong usage, ${EXIT_INTERRUPTED} stopped by Ctrl-C.`,
   run: runTrain,
@@ -92,10 +102,24 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   if (unauthorized === authorized) throw new UsageError('--authorized and --unauthorized must be different domains');
   const out = str(p, 'out') ?? join('runs', [scenario, authorized, unauthorized].filter(Boolean).join('-'));
   const root = dataRoot(p);
-  // Data first: a missing domain or an empty class folder fails before seconds of model loading.
-  const a = await domainSplits(root, authorized, { seed, sizes });
-  const u = unauthorized ? await domainSplits(root, unauthorized, { seed, sizes }) : undefined;
+  const onBadImage = onBadImageFlag(p);
+  // Data first: a missing domain, an empty class folder or an unreadable image (of any split the run will read,
+  // the test splits of the final evaluation included) fails before seconds of model loading.
+  const a = await domainSplits(root, authorized, { seed, sizes, onBadImage });
+  const u = unauthorized ? await domainSplits(root, unauthorized, { seed, sizes, onBadImage }) : undefined;
   const say = (line: string) => io.stderr.write(`${line}\n`);
+  let plan: EvalPlan | null = null;
+  if (!bool(p, 'skip-eval')) {
+    const others = scenario === 'target-specified' ? [unauthorized!]
+      : scenario === 'ownership' ? [] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
+    if (scenario !== 'ownership' && others.length === 0) say('no other domain under --data to evaluate against; skipping the evaluation');
+    else plan = await evaluationPlan(scenario, root, authorized, others, { seed, sizes, onBadImage });
+  }
+  const skippedImages = dedupe([...a.train.skipped, ...(u?.train.skipped ?? []), ...(plan ? planSkipped(plan) : [])]);
+  if (skippedImages.length > 0) {
+    say(`skipping ${skippedImages.length} unreadable image${skippedImages.length === 1 ? '' : 's'} (--on-bad-image skip): ` +
+      `${skippedImages.slice(0, 3).map((b) => b.path).join(', ')}${skippedImages.length > 3 ? ', ...' : ''}`);
+  }
   const clip = await loadClipFromFlags(p);
   let prompt: IPPrompt | undefined;
   try {
@@ -136,23 +160,18 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     say(`trained ${result.iterations} iterations${result.resumedFrom !== null ? ` (resumed from ${result.resumedFrom})` : ''}; ` +
       `checkpoint ${file}, prompt ${promptFile}`);
     let rows: SetRow[] | null = null;
-    if (!bool(p, 'skip-eval')) {
-      const others = scenario === 'target-specified' ? [unauthorized!]
-        : scenario === 'ownership' ? [] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
-      if (scenario !== 'ownership' && others.length === 0) {
-        say('no other domain under --data to evaluate against; skipping the evaluation');
-      } else {
-        const plan = await evaluationPlan(scenario, root, authorized, others, { seed, sizes });
-        const report = await new Evaluator(clip).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized });
-        rows = rowsOf(report, plan.authorizedName);
-        if (!json) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
-      }
+    if (plan) {
+      const run = (await readCheckpoint(file)).meta?.run;
+      const report = await new Evaluator(clip).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized, ...(run ? { run } : {}) });
+      rows = rowsOf(report, plan.authorizedName);
+      if (!json) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
     }
     if (json) {
       printJson(io, {
         scenario, preset, epochs, batchSize, lr, seed, authorized, unauthorized: unauthorized ?? null,
         classNames: prompt.classNames, checkpoint: file, prompt: promptFile, iterations: result.iterations,
         resumedFrom: result.resumedFrom, skippedUpdates: result.skippedUpdates, history: result.history, evaluation: rows,
+        onBadImage, skippedImages,
       });
     }
     return 0;
@@ -160,4 +179,15 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     prompt?.dispose();
     clip.dispose();
   }
+}
+
+/** The images the evaluation's datasets left out. */
+function planSkipped(plan: EvalPlan): BadImage[] {
+  const sets = [plan.authorized, ...Object.values(plan.unauthorized)];
+  return sets.flatMap((s) => ('dataset' in s ? s.dataset : s).skipped);
+}
+
+function dedupe(list: BadImage[]): BadImage[] {
+  const seen = new Set<string>();
+  return list.filter((b) => !seen.has(b.path) && seen.add(b.path) !== undefined);
 }
