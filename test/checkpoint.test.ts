@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMeta, readCheckpoint, writeCheckpoint, type CheckpointMeta } from '../lib/checkpoint.js';
+import { parseMeta, readCheckpoint, runDifference, writeCheckpoint, type CheckpointMeta, type RunRecord } from '../lib/checkpoint.js';
 import { Clip } from '../lib/clip.js';
 import { IpclipError } from '../lib/errors.js';
 import { IPPrompt } from '../lib/prompt.js';
@@ -140,5 +140,45 @@ describe.skipIf(!HAVE_SHARED)('checkpoints', () => {
     expect(Object.keys(back.state)).toEqual(['image_tokens.lin.bias']);
     expect(back.meta!.training!.history[0]!.terms.loss).toBeNaN();
     expect({ ...back.meta!.training!, history: [] }).toEqual({ ...meta.training!, history: [] });
+  });
+});
+
+describe('run record', () => {
+  const base = {
+    format: 1, classNames: ['a', 'b'], seed: 0, nCtx: 4,
+    clip: { fingerprint: 'ab', config: { embedDim: 8, vision: { width: 8, layers: 1, heads: 1, patchSize: 8, imageSize: 32 },
+      text: { width: 8, layers: 1, heads: 1, contextLength: 16, vocabSize: 100 } } },
+  };
+  const split = {
+    rule: 'path-hash', version: 1, seed: 3, sizes: { train: 4, test: 2 }, preset: null, trainFraction: null, onBadImage: 'skip',
+    listed: 10, nTrain: 4, nTest: 2, trainFrom: '8000000000000000', testUpTo: '1000000000000000',
+  };
+  const run: RunRecord = {
+    scenario: 'target-specified', data: { root: 'data', resolved: '/x/data' }, authorized: 'photo', unauthorized: 'sketch',
+    split: split as RunRecord['split'], unauthorizedSplit: { ...split, trainFrom: null, nTrain: 0 } as RunRecord['split'],
+    skippedImages: [{ path: '/x/data/photo/a/bad.png', reason: 'empty (0 bytes)' }],
+  };
+
+  it('round-trips through the metadata and rejects a malformed one', () => {
+    expect(parseMeta(JSON.stringify({ ...base, run })).run).toEqual(run);
+    const bad = (edit: (r: Record<string, unknown>) => void) => {
+      const r = JSON.parse(JSON.stringify(run)) as Record<string, unknown>;
+      edit(r);
+      return () => parseMeta(JSON.stringify({ ...base, run: r }));
+    };
+    expect(bad((r) => { r.authorized = 3; })).toThrow(expect.objectContaining({ code: 'ERR_BAD_FILE' }));
+    expect(bad((r) => { (r.split as Record<string, unknown>).trainFrom = '../../etc'; })).toThrow(/split key/);
+    expect(bad((r) => { (r.split as Record<string, unknown>).rule = 'shuffle'; })).toThrow(expect.objectContaining({ code: 'ERR_BAD_FILE' }));
+    expect(bad((r) => { r.skippedImages = 'none'; })).toThrow(expect.objectContaining({ code: 'ERR_BAD_FILE' }));
+  });
+
+  it('names the first setting two runs differ in', () => {
+    expect(runDifference(run, JSON.parse(JSON.stringify(run)) as RunRecord)).toBeNull();
+    expect(runDifference(run, { ...run, unauthorized: 'clipart' })).toEqual(['the unauthorized domain', 'sketch', 'clipart']);
+    expect(runDifference(run, { ...run, data: { root: 'd2', resolved: '/y' } })).toEqual(['the data root', '/x/data', '/y']);
+    expect(runDifference(run, { ...run, split: { ...run.split!, sizes: { train: 5, test: 2 } } })).toEqual(['the split sizes', '4/2', '5/2']);
+    expect(runDifference(run, { ...run, split: { ...run.split!, onBadImage: 'error' } })).toEqual(['the split onBadImage', 'skip', 'error']);
+    // Counts and key ranges are results, not settings: a resumed run may see them unchanged or not.
+    expect(runDifference(run, { ...run, split: { ...run.split!, nTrain: 3 } })).toBeNull();
   });
 });

@@ -3,7 +3,7 @@
 // info, predict (against the library), eval with a reference, and Ctrl-C during training (exit 130, checkpoint
 // written, the same command resumes). Also the progress bar's output in both modes.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -233,5 +233,64 @@ describe.skipIf(!HAVE_SHARED)('ipclip on tiny SynthDomains with the clip-tiny fi
     const other = ipclip(['train', '--data', data, '--authorized', 'photo', '--unauthorized', 'sketch', '--epochs', '2', '--out', run, ...CLIP_ARGS]);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/belongs to another run.*--fresh/);
+  }, 240_000);
+
+  it('unreadable images: all reported before any training step, or skipped and listed; the run record drives eval and resume', () => {
+    // A copy of three domains with three broken files in photo (every image is used by the 80/20 split).
+    const root = join(dir, 'broken');
+    for (const d of ['photo', 'sketch', 'clipart']) cpSync(join(data, d), join(root, d), { recursive: true });
+    const bad = [join(root, 'photo', 'star', 'truncated.png'), join(root, 'photo', 'moon', 'noise.jpg'), join(root, 'photo', 'moon', 'zero.png')];
+    const png = readFileSync(join(root, 'photo', 'star', 'star_0000.png'));
+    writeFileSync(bad[0]!, png.subarray(0, png.length - 16));
+    writeFileSync(bad[1]!, Buffer.from(Array.from({ length: 600 }, (_, i) => (i * 97 + 5) % 256)));
+    writeFileSync(bad[2]!, Buffer.alloc(0));
+    const run = join(dir, 'skip-run');
+    // Sizes 30/13 use all 43 listed photo images; with the 3 bad ones skipped they scale to the 40 readable
+    // ones: 12 test (floor(40·13/43)) and 28 train (4 iterations of 8); sketch has 40: 12 test as well.
+    const base = ['train', '--data', root, '--authorized', 'photo', '--unauthorized', 'sketch', '--epochs', '1',
+      '--split-sizes', '30/13', '--seed', '2', '--out', run, ...CLIP_ARGS];
+
+    const failed = ipclip(base);
+    expect(failed.code, failed.stderr).toBe(1);
+    expect(failed.stderr).toMatch(/ERR_BAD_IMAGE|3 unreadable images/);
+    for (const f of bad) expect(failed.stderr).toContain(f);
+    expect(failed.stderr).not.toMatch(/^train \d+\//m); // no step ran
+    expect(failed.stderr).not.toMatch(/building the feature banks/); // nor was CLIP loaded
+    expect(existsSync(join(run, 'last.safetensors'))).toBe(false);
+
+    const ok = ipclip([...base, '--on-bad-image', 'skip', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const out = JSON.parse(ok.stdout);
+    expect(out.skippedImages.map((b: { path: string }) => b.path).sort()).toEqual([...bad].sort());
+    expect(out.iterations).toBe(4);
+    expect(out.evaluation.map((e: { set: string; n: number }) => [e.set, e.n])).toEqual([['photo', 12], ['sketch', 12]]);
+    const info = JSON.parse(ipclip(['info', run, '--json']).stdout);
+    expect(info.run).toMatchObject({ authorized: 'photo', unauthorized: 'sketch', data: { root, resolved: root },
+      split: { rule: 'path-hash', version: 1, seed: 2, sizes: { train: 30, test: 13 }, onBadImage: 'skip', nTrain: 28, nTest: 12, listed: 43 } });
+    expect(info.run.skippedImages).toHaveLength(3);
+
+    // eval with nothing but the checkpoint scores the training's test splits (12 images each, not 20% = 8).
+    const ev = ipclip(['eval', '--checkpoint', run, '--no-zero-shot', '--json', ...CLIP_ARGS]);
+    expect(ev.code, ev.stderr).toBe(0);
+    const e = JSON.parse(ev.stdout);
+    expect(e).toMatchObject({ scenario: 'target-specified', authorized: 'photo', seed: 2, splitSizes: { train: 30, test: 13 } });
+    expect(e.sets.map((x: { set: string; n: number; accuracy: number }) => [x.set, x.n, x.accuracy]))
+      .toEqual(out.evaluation.map((x: { set: string; n: number; accuracy: number }) => [x.set, x.n, x.accuracy]));
+    // Another authorized domain, or a test set reaching into the training split, is refused.
+    const other = ipclip(['eval', '--checkpoint', run, '--authorized', 'sketch', '--unauthorized', 'photo', '--no-zero-shot', ...CLIP_ARGS]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/ERR_MISMATCH|authorized domain 'photo', not 'sketch'/);
+    const overlap = ipclip(['eval', '--checkpoint', run, '--split-sizes', '1/39', '--no-zero-shot', ...CLIP_ARGS]);
+    expect(overlap.code).toBe(1);
+    expect(overlap.stderr).toMatch(/holds \d+ of 39 images from the run's training split of 'photo'/); // 39 of the 40 readable
+    // A saved prompt has no training metadata: its scenario must be given.
+    const noMeta = ipclip(['eval', '--checkpoint', join(run, 'prompt.safetensors'), '--data', root, '--authorized', 'photo', '--no-zero-shot', ...CLIP_ARGS]);
+    expect(noMeta.code).toBe(2);
+    expect(noMeta.stderr).toMatch(/pass --scenario/);
+    // Resuming with another unauthorized domain (same sizes, so the same number of iterations) is refused.
+    const resume = ipclip(['train', '--data', root, '--authorized', 'photo', '--unauthorized', 'clipart', '--epochs', '1',
+      '--split-sizes', '30/13', '--seed', '2', '--out', run, '--on-bad-image', 'skip', '--skip-eval', ...CLIP_ARGS]);
+    expect(resume.code).toBe(1);
+    expect(resume.stderr).toMatch(/the unauthorized domain was "sketch", now "clipart".*--fresh/);
   }, 240_000);
 });
