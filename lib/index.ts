@@ -55,12 +55,13 @@ export {
   type Scenario, type StreamPlan, type UnauthorizedSource,
 } from './scenarios.js';
 export {
-  Evaluator, AUTHORIZED_SET,
+  Evaluator, AUTHORIZED_SET, refuseTrainingImages,
   type EvalSet, type EvaluatorOptions, type SetResult, type EvaluationReport, type OwnershipReport,
 } from './evaluator.js';
 export {
   readCheckpoint, writeCheckpoint, parseMeta, CHECKPOINT_FORMAT, METADATA_KEY,
   type CheckpointMeta, type CheckpointContent, type TrainingMeta, type EpochRecord, type EpochAccumulator,
+  runRecordOf, runDifference, type RunRecord,
 } from './checkpoint.js';
 
 // --- The project's own small CLIP: contrastive pretraining (issue 4) ------------------------------------------------
