@@ -268,6 +268,7 @@ describe.skipIf(!HAVE_SHARED)('ipclip on tiny SynthDomains with the clip-tiny fi
     expect(info.run).toMatchObject({ authorized: 'photo', unauthorized: 'sketch', data: { root, resolved: root },
       split: { rule: 'path-hash', version: 1, seed: 2, sizes: { train: 30, test: 13 }, onBadImage: 'skip', nTrain: 28, nTest: 12, listed: 43 } });
     expect(info.run.skippedImages).toHaveLength(3);
+    expect(ipclip(['info', run]).stdout).toMatch(/^split\s+path-hash\/1, seed 2, sizes 30\/13: 28 train \/ 12 test of 43; header check 'skip', 3 unreadable images skipped$/m);
 
     // eval with nothing but the checkpoint scores the training's test splits (12 images each, not 20% = 8).
     const ev = ipclip(['eval', '--checkpoint', run, '--no-zero-shot', '--json', ...CLIP_ARGS]);

@@ -111,6 +111,15 @@ export async function domainSplits(root: string, domain: string, opts: SplitFlag
   });
 }
 
+/** Only the test split of `domain` (the same cut as {@link domainSplits}; only its images are header-checked). */
+export async function domainTest(root: string, domain: string, opts: SplitFlags): Promise<DomainDataset> {
+  if (!existsSync(join(root, domain))) return (await domainSplits(root, domain, opts)).test; // its message names the domains
+  return DomainDataset.fromFolder(root, {
+    domain, split: 'test', seed: opts.seed, onBadImage: opts.onBadImage ?? 'error',
+    ...(opts.sizes !== undefined ? { sizes: opts.sizes } : {}), ...(opts.trainFraction !== undefined ? { trainFraction: opts.trainFraction } : {}),
+  });
+}
+
 /**
  * Runs `work` with an AbortSignal that Ctrl-C (SIGINT) or SIGTERM fires. The first signal asks the work to stop
  * cleanly (the trainer finishes its step and writes its checkpoint); a second one exits at once with 130.

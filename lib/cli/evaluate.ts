@@ -11,7 +11,7 @@ import { IPPrompt } from '../prompt.js';
 import { SCENARIOS, isScenario } from '../scenarios.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
-  BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,
+  BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainTest, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,
   splitSizes, type SplitFlags,
 } from './common.js';
 import { evaluationPlan, rowsOf, rowsTable } from './sets.js';
@@ -180,7 +180,7 @@ watermarked accuracy is not. The exit code is 0 whenever the test ran (read the 
     const alpha = positiveNumber(p, 'alpha', 0.01);
     if (alpha >= 1) throw new UsageError(`--alpha must be below 1, got ${alpha}`);
     const { root, authorized, split, run } = await evalSetup(p, file);
-    const { test } = await domainSplits(root, authorized, split);
+    const test = await domainTest(root, authorized, split);
     if (run) refuseTrainingImages(run, authorized, test);
     const clip = await loadClipFromFlags(p);
     try {

@@ -5,7 +5,7 @@
 import type { DomainDataset } from '../data.js';
 import { AUTHORIZED_SET, type EvalSet, type EvaluationReport } from '../evaluator.js';
 import type { Scenario } from '../scenarios.js';
-import { domainSplits, pct, table, type SplitFlags } from './common.js';
+import { domainTest, pct, table, type SplitFlags } from './common.js';
 
 /** Suffix of a watermarked set's name. */
 export const WATERMARK_SUFFIX = '+watermark';
@@ -24,7 +24,7 @@ export interface EvalPlan {
  */
 export async function evaluationPlan(scenario: Scenario | string, root: string, authorized: string, others: string[],
   split: SplitFlags): Promise<EvalPlan> {
-  const testOf = async (d: string): Promise<DomainDataset> => (await domainSplits(root, d, split)).test;
+  const testOf = (d: string): Promise<DomainDataset> => domainTest(root, d, split);
   const a = await testOf(authorized);
   const marked = (d: DomainDataset): EvalSet => ({ dataset: d, watermark: true });
   if (scenario === 'ownership') {
