@@ -1,8 +1,8 @@
 // Shared helpers of the benchmark (plain Node ESM, no build step): the raw addon, model shapes, inputs,
-// class tokens, timing and child processes. Every part of the bench runs in its own child process so that
+// class tokens, timing, child processes and the bench's own tools (python3-torch, onnxruntime-node). Every part of the bench runs in its own child process so that
 // its peak resident memory (process.resourceUsage().maxRSS) is its own.
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -196,4 +196,40 @@ export function runChild(command, args, { env = {}, cwd = root } = {}) {
       }
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The bench's tools, outside the package's dependencies (installed by bench/setup.mjs, which `npm run bench` runs).
+
+/** onnxruntime-node's version, installed into `bench/.work/node_modules` (not a dependency of ipclip). */
+export const ORT_VERSION = '1.30.0';
+
+/**
+ * The interpreter that exports the ONNX graph: Debian's /usr/bin/python3 with python3-torch (the `python3` on PATH
+ * may be another one, e.g. pyenv's, without torch); IPCLIP_BENCH_PYTHON overrides it. Null when it has no torch.
+ */
+export function findPython() {
+  const py = process.env.IPCLIP_BENCH_PYTHON || '/usr/bin/python3';
+  const r = spawnSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? { py, torch: r.stdout.trim() } : null;
+}
+
+/** The version of onnxruntime-node in the bench's work folder, or null. */
+export function onnxruntimeVersion() {
+  const pkg = join(workDir, 'node_modules', 'onnxruntime-node', 'package.json');
+  try { return JSON.parse(readFileSync(pkg, 'utf8')).version; } catch { return null; }
+}
+
+/** Installs onnxruntime-node@ORT_VERSION into the bench's work folder unless it is there: { version } or { error }. */
+export function ensureOnnxruntime() {
+  if (onnxruntimeVersion() === ORT_VERSION) return { version: ORT_VERSION };
+  log(`bench setup: installing onnxruntime-node@${ORT_VERSION} into bench/.work/node_modules (the bench's own folder, ` +
+    'not a dependency of ipclip; its CPU binaries ship in the npm package)');
+  mkdirSync(workDir, { recursive: true });
+  // Its postinstall only fetches optional GPU binaries from NuGet: skipped (no network but the registries).
+  const r = spawnSync('npm', ['install', '--prefix', workDir, '--ignore-scripts', '--no-save', '--no-audit', '--no-fund',
+    `onnxruntime-node@${ORT_VERSION}`], { encoding: 'utf8', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
+  if (r.status !== 0) return { error: `npm install onnxruntime-node failed: ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').slice(-2).join(' ')}` };
+  if (onnxruntimeVersion() !== ORT_VERSION) return { error: `npm install left no onnxruntime-node@${ORT_VERSION} in bench/.work` };
+  return { version: ORT_VERSION };
 }

@@ -9,9 +9,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { ARCHS, benchDir, loadAddon, log, parseArgs, runChild, tensorRelDiff, workDir } from './common.mjs';
+import {
+  ARCHS, benchDir, ensureOnnxruntime, findPython, loadAddon, log, parseArgs, runChild, tensorRelDiff, workDir,
+} from './common.mjs';
 
-const ORT_VERSION = '1.30.0';
 let opts;
 try {
   opts = parseArgs(process.argv.slice(2));
@@ -35,27 +36,14 @@ const common = ['--threads', String(threads), '--device', opts.device];
 const notes = [];
 
 // ---------------------------------------------------------------------------------------------------------------
-// Setup: python3-torch (the ONNX export), onnxruntime-node in bench/.work (not a dependency).
-
-function findPython() {
-  for (const py of ['/usr/bin/python3', 'python3']) {
-    const r = spawnSync(py, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-    if (r.status === 0) return { py, torch: r.stdout.trim() };
-  }
-  return null;
-}
+// Setup: python3-torch (the ONNX export) and onnxruntime-node in bench/.work, not dependencies of ipclip.
+// `npm run bench` installs both first (scripts/ensure.mjs --bench, bench/setup.mjs); run directly, the bench installs
+// onnxruntime-node itself and reports a missing python3-torch.
 
 function ensureOrt() {
   if (opts.skipOrt) return { error: '--skip-ort was given' };
   if (opts.device.startsWith('cuda')) return { error: "onnxruntime-node's CUDA binaries are a separate download (not installed)" };
-  const pkg = join(workDir, 'node_modules', 'onnxruntime-node', 'package.json');
-  if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).version === ORT_VERSION) return { version: ORT_VERSION };
-  log(`setup: npm install --prefix bench/.work onnxruntime-node@${ORT_VERSION} (CPU binaries ship in the package)`);
-  // Its postinstall only fetches optional GPU binaries from NuGet: skipped, as the machine has no network.
-  const r = spawnSync('npm', ['install', '--prefix', workDir, '--ignore-scripts', '--no-save', '--no-audit', '--no-fund',
-    `onnxruntime-node@${ORT_VERSION}`], { encoding: 'utf8', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
-  if (r.status !== 0) return { error: `npm install onnxruntime-node failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' ')}` };
-  return { version: ORT_VERSION };
+  return ensureOnnxruntime();
 }
 
 /** Exports <arch> (safetensors + ONNX) once; later runs reuse the files while the script and seed are unchanged. */
@@ -97,7 +85,7 @@ function naiveStepBytes(a, C, B) {
 }
 
 const python = findPython();
-if (!python) notes.push('python3 with torch not found: no ONNX export (apt-get install python3-torch)');
+if (!python) notes.push('/usr/bin/python3 has no torch: no ONNX export (`npm run bench` installs python3-torch; or apt-get install python3-torch)');
 const ort = ensureOrt();
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 //   2. `npm ci` when node_modules is missing or older than package-lock.json.
 //   3. The native addon (incremental build, fast when nothing changed).
 //   4. dist/ (tsc) when lib/ is newer than it: the CLI runs from dist.
+//   5. With --bench (`npm run bench`): the Debian package python3-torch joins step 1 (the bench exports its ONNX
+//      graph with /usr/bin/python3), and bench/setup.mjs installs onnxruntime-node into bench/.work/node_modules
+//      (the bench's own folder, not a dependency of ipclip).
 // Node builtins only: node_modules may not exist yet.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -30,7 +33,9 @@ function run(cmd, argv, opts = {}) {
 const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
 // 1. System packages ------------------------------------------------------------------------------------------------
-const packages = ['libtorch-dev', 'libopenblas-dev', 'cmake', 'g++', 'ccache', 'ninja-build', ...(withBrowser ? ['chromium'] : [])];
+const forBench = args.has('--bench');
+const packages = ['libtorch-dev', 'libopenblas-dev', 'cmake', 'g++', 'ccache', 'ninja-build', ...(withBrowser ? ['chromium'] : []),
+  ...(forBench ? ['python3-torch'] : [])];
 if (have('dpkg-query')) {
   const missing = packages.filter((p) => {
     const res = spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' });
@@ -82,5 +87,11 @@ const built = join(root, 'dist', 'index.js');
 if (mtime(built) < Math.max(newest(join(root, 'lib')), mtime(join(root, 'tsconfig.build.json')), mtime(lock))) {
   say('compiling TypeScript into dist/');
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json']);
+}
+
+// 5. The bench's own tools --------------------------------------------------------------------------------------------
+if (forBench) {
+  const res = spawnSync(process.execPath, [join(root, 'bench', 'setup.mjs')], { stdio: 'inherit', cwd: root });
+  if (res.status !== 0) fail('the bench\'s tools are not in place (above); `node bench/run.mjs --skip-ort` runs without them');
 }
 say('ready');
