@@ -25,11 +25,22 @@ import { Rng } from './rng.js';
 import type { ImageTensor } from './tensor.js';
 import { authorizationMixture, type TransformSpec } from './transforms.js';
 
-/** One batch: `[N, 3, S, S]` images, their labels and their indices in the dataset. */
+/** One batch: `[N, 3, S, S]` images, their labels, their indices in the dataset and the transform each got. */
 export interface Batch {
   images: ImageTensor;
   labels: Int32Array;
   indices: number[];
+  /** The transform applied to each sample (for a per-sample choice: the one drawn). */
+  specs: TransformSpec[];
+}
+
+/**
+ * One sample of a stream: dataset index `index` as drawn in pass `epoch` of the stream. Its augmentation
+ * depends on both (and on the loader's seed), so a sample seen again in a later pass gets fresh random crops.
+ */
+export interface Draw {
+  epoch: number;
+  index: number;
 }
 
 /** How each sample is transformed: one spec for all, the authorization mixture (spec §5), or a function. */
@@ -45,6 +56,11 @@ export interface LoaderOptions {
   shuffle?: boolean;
   /** Drop the last, smaller batch (default false). */
   dropLast?: boolean;
+  /**
+   * When the last batch would hold a single sample, add it to the previous batch instead (which then has
+   * `batchSize + 1`), so that every sample is in the epoch and no batch has one image (default false).
+   */
+  mergeSingleLast?: boolean;
   transform: TransformChoice;
   /** Batches prepared ahead of the one being consumed (default 2; 0 = no prefetch). */
   prefetch?: number;
@@ -64,6 +80,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
   private readonly seed: number;
   private readonly shuffle: boolean;
   private readonly dropLast: boolean;
+  private readonly mergeSingleLast: boolean;
   private readonly prefetch: number;
   private readonly transform: TransformChoice;
   private readonly maxPixels?: number;
@@ -94,6 +111,8 @@ export class BatchLoader implements AsyncIterable<Batch> {
     this.seed = opts.seed;
     this.shuffle = opts.shuffle ?? true;
     this.dropLast = opts.dropLast ?? false;
+    this.mergeSingleLast = opts.mergeSingleLast ?? false;
+    check(!(this.dropLast && this.mergeSingleLast), 'dropLast and mergeSingleLast exclude each other');
     this.prefetch = prefetch;
     this.transform = t;
     this.maxPixels = opts.maxPixels;
@@ -107,8 +126,18 @@ export class BatchLoader implements AsyncIterable<Batch> {
 
   /** Number of batches in one epoch. */
   batchesPerEpoch(): number {
-    const n = this.dataset.length;
-    return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
+    const n = this.dataset.length, B = this.batchSize;
+    if (this.dropLast) return Math.floor(n / B);
+    if (this.mergeSingleLast && n > B && n % B === 1) return Math.floor(n / B);
+    return Math.ceil(n / B);
+  }
+
+  /** Batch `b` of an epoch as positions `[start, end)` in that epoch's order. */
+  batchRange(b: number): [number, number] {
+    const count = this.batchesPerEpoch();
+    check(Number.isInteger(b) && b >= 0 && b < count, `batch index must be an integer in [0, ${count}), got ${b}`);
+    const start = b * this.batchSize;
+    return [start, b === count - 1 && !this.dropLast ? this.dataset.length : start + this.batchSize];
   }
 
   /** Worker threads in use (0 when samples are prepared on the main thread). */
@@ -133,19 +162,47 @@ export class BatchLoader implements AsyncIterable<Batch> {
    */
   async batchAt(epoch: number, b: number): Promise<Batch> {
     if (this.closed) throw new IpclipError('ERR_DISPOSED', 'the loader is closed');
-    const count = this.batchesPerEpoch();
-    check(Number.isInteger(b) && b >= 0 && b < count, `batch index must be an integer in [0, ${count}), got ${b}`);
-    const indices = this.order(epoch).slice(b * this.batchSize, (b + 1) * this.batchSize);
+    return this.batchOf(this.drawsOf(epoch, b));
+  }
+
+  /** The draws of batch `b` of epoch `epoch` (what {@link BatchLoader.batchAt} loads). */
+  drawsOf(epoch: number, b: number): Draw[] {
+    const [start, end] = this.batchRange(b);
+    return this.order(epoch).slice(start, end).map((index) => ({ epoch, index }));
+  }
+
+  /**
+   * A batch of any samples: `draws[k]` is dataset sample `index`, transformed as in pass `epoch` (exactly as
+   * it is at its place in `epoch(epoch)`).
+   * @throws IpclipError (rejects) as {@link BatchLoader.batchAt}; `ERR_INVALID_ARGUMENT` for a bad draw.
+   */
+  async batchOf(draws: readonly Draw[]): Promise<Batch> {
+    if (this.closed) throw new IpclipError('ERR_DISPOSED', 'the loader is closed');
+    check(Array.isArray(draws) && draws.length > 0, 'a batch needs at least one draw');
+    for (const d of draws) {
+      check(Number.isInteger(d?.epoch) && d.epoch >= 0 && Number.isInteger(d.index) && d.index >= 0 && d.index < this.dataset.length,
+        `draw ${JSON.stringify(d)} is not { epoch ≥ 0, index in [0, ${this.dataset.length}) }`);
+    }
+    const indices = draws.map((d) => d.index);
     const plane = 3 * this.size * this.size;
     const images = new Float32Array(indices.length * plane);
-    await Promise.all(indices.map(async (index, k) => {
-      const data = await this.pool.run(this.job(epoch, index)).catch((err: unknown) => {
+    const specs: TransformSpec[] = new Array(draws.length);
+    await Promise.all(draws.map(async ({ epoch, index }, k) => {
+      const job = this.job(epoch, index);
+      specs[k] = job.spec;
+      const data = await this.pool.run(job).catch((err: unknown) => {
         throw this.sampleError(index, err);
       });
       images.set(data, k * plane);
     }));
     const labels = Int32Array.from(indices, (i) => this.dataset.samples[i].label);
-    return { images: { data: images, shape: [indices.length, 3, this.size, this.size] }, labels, indices };
+    return { images: { data: images, shape: [indices.length, 3, this.size, this.size] }, labels, indices, specs };
+  }
+
+  /** The batches `plan` lists, in order, prepared `prefetch` batches ahead (see {@link BatchLoader.batchOf}). */
+  batches(plan: Iterable<readonly Draw[]>): AsyncIterable<Batch> {
+    const loader = this;
+    return { [Symbol.asyncIterator]: () => prefetched(loader, plan[Symbol.iterator](), loader.prefetch) };
   }
 
   /** The batches of epoch `e`, from batch `from` (default 0) on, prepared `prefetch` batches ahead. */
@@ -154,7 +211,7 @@ export class BatchLoader implements AsyncIterable<Batch> {
     check(Number.isInteger(from) && from >= 0 && from <= this.batchesPerEpoch(), `from must be in [0, ${this.batchesPerEpoch()}], got ${from}`);
     const loader = this;
     return {
-      [Symbol.asyncIterator]: () => prefetched(loader, positions(e, from, this.batchesPerEpoch()), loader.prefetch),
+      [Symbol.asyncIterator]: () => prefetched(loader, positions(loader, e, from), loader.prefetch),
     };
   }
 
@@ -214,31 +271,50 @@ export function cyclePosition(loader: BatchLoader, step: number): { epoch: numbe
 export function cycle(loader: BatchLoader, fromStep = 0, count = Infinity): AsyncIterable<Batch> {
   cyclePosition(loader, fromStep);
   check(count === Infinity || (Number.isInteger(count) && count >= 0), `count must be a non-negative integer, got ${count}`);
-  function* steps(): Generator<[number, number]> {
+  function* steps(): Generator<Draw[]> {
     for (let g = fromStep; g < fromStep + count; g++) {
       const { epoch, batch } = cyclePosition(loader, g);
-      yield [epoch, batch];
+      yield loader.drawsOf(epoch, batch);
     }
   }
   return { [Symbol.asyncIterator]: () => prefetched(loader, steps(), loader.prefetchDepth) };
 }
 
-function* positions(epoch: number, from: number, count: number): Generator<[number, number]> {
-  for (let b = from; b < count; b++) yield [epoch, b];
+/**
+ * Samples `[start, start + count)` of the endless stream that runs through `loader`'s epoch orders one after
+ * the other (epoch 0's order, then epoch 1's, …): position `k` is sample `k mod n` of epoch `floor(k / n)`'s
+ * order, n = the dataset size. A batch taken from it that reaches past the end of a pass wraps into the next
+ * one, so the stream never yields a short batch and never skips a sample.
+ */
+export function cycledDraws(loader: BatchLoader, start: number, count: number): Draw[] {
+  check(Number.isSafeInteger(start) && start >= 0, `start must be a non-negative integer, got ${start}`);
+  check(Number.isInteger(count) && count >= 0, `count must be a non-negative integer, got ${count}`);
+  const n = loader.dataset.length;
+  const out: Draw[] = [];
+  for (let k = start; k < start + count; k++) {
+    const epoch = Math.floor(k / n);
+    out.push({ epoch, index: loader.order(epoch)[k % n]! });
+  }
+  return out;
+}
+
+function* positions(loader: BatchLoader, epoch: number, from: number): Generator<Draw[]> {
+  const count = loader.batchesPerEpoch();
+  for (let b = from; b < count; b++) yield loader.drawsOf(epoch, b);
 }
 
 /**
  * Yields batches in order. While the consumer holds batch k, batches k+1 … k+depth are being prepared
  * (depth 0: strictly one at a time).
  */
-async function* prefetched(loader: BatchLoader, where: Iterator<[number, number]>, depth: number): AsyncGenerator<Batch> {
+async function* prefetched(loader: BatchLoader, where: Iterator<readonly Draw[]>, depth: number): AsyncGenerator<Batch> {
   const queue: Promise<Batch>[] = [];
   let done = false;
   const fill = (limit: number) => {
     while (!done && queue.length < limit) {
       const next = where.next();
       if (next.done) { done = true; break; }
-      const p = loader.batchAt(next.value[0], next.value[1]);
+      const p = loader.batchOf(next.value);
       p.catch(() => {}); // a batch may fail before it is awaited; the error surfaces when it is
       queue.push(p);
     }
