@@ -60,6 +60,10 @@ export interface TrainingMeta {
   trainEnhancer: boolean;
   /** Whether the run trains from cached vision features (frozen augmentation; see IPTrainer's `featureCache`). */
   featureCache: boolean;
+  /** How U's samples line up with A's (lib/streams.ts); absent in checkpoints written before it was recorded. */
+  pairing?: string;
+  /** Scenario `reference` only: the protection scenario whose authorized stream the reference trains on. */
+  referenceFor?: string;
   /** Iterations done (the next step is this one, 0-based). */
   iteration: number;
   /** Epoch of the next iteration. */
@@ -281,6 +285,8 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
       weightDecay: num(t.weightDecay, 'training.weightDecay'),
       trainEnhancer: t.trainEnhancer === true,
       featureCache: t.featureCache === true,
+      ...(t.pairing !== undefined ? { pairing: str(t.pairing, 'training.pairing') } : {}),
+      ...(t.referenceFor !== undefined ? { referenceFor: str(t.referenceFor, 'training.referenceFor') } : {}),
       iteration: int(t.iteration, 'training.iteration'),
       epoch: int(t.epoch, 'training.epoch'),
       seed: int(t.seed, 'training.seed'),

@@ -17,13 +17,20 @@ export type Scenario = 'target-specified' | 'ownership' | 'target-free' | 'autho
 /** Every accepted scenario name. */
 export const SCENARIOS: readonly Scenario[] = ['target-specified', 'ownership', 'target-free', 'authorization', 'reference'];
 
+/** The four protection scenarios (every {@link Scenario} but `reference`). */
+export type ProtectionScenario = Exclude<Scenario, 'reference'>;
+
+/** Every {@link ProtectionScenario} name. */
+export const PROTECTION_SCENARIOS: readonly ProtectionScenario[] = ['target-specified', 'ownership', 'target-free', 'authorization'];
+
 /**
  * Where the unauthorized stream's images come from:
- * - `own`: a dataset of its own with its own labels (target-specified), cycled while A's epoch runs;
- * - `paired`: the authorized images themselves, in the same order, so U's sample b is A's sample b under
- *   another transform (ownership, target-free, authorization, reference); U then carries A's labels.
+ * - `own`: a dataset of its own with its own labels (target-specified), cycled while A's epochs run;
+ * - `authorized`: the authorized images themselves under another transform (ownership, target-free,
+ *   authorization, reference); U then carries A's labels. How U's samples line up with A's is the run's
+ *   pairing (lib/streams.ts: `paired` or `independent`).
  */
-export type UnauthorizedSource = 'own' | 'paired';
+export type UnauthorizedSource = 'own' | 'authorized';
 
 /** How the two streams of a scenario are drawn. */
 export interface StreamPlan {
@@ -31,6 +38,8 @@ export interface StreamPlan {
   authorized: TransformChoice;
   unauthorized: TransformChoice;
   source: UnauthorizedSource;
+  /** `reference` only: the protection scenario whose authorized stream this reference trains on. */
+  referenceFor?: ProtectionScenario;
 }
 
 const TRAIN: TransformSpec = { augment: 'train' };
@@ -42,22 +51,37 @@ const TRAIN: TransformSpec = { augment: 'train' };
  * - target-free: A = train augmentation, U = strong augmentation (RandAugment + Cutout) of the same images;
  * - authorization: A = watermarked images (train augmentation), U = the per-sample mixture of the same images
  *   (40% watermark + strong, 20% clean + train, 40% clean + strong);
- * - reference: A = train augmentation; U = the same images, unused by the loss (weight 0) but needed by the step.
+ * - reference: see {@link referenceStreams}; `referenceFor` (default target-specified) says for which scenario.
+ * @throws IpclipError `ERR_INVALID_ARGUMENT` for an unknown scenario, or `referenceFor` with a scenario other
+ * than `reference`.
  */
-export function trainingStreams(scenario: Scenario): StreamPlan {
+export function trainingStreams(scenario: Scenario, referenceFor?: ProtectionScenario): StreamPlan {
   checkScenario(scenario);
+  check(referenceFor === undefined || scenario === 'reference', `referenceFor applies to the reference scenario only, not to '${scenario}'`);
   switch (scenario) {
     case 'target-specified':
       return { scenario, authorized: TRAIN, unauthorized: TRAIN, source: 'own' };
     case 'ownership':
-      return { scenario, authorized: TRAIN, unauthorized: { watermark: true, augment: 'train' }, source: 'paired' };
+      return { scenario, authorized: TRAIN, unauthorized: { watermark: true, augment: 'train' }, source: 'authorized' };
     case 'target-free':
-      return { scenario, authorized: TRAIN, unauthorized: { augment: 'strong' }, source: 'paired' };
+      return { scenario, authorized: TRAIN, unauthorized: { augment: 'strong' }, source: 'authorized' };
     case 'authorization':
-      return { scenario, authorized: { watermark: true, augment: 'train' }, unauthorized: 'authorization-mixture', source: 'paired' };
+      return { scenario, authorized: { watermark: true, augment: 'train' }, unauthorized: 'authorization-mixture', source: 'authorized' };
     case 'reference':
-      return { scenario, authorized: TRAIN, unauthorized: TRAIN, source: 'paired' };
+      return referenceStreams(referenceFor ?? 'target-specified');
   }
+}
+
+/**
+ * The unprotected reference of protection scenario `of` (spec §7: "trained the same way with CE_A only"): its
+ * A stream is exactly `of`'s authorized stream (the watermarked images for authorization, clean images for the
+ * others), so the reference is scored on the kind of images it was trained on. U is the same images, unused by
+ * the loss (weight 0) but needed by the step.
+ */
+export function referenceStreams(of: ProtectionScenario): StreamPlan {
+  check(isProtectionScenario(of), `referenceFor must be one of ${PROTECTION_SCENARIOS.join(', ')}, got ${String(of)}`);
+  const authorized = trainingStreams(of).authorized;
+  return { scenario: 'reference', authorized, unauthorized: authorized, source: 'authorized', referenceFor: of };
 }
 
 /**
@@ -85,6 +109,11 @@ export function withoutRandomCrop(choice: TransformChoice): TransformChoice {
 /** True for an accepted {@link Scenario} name. */
 export function isScenario(value: unknown): value is Scenario {
   return typeof value === 'string' && (SCENARIOS as readonly string[]).includes(value);
+}
+
+/** True for a {@link ProtectionScenario} name. */
+export function isProtectionScenario(value: unknown): value is ProtectionScenario {
+  return typeof value === 'string' && (PROTECTION_SCENARIOS as readonly string[]).includes(value);
 }
 
 /** @throws IpclipError `ERR_INVALID_ARGUMENT` unless `value` is a {@link Scenario}. */

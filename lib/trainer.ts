@@ -12,12 +12,16 @@ import {
 } from './checkpoint.js';
 import type { BadImage, DomainDataset } from './data.js';
 import { IpclipError, check } from './errors.js';
-import { BatchLoader, cycle, cyclePosition, type Batch, type TransformChoice } from './loader.js';
+import { BatchLoader, type TransformChoice } from './loader.js';
 import { callNative, type NativeStepResult as RawStepResult } from './native.js';
 import { checkImages, type IPPrompt, type LossTerms, type NativeStepResult } from './prompt.js';
 import { Rng } from './rng.js';
-import { bankStreams, checkScenario, trainingStreams, withoutRandomCrop, type Scenario, type StreamPlan } from './scenarios.js';
+import {
+  bankStreams, checkScenario, isProtectionScenario, PROTECTION_SCENARIOS, trainingStreams, withoutRandomCrop,
+  type ProtectionScenario, type Scenario, type StreamPlan,
+} from './scenarios.js';
 import { learningRate, type Preset } from './schedule.js';
+import { resolvePairing, StreamSchedule, type Pairing } from './streams.js';
 import type { ImageTensor, Tensor } from './tensor.js';
 
 /** Name of the checkpoint file in `checkpointDir`. */
@@ -88,6 +92,18 @@ export interface TrainerOptions {
    * Only {@link IPTrainer.fit} uses it; {@link IPTrainer.step} and {@link IPTrainer.buildBanks} take images.
    */
   featureCache?: boolean;
+  /**
+   * How the unauthorized stream lines up with the authorized one when it is drawn from the authorized images
+   * (see {@link Pairing}): default `paired` for the `paper` preset (MSE and KL then compare the same image under
+   * the two transforms, as the method intends), `independent` for `official` (as the release draws it).
+   */
+  pairing?: Pairing;
+  /**
+   * Scenario `reference` only: the protection scenario this reference is for (default `target-specified`). Its
+   * authorized stream is that scenario's (watermarked images for `authorization`, clean ones otherwise), so the
+   * metrics compare the protected prompt with a reference trained on the same kind of images.
+   */
+  referenceFor?: ProtectionScenario;
 }
 
 /** The training data: the authorized stream, and the unauthorized one where the scenario has its own. */
@@ -124,6 +140,9 @@ interface Resolved {
   checkpointEvery: number;
   bankBatchSize: number;
   featureCache: boolean;
+  pairing: Pairing;
+  /** The protection scenario a `reference` run is for; null for the protection scenarios. */
+  referenceFor: ProtectionScenario | null;
 }
 
 /** One sample's cached vision output: embedding `[D]` and per-layer token mean/std `[L,2,W]`. */
@@ -142,10 +161,14 @@ const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf',
  * await trainer.fit({ authorized: trainA, unauthorized: trainU });
  * ```
  *
- * Streams (spec §5, lib/scenarios.ts): an epoch is one pass over the authorized training set in
- * ceil(|A| / batchSize) iterations. In target-specified training U is its own dataset, cycled; in the other
- * scenarios U is the authorized images themselves, in the same order (U's sample b is A's sample b under the
- * scenario's other transform). When the last A batch is short, the U batch is cut to the same size.
+ * Streams (spec §5–6, lib/scenarios.ts, lib/streams.ts): an epoch is one pass over the authorized training set:
+ * every A sample once, in ceil(|A| / batchSize) iterations, except that a last batch of a single image is merged
+ * into the one before it (the enhancement branch's BatchNorm needs 2 rows), giving floor(|A| / batchSize). The
+ * U batch of a step has the size of its A batch. In target-specified training U is its own dataset, cycled
+ * sample by sample across its passes (a U batch that reaches the end of a pass continues into the next one); in
+ * the other scenarios U is the authorized images under the scenario's other transform, `paired` with A's batch
+ * (the same images) or drawn `independent`ly in a shuffle of its own and cycled the same way ({@link
+ * TrainerOptions.pairing}).
  *
  * Non-finite values: images with NaN or Inf are refused with `ERR_NON_FINITE` before anything runs; a loss or
  * gradient that becomes non-finite from finite inputs makes the native step skip the update (the step reports
@@ -198,9 +221,15 @@ export class IPTrainer {
     check(opts.checkpointDir === undefined || (typeof opts.checkpointDir === 'string' && opts.checkpointDir.length > 0), 'checkpointDir must be a path');
     check(opts.onProgress === undefined || typeof opts.onProgress === 'function', 'onProgress must be a function');
     check(opts.featureCache === undefined || typeof opts.featureCache === 'boolean', `featureCache must be a boolean, got ${String(opts.featureCache)}`);
+    check(opts.referenceFor === undefined || isProtectionScenario(opts.referenceFor),
+      `referenceFor must be one of ${PROTECTION_SCENARIOS.join(', ')}, got ${String(opts.referenceFor)}`);
+    const referenceFor = opts.scenario === 'reference' ? opts.referenceFor ?? 'target-specified' : null;
+    check(referenceFor !== null || opts.referenceFor === undefined, `referenceFor applies to the reference scenario only, not to '${opts.scenario}'`);
+    const pairing = resolvePairing(trainingStreams(opts.scenario).source, preset, opts.pairing);
     this.options = Object.freeze({
       scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
       trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize, featureCache: opts.featureCache === true,
+      pairing, referenceFor,
     });
     this.checkpointDir = opts.checkpointDir;
     this.onProgress = opts.onProgress;
@@ -238,10 +267,17 @@ export class IPTrainer {
     await pass(plan.source === 'own' ? unauthorized : authorized, plan.unauthorized, 'bank/unauthorized', 'unauthorized');
   }
 
+  /** This run's training streams (for `reference`: those of the scenario it is the reference of). */
+  private trainingPlan(): StreamPlan {
+    return trainingStreams(this.options.scenario, this.options.referenceFor ?? undefined);
+  }
+
   /**
    * One training step on an authorized and an unauthorized batch of the same size: every loss term, the
    * gradients (see {@link IPPrompt.gradients}) and, unless `update: false`, one Adam update at `lr` (default:
    * the options' `lr`; {@link fit} passes the schedule's). Images with NaN/Inf reject with `ERR_NON_FINITE`.
+   * {@link fit} (without the feature cache) takes every step through this method, with the loaders' batches
+   * (`Batch`: also the dataset indices and the transform of each sample).
    */
   async step(batchA: TrainBatch, batchU: TrainBatch, opts: { lr?: number; update?: boolean; returnOutputs?: boolean } = {}):
     Promise<StepTerms & { outputs?: NativeStepResult['outputs'] }> {
@@ -304,14 +340,17 @@ export class IPTrainer {
   }
 
   private async run(data: TrainingData, signal: AbortSignal | undefined): Promise<Omit<TrainResult, 'skippedImages'>> {
-    const { authorized, unauthorized, plan } = this.resolveData(data, trainingStreams(this.options.scenario));
+    const { authorized, unauthorized, plan } = this.resolveData(data, this.trainingPlan());
     this.runRecord = runRecordOf(this.options.scenario, authorized, plan.source === 'own' ? unauthorized : undefined);
     throwIfAborted(signal, 'training');
     const seeds = this.streamSeeds;
     const aLoader = this.loader(authorized, plan.authorized, seeds.authorized, this.options.batchSize, true, true);
-    const uLoaders: BatchLoader[] = [];
+    // U: its own dataset (target-specified) or the authorized images, in U's own shuffle (unused when paired).
+    const uLoader = this.loader(plan.source === 'own' ? unauthorized : authorized, plan.unauthorized, seeds.unauthorized,
+      this.options.batchSize, true, true);
     try {
-      const perEpoch = aLoader.batchesPerEpoch();
+      const schedule = new StreamSchedule(aLoader, uLoader, this.options.pairing);
+      const perEpoch = schedule.perEpoch;
       const total = perEpoch * this.options.epochs;
       this.totalIterations = total;
       const file = this.checkpointDir ? join(this.checkpointDir, CHECKPOINT_FILE) : undefined;
@@ -332,42 +371,32 @@ export class IPTrainer {
       }
       const started = Date.now();
       const startIt = this.iteration;
-      const uOwn = plan.source === 'own' ? this.loader(unauthorized, plan.unauthorized, seeds.unauthorized, this.options.batchSize, true, true) : null;
-      if (uOwn) uLoaders.push(uOwn);
       const finish = (e: number, terms: StepTerms, lr: number) =>
         this.finishIteration({ epoch: e, terms, lr, perEpoch, total, started, startIt, file, signal });
       if (this.options.featureCache) {
         await this.fillFeatures(authorized, unauthorized, plan, signal);
-        await this.runCached(aLoader, uOwn, authorized, unauthorized, perEpoch, finish);
+        await this.runCached(schedule, authorized, plan.source === 'own' ? unauthorized : authorized, finish);
         return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
       }
-      const uCycle = uOwn ? cycle(uOwn, startIt)[Symbol.asyncIterator]() : null;
-      for (let e = Math.floor(startIt / perEpoch); e < this.options.epochs && this.iteration < total; e++) {
-        const from = this.iteration - e * perEpoch;
-        // Paired streams: U is A's epoch order under U's transform, so U's sample b is A's sample b.
-        const uPaired = uOwn ? null : this.loader(authorized.subset(aLoader.order(e)), plan.unauthorized,
-          new Rng(seeds.unauthorized).fork(`epoch/${e}`).seed, this.options.batchSize, false, true);
-        if (uPaired) uLoaders.push(uPaired);
-        const uEpoch = uPaired ? uPaired.epoch(0, from)[Symbol.asyncIterator]() : null;
-        try {
-          for await (const a of aLoader.epoch(e, from)) {
-            const next = uCycle ? await uCycle.next() : await uEpoch!.next();
-            check(!next.done, 'the unauthorized stream ended early');
-            const [bA, bU] = sameSize(a, next.value);
-            const it = this.iteration;
-            const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
-            await finish(e, await this.step(bA, bU, { lr }), lr);
-          }
-        } finally {
-          await uEpoch?.return?.();
-          if (uPaired) await uPaired.close();
+      // Both loaders prefetch along the same step plan, from the step this session starts at.
+      const aBatches = aLoader.batches(map(schedule.steps(startIt, total), (s) => s.a))[Symbol.asyncIterator]();
+      const uBatches = uLoader.batches(map(schedule.steps(startIt, total), (s) => s.u))[Symbol.asyncIterator]();
+      try {
+        while (this.iteration < total) {
+          const it = this.iteration;
+          const [a, u] = [await aBatches.next(), await uBatches.next()];
+          check(!a.done && !u.done, 'the training streams ended early');
+          const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
+          await finish(Math.floor(it / perEpoch), await this.step(a.value, u.value, { lr }), lr);
         }
+      } finally {
+        await aBatches.return?.();
+        await uBatches.return?.();
       }
-      await uCycle?.return?.();
       return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
     } finally {
       await aLoader.close();
-      for (const l of uLoaders) await l.close();
+      await uLoader.close();
     }
   }
 
@@ -429,35 +458,26 @@ export class IPTrainer {
     if (this.options.scenario !== 'reference') await pass('unauthorized', unauthorized, plan.unauthorized, seeds.unauthorized);
   }
 
-  /** featureCache: the training loop over cached features (same batch order and schedule as the image loop). */
-  private async runCached(aLoader: BatchLoader, uOwn: BatchLoader | null, authorized: DomainDataset, unauthorized: DomainDataset,
-    perEpoch: number, finish: (e: number, terms: StepTerms, lr: number) => Promise<void>): Promise<void> {
-    const B = this.options.batchSize;
+  /** featureCache: the training loop over cached features (the same step plan and schedule as the image loop). */
+  private async runCached(schedule: StreamSchedule, authorized: DomainDataset, uDataset: DomainDataset,
+    finish: (e: number, terms: StepTerms, lr: number) => Promise<void>): Promise<void> {
+    const perEpoch = schedule.perEpoch;
     const total = perEpoch * this.options.epochs;
     const native = this.prompt.native;
     const uStream = this.options.scenario === 'reference' ? 'authorized' : 'unauthorized';
     while (this.iteration < total) {
       const it = this.iteration;
-      const e = Math.floor(it / perEpoch), b = it % perEpoch;
-      let idxA = aLoader.order(e).slice(b * B, (b + 1) * B);
-      let idxU = idxA;
-      if (uOwn) {
-        // U cycles through its own dataset: global step `it` is batch `it mod |U batches|` of U's epoch.
-        const pos = cyclePosition(uOwn, it);
-        idxU = uOwn.order(pos.epoch).slice(pos.batch * B, (pos.batch + 1) * B);
-      }
-      const n = Math.min(idxA.length, idxU.length);
-      idxA = idxA.slice(0, n);
-      idxU = idxU.slice(0, n);
+      const draws = schedule.at(it);
+      const idxA = draws.a.map((d) => d.index), idxU = draws.u.map((d) => d.index);
       const featA = this.gather('authorized', idxA), featU = this.gather(uStream, idxU);
       const labelsA = Int32Array.from(idxA, (i) => authorized.samples[i]!.label);
-      const labelsU = Int32Array.from(idxU, (i) => (uOwn ? unauthorized : authorized).samples[i]!.label);
+      const labelsU = Int32Array.from(idxU, (i) => uDataset.samples[i]!.label);
       const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
       const res = await callNative(() => native.stepFeatures(featA, labelsA, featU, labelsU, {
         scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
         update: true, returnOutputs: false, trainEnhancer: this.options.trainEnhancer,
       }));
-      await finish(e, this.record(res, lr, true), lr);
+      await finish(draws.epoch, this.record(res, lr, true), lr);
     }
   }
 
@@ -490,7 +510,9 @@ export class IPTrainer {
     const training: TrainingMeta = {
       scenario: this.options.scenario, preset: this.options.preset, epochs: this.options.epochs,
       batchSize: this.options.batchSize, lr: this.options.lr, weightDecay: this.options.weightDecay,
-      trainEnhancer: this.options.trainEnhancer, featureCache: this.options.featureCache, iteration: this.iteration,
+      trainEnhancer: this.options.trainEnhancer, featureCache: this.options.featureCache,
+      pairing: this.options.pairing, ...(this.options.referenceFor ? { referenceFor: this.options.referenceFor } : {}),
+      iteration: this.iteration,
       epoch: total > 0 ? Math.floor((this.iteration * this.options.epochs) / total) : 0,
       seed: this.options.seed, totalIterations: total, optimizerStep: optim.step, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
       streamSeeds: seeds, history: this.history, accumulator: this.accumulator,
@@ -522,6 +544,9 @@ export class IPTrainer {
       ['batchSize', t.batchSize, o.batchSize], ['lr', t.lr, o.lr], ['weightDecay', t.weightDecay, o.weightDecay],
       ['seed', t.seed, o.seed], ['trainEnhancer', t.trainEnhancer, o.trainEnhancer],
       ['featureCache', t.featureCache, o.featureCache],
+      // Checkpoints from before the stream rules were recorded used another sample plan: not resumable.
+      ['pairing', t.pairing ?? 'unrecorded (a checkpoint from an older stream rule)', o.pairing],
+      ['referenceFor', t.referenceFor ?? null, o.referenceFor],
     ];
     if (expectedTotal !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, expectedTotal]);
     for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);
@@ -561,13 +586,14 @@ export class IPTrainer {
   }
 
   /**
-   * A loader over `dataset`. Training loaders (`training`) drop a last batch of a single image: the enhancement
-   * branch's BatchNorm needs at least 2 rows, so such an epoch has floor(n / B) iterations instead of ceil.
+   * A loader over `dataset`. Training loaders (`training`) merge a last batch of a single image into the one
+   * before it: the enhancement branch's BatchNorm needs at least 2 rows, so such an epoch has floor(n / B)
+   * iterations (the last with B + 1 images) instead of ceil, and still sees every sample.
    */
   private loader(dataset: DomainDataset, transform: TransformChoice, seed: number, batchSize: number, shuffle: boolean, training = false): BatchLoader {
     return new BatchLoader(dataset, {
       batchSize, size: this.clip.config.vision.imageSize, seed, shuffle, transform,
-      dropLast: training && dataset.length % batchSize === 1,
+      mergeSingleLast: training,
       ...(this.workers !== undefined ? { workers: this.workers } : {}),
     });
   }
@@ -617,15 +643,6 @@ function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw new IpclipError('ERR_ABORTED', `${what} stopped on request`);
 }
 
-/** Both batches cut to the smaller one's size (the last A batch of an epoch may be short). */
-function sameSize(a: Batch, u: Batch): [Batch, Batch] {
-  const n = Math.min(a.labels.length, u.labels.length);
-  return [head(a, n), head(u, n)];
-}
-
-function head(b: Batch, n: number): Batch {
-  if (b.labels.length === n) return b;
-  const plane = b.images.data.length / b.labels.length;
-  const images: Tensor = { data: b.images.data.slice(0, n * plane), shape: [n, ...b.images.shape.slice(1)] };
-  return { images, labels: b.labels.slice(0, n), indices: b.indices.slice(0, n) };
+function* map<T, R>(items: Iterable<T>, f: (item: T) => R): Generator<R> {
+  for (const x of items) yield f(x);
 }
