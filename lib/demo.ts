@@ -16,7 +16,7 @@ import { setThreads } from './native.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
 import { IPPrompt } from './prompt.js';
 import { thumbnail, writeReport, type ReportData, type ReportPoint, type ReportSample } from './report.js';
-import type { Scenario } from './scenarios.js';
+import type { ProtectionScenario, Scenario } from './scenarios.js';
 import { generateSynthDomains } from './synth.js';
 import { IPTrainer } from './trainer.js';
 
@@ -133,13 +133,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       `${splits[authorized]!.train.length} training images per domain, ${o.epochs} epochs at lr ${o.lr} (the paper: ${PAPER_EPOCHS} at ${PAPER_LR}; fewer suffice on this small dataset)`);
 
     // 3. The two training runs, curves recorded per iteration.
-    const train = async (scenario: Scenario, label: string): Promise<{ prompt: IPPrompt; points: ReportPoint[] }> => {
+    const train = async (scenario: Scenario, label: string, referenceFor?: ProtectionScenario): Promise<{ prompt: IPPrompt; points: ReportPoint[] }> => {
       const prompt = await IPPrompt.create(clip, classNames, { seed: o.seed });
       prompts.push(prompt);
       const points: ReportPoint[] = [];
       let pbar: ProgressBar | undefined;
       const trainer = new IPTrainer(clip, prompt, {
         scenario, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, seed: o.seed, ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(referenceFor ? { referenceFor } : {}),
         onProgress: (p) => {
           const { lr: _lr, skipped: _s, ...terms } = p.terms;
           points.push({ iteration: p.iteration, lr: p.lr, terms });
@@ -153,8 +154,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       pbar?.done(`${label}: ${trainer.iteration} iterations in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
       return { prompt, points };
     };
-    const reference = await train('reference', 'reference (CE_A only)');
-    const protectedRun = await train('target-specified', `IP-CLIP ${authorized} vs ${unauthorized}`);
+    // The reference trains on the protected scenario's own authorized stream (spec §7: "trained the same way").
+    const scenario: ProtectionScenario = 'target-specified';
+    const reference = await train('reference', 'reference (CE_A only)', scenario);
+    const protectedRun = await train(scenario, `IP-CLIP ${authorized} vs ${unauthorized}`);
 
     // 4. Evaluation on every domain's test split.
     note('evaluating zero-shot CLIP, the reference and the protected prompt on the test splits');

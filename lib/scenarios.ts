@@ -111,6 +111,22 @@ export function isScenario(value: unknown): value is Scenario {
   return typeof value === 'string' && (SCENARIOS as readonly string[]).includes(value);
 }
 
+/**
+ * Whether a reference trained for `referenceFor` is the right baseline for a prompt trained in `scenario`: its
+ * authorized stream has the same transform (the watermark or not), so both are scored on images of the kind
+ * they were trained on.
+ */
+export function referenceFits(scenario: ProtectionScenario, referenceFor: ProtectionScenario): boolean {
+  const key = (c: TransformChoice) => (typeof c === 'object' ? `${c.watermark === true}/${c.augment}` : String(c));
+  return key(trainingStreams(scenario).authorized) === key(trainingStreams(referenceFor).authorized);
+}
+
+/** What kind of images the authorized stream of `scenario` holds. */
+export function authorizedImages(scenario: ProtectionScenario): 'watermarked' | 'clean' {
+  const a = trainingStreams(scenario).authorized;
+  return typeof a === 'object' && a.watermark === true ? 'watermarked' : 'clean';
+}
+
 /** True for a {@link ProtectionScenario} name. */
 export function isProtectionScenario(value: unknown): value is ProtectionScenario {
   return typeof value === 'string' && (PROTECTION_SCENARIOS as readonly string[]).includes(value);

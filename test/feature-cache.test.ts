@@ -111,7 +111,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     const cached = new IPTrainer(clip, cachedPrompt, { ...opts, featureCache: true, onProgress: () => { iterationsSeen++; } });
     const result = await cached.fit({ authorized: data });
     expect(result.history).toHaveLength(2);
-    expect(iterationsSeen).toBe(4); // 9 samples, batch 4, a last batch of 1 dropped: 2 per epoch
+    expect(iterationsSeen).toBe(4); // 9 samples, batch 4, a last single image merged into the batch before: 2 per epoch
     // One pass per stream (A and watermarked U), in batches of bankBatchSize, all before the first step.
     expect(callsAtIteration).toEqual([0, 0, 0, 0, 0, 0]);
 
@@ -119,7 +119,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     const plain = new IPTrainer(clip, imagePrompt, opts);
     await plain.buildBanks({ authorized: data });
     const loader = (transform: { watermark?: boolean; augment: 'test' }) => new BatchLoader(data, {
-      batchSize: 4, size, seed: plain.streamSeeds.authorized, shuffle: true, transform, dropLast: true, workers: 0,
+      batchSize: 4, size, seed: plain.streamSeeds.authorized, shuffle: true, transform, mergeSingleLast: true, workers: 0,
     });
     const aL = loader({ augment: 'test' }), uL = loader({ watermark: true, augment: 'test' });
     try {
@@ -134,7 +134,9 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
       await uL.close();
     }
     const diff = maxAbsDiff(await cachedPrompt.state(), await imagePrompt.state());
-    expect(diff).toBeLessThanOrEqual(1e-5);
+    // fp32: the features are computed in batches of 32 (cache) vs 4 and 5 (image path); Adam turns that rounding
+    // into parameter differences of order 1e-5 (issue 9 moves such exactness checks to float64).
+    expect(diff).toBeLessThanOrEqual(5e-5);
     // The comparison is not vacuous: training moved the parameters far more than the tolerance.
     using fresh = await IPPrompt.create(clip, CLASSES, { seed: 9 });
     expect(maxAbsDiff(await fresh.state(), await cachedPrompt.state())).toBeGreaterThan(1e-3);

@@ -51,8 +51,8 @@ describe('learning-rate schedules', () => {
 describe('scenario streams', () => {
   it('gives each scenario its transforms and image source (spec §5)', () => {
     expect(trainingStreams('target-specified')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { augment: 'train' }, source: 'own' });
-    expect(trainingStreams('ownership')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { watermark: true, augment: 'train' }, source: 'paired' });
-    expect(trainingStreams('target-free')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { augment: 'strong' }, source: 'paired' });
+    expect(trainingStreams('ownership')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { watermark: true, augment: 'train' }, source: 'authorized' });
+    expect(trainingStreams('target-free')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { augment: 'strong' }, source: 'authorized' });
     expect(trainingStreams('authorization')).toMatchObject({ authorized: { watermark: true, augment: 'train' }, unauthorized: 'authorization-mixture' });
     expect(() => trainingStreams('bogus' as 'ownership')).toThrow(IpclipError);
   });

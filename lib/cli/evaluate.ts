@@ -8,7 +8,7 @@ import { DomainDataset, SPLIT_RULE } from '../data.js';
 import { IpclipError } from '../errors.js';
 import { Evaluator, refuseTrainingImages } from '../evaluator.js';
 import { IPPrompt } from '../prompt.js';
-import { SCENARIOS, isScenario } from '../scenarios.js';
+import { SCENARIOS, authorizedImages, isProtectionScenario, isScenario, referenceFits } from '../scenarios.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainTest, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,
@@ -84,6 +84,21 @@ async function evalSetup(p: Parsed, file: string): Promise<EvalSetup> {
   };
 }
 
+/**
+ * A reference trained on another kind of authorized images than the protected prompt's scenario scores on
+ * (clean vs watermarked) would give meaningless metrics: refused with `ERR_MISMATCH`.
+ */
+async function checkReference(refFile: string, scenario: string): Promise<void> {
+  const t = (await readCheckpoint(refFile)).meta?.training;
+  if (t?.scenario !== 'reference' || !isProtectionScenario(scenario)) return;
+  const was = t.referenceFor ?? 'target-specified'; // references from before referenceFor trained on clean images
+  if (isProtectionScenario(was) && !referenceFits(scenario, was)) {
+    throw new IpclipError('ERR_MISMATCH', `the reference ${refFile} was trained for ${was} (${authorizedImages(was)} ` +
+      `authorized images), but a ${scenario} prompt is scored on ${authorizedImages(scenario)} ones: ` +
+      `train the reference with --scenario reference --reference-for ${scenario}`);
+  }
+}
+
 /** `ipclip eval`. */
 export const evalCommand: Command = {
   name: 'eval',
@@ -124,6 +139,7 @@ far each unauthorized accuracy fell from the reference's towards chance; protect
       ? [setup.recordedUnauthorized] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized));
     if (others.includes(authorized)) throw new UsageError('--unauthorized must not include the authorized domain');
     if (scenario !== 'ownership' && others.length === 0) throw new UsageError('no unauthorized domain to evaluate: pass --unauthorized');
+    if (refFile) await checkReference(refFile, scenario);
     const plan = await evaluationPlan(scenario, root, authorized, others, split);
     const clip = await loadClipFromFlags(p);
     const prompts: IPPrompt[] = [];

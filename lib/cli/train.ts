@@ -11,7 +11,8 @@ import { IpclipError } from '../errors.js';
 import { Evaluator } from '../evaluator.js';
 import { ProgressBar } from '../progress.js';
 import { IPPrompt } from '../prompt.js';
-import { SCENARIOS, type Scenario } from '../scenarios.js';
+import { PROTECTION_SCENARIOS, SCENARIOS, type ProtectionScenario, type Scenario } from '../scenarios.js';
+import { PAIRINGS, type Pairing } from '../streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../trainer.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
@@ -48,6 +49,8 @@ export const trainCommand: Command = {
     unauthorized: { type: 'string', value: 'domain', help: 'the unauthorized (target) domain: target-specified only' },
     scenario: { type: 'string', value: 'name', help: `${SCENARIOS.join(' | ')} (default target-specified)` },
     preset: { type: 'string', value: 'name', help: "'paper' (default) or 'official' (the authors' release)" },
+    pairing: { type: 'string', value: 'name', help: "paired | independent: U beside A's same images, or in its own shuffle (default: paper paired, official independent)" },
+    'reference-for': { type: 'string', value: 'name', help: 'scenario reference: the scenario it is the baseline of (default target-specified)' },
     epochs: { type: 'string', value: 'n', help: 'epochs over the authorized training split (default 50)' },
     'batch-size': { type: 'string', value: 'n', help: 'images per stream per step (default 8)' },
     lr: { type: 'string', value: 'x', help: 'peak learning rate (default 0.01)' },
@@ -63,7 +66,8 @@ export const trainCommand: Command = {
   },
   details: `Scenarios (spec §5): target-specified needs --unauthorized; ownership, target-free and authorization draw
 the unauthorized stream from the authorized images (watermark, strong augmentation, authorization mixture);
-reference trains with CE on the authorized domain only (the unprotected baseline the metrics compare with).
+reference trains with CE on the authorized domain only (the unprotected baseline the metrics compare with), on
+the authorized stream of --reference-for (authorization: watermarked images; the others: clean ones).
 
 The checkpoint is written after the feature banks, at every epoch end and when stopped. Running the same command
 again resumes where it stopped and ends with the same parameters as an uninterrupted run; --fresh starts over.
@@ -85,6 +89,13 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const json = bool(p, 'json');
   const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, 'target-specified');
   const preset = choice(p, 'preset', ['paper', 'official'] as const, 'paper');
+  const pairing = str(p, 'pairing') === undefined ? undefined : choice<Pairing>(p, 'pairing', PAIRINGS, 'paired');
+  if (pairing === 'paired' && scenario === 'target-specified') {
+    throw new UsageError('--pairing paired needs a scenario that draws its unauthorized stream from --authorized');
+  }
+  const referenceFor = str(p, 'reference-for') === undefined ? undefined
+    : choice<ProtectionScenario>(p, 'reference-for', PROTECTION_SCENARIOS, 'target-specified');
+  if (referenceFor !== undefined && scenario !== 'reference') throw new UsageError('--reference-for is only used by --scenario reference');
   const epochs = int(p, 'epochs', 50, 1);
   const batchSize = int(p, 'batch-size', 8, 2);
   const lr = positiveNumber(p, 'lr', 0.01);
@@ -100,7 +111,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     throw new UsageError(`--unauthorized is only used by target-specified; ${scenario} draws its unauthorized stream from --authorized`);
   }
   if (unauthorized === authorized) throw new UsageError('--authorized and --unauthorized must be different domains');
-  const out = str(p, 'out') ?? join('runs', [scenario, authorized, unauthorized].filter(Boolean).join('-'));
+  const out = str(p, 'out') ?? join('runs', [scenario, referenceFor, authorized, unauthorized].filter(Boolean).join('-'));
   const root = dataRoot(p);
   const onBadImage = onBadImageFlag(p);
   // Data first: a missing domain, an empty class folder or an unreadable image (of any split the run will read,
@@ -110,10 +121,12 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const say = (line: string) => io.stderr.write(`${line}\n`);
   let plan: EvalPlan | null = null;
   if (!bool(p, 'skip-eval')) {
-    const others = scenario === 'target-specified' ? [unauthorized!]
-      : scenario === 'ownership' ? [] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
-    if (scenario !== 'ownership' && others.length === 0) say('no other domain under --data to evaluate against; skipping the evaluation');
-    else plan = await evaluationPlan(scenario, root, authorized, others, { seed, sizes, onBadImage });
+    // A reference is scored on the sets of the scenario it is the baseline of.
+    const evalScenario = scenario === 'reference' ? referenceFor ?? 'target-specified' : scenario;
+    const others = evalScenario === 'target-specified' && unauthorized ? [unauthorized]
+      : evalScenario === 'ownership' ? [] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
+    if (evalScenario !== 'ownership' && others.length === 0) say('no other domain under --data to evaluate against; skipping the evaluation');
+    else plan = await evaluationPlan(evalScenario, root, authorized, others, { seed, sizes, onBadImage });
   }
   const skippedImages = dedupe([...a.train.skipped, ...(u?.train.skipped ?? []), ...(plan ? planSkipped(plan) : [])]);
   if (skippedImages.length > 0) {
@@ -133,6 +146,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     let bar: ProgressBar | undefined;
     const trainer = new IPTrainer(clip, prompt, {
       scenario, preset, epochs, batchSize, lr, seed, checkpointDir: out, checkpointEvery,
+      ...(pairing ? { pairing } : {}), ...(referenceFor ? { referenceFor } : {}),
       onProgress: (pr) => {
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
         bar.update(pr.iteration, { etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`, values: progressValues(pr) });
@@ -168,7 +182,8 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     }
     if (json) {
       printJson(io, {
-        scenario, preset, epochs, batchSize, lr, seed, authorized, unauthorized: unauthorized ?? null,
+        scenario, preset, pairing: trainer.options.pairing, referenceFor: trainer.options.referenceFor, epochs, batchSize, lr, seed,
+        authorized, unauthorized: unauthorized ?? null,
         classNames: prompt.classNames, checkpoint: file, prompt: promptFile, iterations: result.iterations,
         resumedFrom: result.resumedFrom, skippedUpdates: result.skippedUpdates, history: result.history, evaluation: rows,
         onBadImage, skippedImages,
