@@ -193,6 +193,11 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
     const a = official.fed.flatMap((f) => f.a.indices);
     const matches = a.filter((x, k) => x === u[k]).length;
     expect(matches).toBeLessThanOrEqual(12); // 48 positions: expected 4, binomial sd 1.9
+    // The same seen through the labels (3 classes): paired streams agree at every position, independent ones at
+    // about a third of them (expected 16 of 48, sd 3.3).
+    const labelsA = official.fed.flatMap((f) => Array.from(f.a.labels)), labelsU = official.fed.flatMap((f) => Array.from(f.u.labels));
+    expect(labelsA.filter((l, k) => l === labelsU[k]).length).toBeLessThanOrEqual(32);
+    for (const f of paper.fed) expect(Array.from(f.u.labels)).toEqual(Array.from(f.a.labels));
     // The option is honoured both ways, and recorded: a paired checkpoint does not resume as independent.
     const indep = await record({ scenario: 'target-free', epochs: 1, batchSize: 4, seed: 3, pairing: 'independent' }, { authorized: twelve });
     expect(indep.fed.some((f) => f.u.indices.join() !== f.a.indices.join())).toBe(true);
