@@ -33,7 +33,7 @@ export * from './transforms.js';
 
 // --- Data: datasets, batch loading, synthetic domains ---------------------------------------------------------------
 export * from './data.js';
-export { BatchLoader, cycle, cyclePosition, type Batch, type LoaderOptions, type TransformChoice } from './loader.js';
+export { BatchLoader, cycle, cyclePosition, cycledDraws, type Batch, type Draw, type LoaderOptions, type TransformChoice } from './loader.js';
 export * from './synth.js';
 
 // --- Metrics --------------------------------------------------------------------------------------------------------
@@ -52,8 +52,10 @@ export {
 export { learningRate, WARMUP_START_LR, OFFICIAL_COSINE_T, type Preset, type ScheduleOptions } from './schedule.js';
 export {
   SCENARIOS, trainingStreams, bankStreams, withoutRandomCrop, isScenario, checkScenario,
-  type Scenario, type StreamPlan, type UnauthorizedSource,
+  PROTECTION_SCENARIOS, referenceStreams, referenceFits, isProtectionScenario,
+  type Scenario, type StreamPlan, type UnauthorizedSource, type ProtectionScenario,
 } from './scenarios.js';
+export { PAIRINGS, resolvePairing, StreamSchedule, type Pairing, type StepDraws } from './streams.js';
 export {
   Evaluator, AUTHORIZED_SET, refuseTrainingImages,
   type EvalSet, type EvaluatorOptions, type SetResult, type EvaluationReport, type OwnershipReport,
