@@ -262,11 +262,10 @@ export function cyclePosition(loader: BatchLoader, step: number): { epoch: numbe
 }
 
 /**
- * A cycled stream (the U stream of training, which restarts whenever it runs out while A's epoch goes
- * on): the batches at global steps `fromStep, fromStep + 1, …` (`count` of them, default endless), where
- * step `g` is batch `g mod B` of the loader's epoch `floor(g / B)`. A trainer whose A epoch has `nA`
- * batches uses `cycle(u, e * nA + k)` to resume at A's epoch `e`, batch `k`: the result is the same
- * whether or not the run was interrupted.
+ * A stream cycled batch by batch: the batches at global steps `fromStep, fromStep + 1, …` (`count` of them,
+ * default endless), where step `g` is batch `g mod B` of the loader's epoch `floor(g / B)`, so an epoch's
+ * short last batch stays short. `cycle(u, e * nA + k)` resumes it at step `e * nA + k` exactly. (The trainer
+ * cycles its U stream sample by sample instead, with {@link cycledDraws}, so that U's batches always match A's.)
  */
 export function cycle(loader: BatchLoader, fromStep = 0, count = Infinity): AsyncIterable<Batch> {
   cyclePosition(loader, fromStep);
