@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseCommand, type Io } from '../lib/cli/args.js';
+import { UsageError, parseCommand, type Io } from '../lib/cli/args.js';
 import { evalCommand } from '../lib/cli/evaluate.js';
+import { trainCommand } from '../lib/cli/train.js';
 import { Clip } from '../lib/clip.js';
 import { DomainDataset, type Sample } from '../lib/data.js';
 import { IpclipError } from '../lib/errors.js';
@@ -115,6 +116,15 @@ describe('stream rules without a model', () => {
     expect(same.specs).toEqual(b1.indices.map(() => ({ watermark: true, augment: 'train' })));
     await expect(train.batchOf([{ epoch: 0, index: 9 }])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     await Promise.all([merged.close(), ten.close(), train.close()]);
+  });
+
+  it('`ipclip train` refuses --reference-for without the reference scenario and --pairing paired with a U of its own', async () => {
+    const io = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as Io;
+    const train = (...args: string[]) => trainCommand.run(parseCommand(trainCommand, ['--data', '/nonexistent', '--authorized', 'photo', ...args]), io);
+    await expect(train('--scenario', 'ownership', '--reference-for', 'authorization')).rejects.toThrow(UsageError);
+    await expect(train('--unauthorized', 'sketch', '--pairing', 'paired')).rejects.toThrow(/--pairing paired/);
+    await expect(train('--scenario', 'reference', '--reference-for', 'bogus')).rejects.toThrow(/--reference-for must be one of/);
+    await expect(train('--scenario', 'ownership', '--pairing', 'sideways')).rejects.toThrow(/--pairing must be one of/);
   });
 
   it('schedules independent U as one endless stream beside every A sample once per epoch', async () => {
