@@ -287,7 +287,8 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
 
   it('`ipclip eval` refuses a clean-trained reference for an authorization prompt', async () => {
     const runs = mkdtempSync(join(dir, 'runs-'));
-    for (const d of ['photo', 'sketch']) mkdirSync(join(runs, 'data', d, 'a'), { recursive: true });
+    // The runs record the in-memory authorized domain's name ('twelve'), which eval then expects.
+    for (const d of ['twelve', 'sketch']) mkdirSync(join(runs, 'data', d, 'a'), { recursive: true });
     const write = async (name: string, opts: TrainerOptions) =>
       record({ ...opts, epochs: 1, batchSize: 4, seed: 9, checkpointDir: join(runs, name) }, { authorized: twelve });
     await write('auth', { scenario: 'authorization' });
@@ -295,7 +296,7 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
     const io: Io = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as Io;
     const run = (ref: string) => evalCommand.run(parseCommand(evalCommand, [
       '--checkpoint', join(runs, 'auth', CHECKPOINT_FILE), '--reference', join(runs, ref), '--data', join(runs, 'data'),
-      '--authorized', 'photo', '--clip', join(runs, 'no-such-clip.safetensors')]), io);
+      '--authorized', 'twelve', '--clip', join(runs, 'no-such-clip.safetensors')]), io);
     await expect(run('ref-clean')).rejects.toMatchObject({ code: 'ERR_MISMATCH', message: expect.stringMatching(/--reference-for authorization/) });
     // The right reference passes the check (and then fails later, on the CLIP path this test does not provide).
     await write('ref-marked', { scenario: 'reference', referenceFor: 'authorization' });
