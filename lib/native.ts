@@ -99,6 +99,11 @@ export interface NativeAddon {
   createPretrainer(config: ClipConfig, opts: { seed: number; device: string }): NativePretrainer;
   /** Median milliseconds of an n×n float32 matrix product with the addon's libtorch (the bench's peak). */
   benchMatmul(n: number, repeats?: number): Promise<number>;
+  /**
+   * PIL-exact antialiased bicubic resize of 8-bit RGB pixels (native/binding/Resample.cpp) on a worker thread;
+   * the pixels are copied before the call returns.
+   */
+  resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Promise<Buffer>;
 }
 // ---------------------------------------------------------------------------------------------------------------
 // IP-CLIP prompt models (native/binding/PromptModel.cpp)

@@ -8,5 +8,6 @@ void registerSafetensors(Napi::Env env, Napi::Object exports);
 void registerClip(Napi::Env env, Napi::Object exports);
 void registerPrompt(Napi::Env env, Napi::Object exports);      // native/binding/PromptModel.cpp
 void registerPretrainer(Napi::Env env, Napi::Object exports);  // native/binding/Pretrainer.cpp
+void registerResample(Napi::Env env, Napi::Object exports);    // native/binding/Resample.cpp
 
 }  // namespace ipclip::binding

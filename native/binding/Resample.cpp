@@ -1,0 +1,63 @@
+// resizeBicubic(data, width, height, outWidth, outHeight): PIL-exact resampling of an 8-bit RGB image
+// (native/common/resample.h) on a libuv worker thread. The pixels are copied before the work is queued, so
+// the caller's buffer may change or be transferred meanwhile; the promise resolves to a Buffer.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "binding/register.h"
+#include "binding/worker.h"
+#include "common/resample.h"
+
+namespace ipclip::binding {
+
+namespace {
+
+// Below this many input samples one thread does it (thread start-up would cost more than it saves).
+constexpr int64_t kParallelSamples = int64_t{1} << 22;
+constexpr int kMaxThreads = 4;
+
+Napi::Value resizeBicubic(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  IPCLIP_CHECK_ARG(env, info.Length() == 5 && info[0].IsTypedArray() && info[1].IsNumber() && info[2].IsNumber() &&
+                            info[3].IsNumber() && info[4].IsNumber(),
+                   "resizeBicubic: expected (data: Uint8Array, width, height, outWidth, outHeight)");
+  auto arr = info[0].As<Napi::TypedArray>();
+  IPCLIP_CHECK_ARG(env, arr.TypedArrayType() == napi_uint8_array, "resizeBicubic: data must be a Uint8Array");
+  auto integer = [&](int i) {
+    double v = info[i].As<Napi::Number>().DoubleValue();
+    IPCLIP_CHECK_ARG(env, std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15,
+                     "resizeBicubic: sizes must be integers");
+    return static_cast<int64_t>(v);
+  };
+  const int64_t w = integer(1), h = integer(2), ow = integer(3), oh = integer(4);
+  auto data = arr.As<Napi::Uint8Array>();
+  const std::string why = image::checkResizeArgs(w, h, 3, data.ByteLength(), ow, oh);
+  IPCLIP_CHECK_ARG(env, why.empty(), "resizeBicubic: " + why);
+  auto pixels = std::make_shared<std::vector<uint8_t>>(data.Data(), data.Data() + data.ByteLength());
+  const int threads = w * h * 3 >= kParallelSamples
+                          ? std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxThreads)
+                          : 1;
+  using Out = std::shared_ptr<std::vector<uint8_t>>;
+  return PromiseWorker<Out>::start(
+      env, Napi::Object(), "ipclip.resizeBicubic",
+      [pixels, w, h, ow, oh, threads]() {
+        auto out = std::make_shared<std::vector<uint8_t>>(image::resizeBicubic(pixels->data(), w, h, 3, ow, oh, threads));
+        pixels->clear();
+        pixels->shrink_to_fit();  // the input copy goes now, not when the worker is destroyed
+        return out;
+      },
+      [](Napi::Env env, Out& out) -> Napi::Value {
+        return Napi::Buffer<uint8_t>::Copy(env, out->data(), out->size());
+      });
+}
+
+}  // namespace
+
+void registerResample(Napi::Env env, Napi::Object exports) {
+  exports.Set("resizeBicubic", Napi::Function::New(env, resizeBicubic, "resizeBicubic"));
+}
+
+}  // namespace ipclip::binding
