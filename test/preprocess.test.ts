@@ -5,11 +5,44 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { CLIP_MEAN, CLIP_STD, decodeImage, normalizeToChw, type RawImage } from '../lib/image.js';
-import { cropRaw, preprocess, resizeBicubic, resizeImage, resizeShorterCenterCrop, shorterSideSize } from '../lib/preprocess.js';
+import { loadNative, callNative } from '../lib/native.js';
+import { cropRaw, preprocess, resizeImage, resizeShorterCenterCrop, shorterSideSize } from '../lib/preprocess.js';
 
 const fixtures = fileURLToPath(new URL('../../shared/fixtures/text-image/', import.meta.url));
 const haveFixtures = existsSync(fixtures);
 const NAMES = ['small-50x40.png', 'square-224.png', 'tall-120x333.png', 'wide-300x200.png'];
+// Reductions (the path real photos take): PIL's bicubic widens its kernel by the reduction factor.
+const DOWN = ['down-640x480.png', 'down-1000x300.png', 'down-500x1500.png', 'down-225x225.png'];
+
+function readF32(path: string): Float32Array {
+  return new Float32Array(new Uint8Array(readFileSync(path)).buffer);
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/**
+ * PIL's 8-bit pixels behind a fixture's normalised [3,S,S] tensor: v·std + mean, times 255, is an integer up to
+ * float32 round-off (checked), laid out back as RGB rows.
+ */
+function pilBytes(chw: Float32Array, size: number): Uint8Array {
+  const plane = size * size;
+  const out = new Uint8Array(3 * plane);
+  let offInteger = 0;
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < plane; i++) {
+      const v = (chw[c * plane + i] * CLIP_STD[c] + CLIP_MEAN[c]) * 255;
+      const r = Math.round(v);
+      offInteger = Math.max(offInteger, Math.abs(v - r));
+      out[3 * i + c] = r;
+    }
+  }
+  expect(offInteger).toBeLessThan(1e-3);
+  return out;
+}
 
 function meanAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -41,6 +74,22 @@ describe.skipIf(!haveFixtures)('CLIP test transform against the PIL reference fi
       expect(mad).toBeLessThan(0.005);
       // The resize reproduces PIL's arithmetic, so only float rounding remains.
       expect(mad).toBeLessThan(1e-5);
+    });
+  }
+
+  for (const name of DOWN) {
+    it(`matches ${name}.f32, a reduction, to float round-off (PIL's pixels exactly)`, async () => {
+      const expected = readF32(join(fixtures, `${name}.f32`));
+      const t = await preprocess(join(fixtures, name), { size: 224 });
+      expect(t.shape).toEqual([1, 3, 224, 224]);
+      expect(meanAbsDiff(t.data, expected)).toBeLessThan(1e-4);
+      // Same bytes as PIL, so what is left is float32 rounding of the normalisation: < 2 ulp at |v| ≤ 2.7.
+      expect(maxAbsDiff(t.data, expected)).toBeLessThan(5e-7);
+      const ours = await resizeShorterCenterCrop(join(fixtures, name), 224);
+      const theirs = pilBytes(expected, 224);
+      let differing = 0;
+      for (let i = 0; i < theirs.length; i++) if (ours.data[i] !== theirs[i]) differing++;
+      expect(differing).toBe(0);
     });
   }
 
@@ -166,17 +215,29 @@ describe('resizing and cropping', () => {
     expect(Array.from(out.data.subarray(0, 12))).toEqual([2, 0, 0, 3, 0, 0, 4, 0, 0, 5, 0, 0]);
   });
 
-  it('reduces a 4×1 step edge by PIL\'s antialiased bicubic weights', () => {
+  it('reduces a 4×1 step edge by PIL\'s antialiased bicubic weights, along either axis', async () => {
     // Scale 2: support 4, taps at distances 0.25, 0.25, 0.75, 1.25 (scaled) with Catmull-Rom weights
     // .8671875, .8671875, .2265625, -.0703125 (sum 1.890625). Output 0 = 255·(.2265625 − .0703125)/1.890625
     // = 21.07 → 21, output 1 = 233.93 → 234.
     const img = rawOf(4, 1, (x) => (x < 2 ? [0, 0, 0] : [255, 255, 255]));
-    expect(Array.from(resizeBicubic(img, 2, 1).data)).toEqual([21, 21, 21, 234, 234, 234]);
+    expect(Array.from((await resizeImage(img, 2, 1)).data)).toEqual([21, 21, 21, 234, 234, 234]);
+    const col = rawOf(1, 4, (_x, y) => (y < 2 ? [0, 0, 0] : [255, 255, 255]));
+    expect(Array.from((await resizeImage(col, 1, 2)).data)).toEqual([21, 21, 21, 234, 234, 234]);
+  });
+
+  it('rounds the horizontal pass to 8 bits before the vertical one, as PIL does', async () => {
+    // 4×4 → 2×2, 100 where x ≥ 2 and y ≥ 2, else 0; both axes use the weights above: w1 = .15625/1.890625
+    // = .0826446 (outputs 0), w2 = .9173554 (outputs 1). Horizontal: rows 2–3 become [8.26 → 8, 91.74 → 92].
+    // Vertical: (x0,y0) 8·w1 = 0.66 → 1, (x1,y0) 92·w1 = 7.60 → 8, (x0,y1) 8·w2 = 7.34 → 7,
+    // (x1,y1) 92·w2 = 84.40 → 84. Unrounded, (x0,y1) would be 100·w1·w2 = 7.58 → 8.
+    const img = rawOf(4, 4, (x, y) => (x >= 2 && y >= 2 ? [100, 100, 100] : [0, 0, 0]));
+    const out = await resizeImage(img, 2, 2);
+    expect(Array.from(out.data).filter((_, i) => i % 3 === 0)).toEqual([1, 8, 7, 84]);
   });
 
   it('keeps a constant image constant when enlarging and reducing', async () => {
     const img = rawOf(13, 7, () => [9, 128, 250]);
-    for (const [w, h] of [[40, 21], [5, 3], [13, 3]]) {
+    for (const [w, h] of [[40, 21], [5, 3], [13, 3], [13, 7]]) {
       const out = await resizeImage(img, w, h);
       expect([out.width, out.height]).toEqual([w, h]);
       expect(new Set(Array.from(out.data)).size).toBe(3);
@@ -184,16 +245,41 @@ describe('resizing and cropping', () => {
     }
   });
 
-  it('hands large reductions to sharp, which stays within a tolerance of PIL\'s result', async () => {
-    const img = rawOf(900, 600, (x, y) => [
-      Math.round(127 + 120 * Math.sin(x / 17) * Math.cos(y / 23)), (x * 7 + y * 3) % 256, Math.round(255 * ((x * y) % 97) / 96),
-    ]);
-    for (const [w, h] of [[336, 224], [600, 400]]) {
-      const viaSharp = await resizeImage(img, w, h);
-      const viaPil = resizeBicubic(img, w, h);
-      const norm = (r: RawImage) => normalizeToChw([r]);
-      expect(meanAbsDiff(norm(viaSharp), norm(viaPil))).toBeLessThan(0.005);
-    }
+  it('is separable on a large photo-sized image (the multi-threaded path): identical rows stay identical', async () => {
+    // 2400×1800 with every row the same: the vertical pass sees constant columns, so every output row must
+    // equal the horizontal-only resize of one row (a 2400×1 image to 299×1), whatever the row split.
+    const rowPx = (x: number): [number, number, number] => [(x * 7) & 255, (x * x) % 251, x % 3 === 0 ? 255 : 0];
+    const row = rawOf(2400, 1, rowPx);
+    const big: RawImage = { data: new Uint8Array(2400 * 1800 * 3), width: 2400, height: 1800 };
+    for (let y = 0; y < 1800; y++) big.data.set(row.data, y * 2400 * 3);
+    const [w, h] = shorterSideSize(2400, 1800, 224);
+    expect([w, h]).toEqual([299, 224]);
+    const out = await resizeImage(big, w, h);
+    const one = (await resizeImage(row, w, 1)).data;
+    for (let y = 0; y < h; y++) expect(Buffer.from(out.data.subarray(y * w * 3, (y + 1) * w * 3)).equals(Buffer.from(one))).toBe(true);
+  });
+
+  it('copies the pixels before returning: changing them while the resize runs does not change the result', async () => {
+    const img = rawOf(600, 400, (x, y) => [x & 255, y & 255, (x ^ y) & 255]);
+    const expected = await resizeImage(rawOf(600, 400, (x, y) => [x & 255, y & 255, (x ^ y) & 255]), 150, 100);
+    const pending = resizeImage(img, 150, 100);
+    img.data.fill(0);
+    expect(Buffer.from((await pending).data).equals(Buffer.from(expected.data))).toBe(true);
+  });
+
+  it('refuses bad resize arguments with ERR_INVALID_ARGUMENT, in TS and in the binding', async () => {
+    const img = rawOf(4, 4, () => [1, 2, 3]);
+    await expectCode(resizeImage(img, 0, 4), 'ERR_INVALID_ARGUMENT');
+    await expectCode(resizeImage(img, 2.5, 4), 'ERR_INVALID_ARGUMENT');
+    await expectCode(resizeImage({ data: new Uint8Array(47), width: 4, height: 4 }, 2, 2), 'ERR_INVALID_ARGUMENT');
+    const raw = loadNative();
+    await expectCode(callNative(() => raw.resizeBicubic(new Uint8Array(47), 4, 4, 2, 2)), 'ERR_INVALID_ARGUMENT', /48/);
+    await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, 1 << 21, 1)), 'ERR_INVALID_ARGUMENT', /resize target/);
+    await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, 20000, 20000)), 'ERR_INVALID_ARGUMENT', /pixels/);
+    await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, -1, 2)), 'ERR_INVALID_ARGUMENT');
+    await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, Number.NaN, 2)), 'ERR_INVALID_ARGUMENT');
+    await expectCode(callNative(() => (raw.resizeBicubic as unknown as (...a: unknown[]) => Promise<Buffer>)(new Float32Array(48), 4, 4, 2, 2)),
+      'ERR_INVALID_ARGUMENT', /Uint8Array/);
   });
 
   it('crops exactly the requested rectangle and refuses one outside the image', () => {
