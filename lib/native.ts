@@ -100,8 +100,8 @@ export interface NativeAddon {
   /** Median milliseconds of an n×n float32 matrix product with the addon's libtorch (the bench's peak). */
   benchMatmul(n: number, repeats?: number): Promise<number>;
   /**
-   * PIL-exact antialiased bicubic resize of 8-bit RGB pixels (native/binding/Resample.cpp) on a worker thread;
-   * the pixels are copied before the call returns.
+   * PIL-exact antialiased bicubic resize of 8-bit RGB pixels (native/binding/Resample.cpp) on a worker thread.
+   * `data` is read in place: it must not be changed or transferred until the promise settles.
    */
   resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Promise<Buffer>;
 }

@@ -1,6 +1,8 @@
 // resizeBicubic(data, width, height, outWidth, outHeight): PIL-exact resampling of an 8-bit RGB image
-// (native/common/resample.h) on a libuv worker thread. The pixels are copied before the work is queued, so
-// the caller's buffer may change or be transferred meanwhile; the promise resolves to a Buffer.
+// (native/common/resample.h) on a libuv worker thread; the promise resolves to a new Buffer. The worker reads
+// the caller's pixels in place (a copy of a 12 MP photo would cost the event loop as much as the resize): the
+// array is kept alive until the work is done, and must not be changed or transferred meanwhile (as with
+// sharp's raw input).
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -36,18 +38,15 @@ Napi::Value resizeBicubic(const Napi::CallbackInfo& info) {
   auto data = arr.As<Napi::Uint8Array>();
   const std::string why = image::checkResizeArgs(w, h, 3, data.ByteLength(), ow, oh);
   IPCLIP_CHECK_ARG(env, why.empty(), "resizeBicubic: " + why);
-  auto pixels = std::make_shared<std::vector<uint8_t>>(data.Data(), data.Data() + data.ByteLength());
+  const uint8_t* pixels = data.Data();
   const int threads = w * h * 3 >= kParallelSamples
                           ? std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxThreads)
                           : 1;
   using Out = std::shared_ptr<std::vector<uint8_t>>;
   return PromiseWorker<Out>::start(
-      env, Napi::Object(), "ipclip.resizeBicubic",
+      env, data, "ipclip.resizeBicubic",
       [pixels, w, h, ow, oh, threads]() {
-        auto out = std::make_shared<std::vector<uint8_t>>(image::resizeBicubic(pixels->data(), w, h, 3, ow, oh, threads));
-        pixels->clear();
-        pixels->shrink_to_fit();  // the input copy goes now, not when the worker is destroyed
-        return out;
+        return std::make_shared<std::vector<uint8_t>>(image::resizeBicubic(pixels, w, h, 3, ow, oh, threads));
       },
       [](Napi::Env env, Out& out) -> Napi::Value {
         return Napi::Buffer<uint8_t>::Copy(env, out->data(), out->size());

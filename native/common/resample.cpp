@@ -5,6 +5,10 @@
 #include <cmath>
 #include <thread>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "common/errors.h"
 
 namespace ipclip::image {
@@ -70,8 +74,9 @@ inline uint8_t clip8(int32_t s) {
   return static_cast<uint8_t>(s >> kPrecisionBits);
 }
 
-// The horizontal pass works on blocks of kLanes rows, transposed so that the same column of every row of the
-// block lies side by side: one weight then multiplies kLanes·C contiguous samples, a loop compilers vectorise.
+// The horizontal pass works on blocks of kLanes rows, transposed so that each byte column of the block (one
+// channel of one pixel in every row) lies contiguous: a weight then multiplies kLanes·C adjacent samples, a
+// loop compilers vectorise.
 constexpr int64_t kLanes = 16;
 
 // Where the compiler can, the kernels are also built for AVX2 and picked at load time (same integer results).
@@ -81,21 +86,54 @@ constexpr int64_t kLanes = 16;
 #define IPCLIP_RESAMPLE_KERNEL
 #endif
 
+// block[j·kLanes + r] = rows[r][j] for j < n: the transpose of a kLanes × n byte matrix.
+void transposeBlock(const uint8_t* const* rows, int64_t n, uint8_t* block) {
+  int64_t j = 0;
+#if defined(__SSE2__)
+  // 16×16 tiles in four rounds of interleaving (8-, 16-, 32- then 64-bit units).
+  static_assert(kLanes == 16, "the SSE2 transpose is written for 16 rows");
+  for (; j + 16 <= n; j += 16) {
+    __m128i a[16], t[16];
+    for (int r = 0; r < 16; ++r) a[r] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r] + j));
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+      t[2 * i + 1] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; ++g) {  // rows 4g..4g+3; t[4g..4g+3] hold pairs (4g,4g+1) and (4g+2,4g+3)
+      a[4 * g + 0] = _mm_unpacklo_epi16(t[4 * g + 0], t[4 * g + 2]);  // columns 0–3
+      a[4 * g + 1] = _mm_unpackhi_epi16(t[4 * g + 0], t[4 * g + 2]);  // 4–7
+      a[4 * g + 2] = _mm_unpacklo_epi16(t[4 * g + 1], t[4 * g + 3]);  // 8–11
+      a[4 * g + 3] = _mm_unpackhi_epi16(t[4 * g + 1], t[4 * g + 3]);  // 12–15
+    }
+    for (int h = 0; h < 2; ++h) {  // rows 8h..8h+7 from groups 2h and 2h+1
+      for (int q = 0; q < 4; ++q) {
+        t[8 * h + 2 * q] = _mm_unpacklo_epi32(a[8 * h + q], a[8 * h + 4 + q]);      // columns 4q, 4q+1
+        t[8 * h + 2 * q + 1] = _mm_unpackhi_epi32(a[8 * h + q], a[8 * h + 4 + q]);  // 4q+2, 4q+3
+      }
+    }
+    for (int k = 0; k < 8; ++k) {  // column 2k and 2k+1: rows 0–7 from t[k], rows 8–15 from t[8+k]
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(block + (j + 2 * k) * 16), _mm_unpacklo_epi64(t[k], t[8 + k]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(block + (j + 2 * k + 1) * 16), _mm_unpackhi_epi64(t[k], t[8 + k]));
+    }
+  }
+#endif
+  for (; j < n; ++j)
+    for (int64_t r = 0; r < kLanes; ++r) block[j * kLanes + r] = rows[r][j];
+}
+
 // Output rows [y0, y1) of the horizontal pass (outW × C bytes each) from input rows rowOffset + y.
 template <int C>
 IPCLIP_RESAMPLE_KERNEL void horizontalRows(const uint8_t* src, int64_t inW, int64_t rowOffset, uint8_t* out,
                                            int64_t outW, const Taps& t, int64_t y0, int64_t y1) {
   constexpr int64_t L = kLanes * C;
-  std::vector<uint8_t> block(static_cast<size_t>(inW * L));  // block[(x·kLanes + r)·C + c]
+  const int64_t rowBytes = inW * C;
+  std::vector<uint8_t> block(static_cast<size_t>(rowBytes * kLanes));  // block[(x·C + c)·kLanes + r]
+  const std::vector<uint8_t> zeros(static_cast<size_t>(rowBytes), 0);  // stands in for rows past the end
   for (int64_t b = y0; b < y1; b += kLanes) {
     const int64_t rows = std::min(kLanes, y1 - b);
-    if (rows < kLanes) std::fill(block.begin(), block.end(), uint8_t{0});
     const uint8_t* rowPtr[kLanes];
-    for (int64_t r = 0; r < rows; ++r) rowPtr[r] = src + (rowOffset + b + r) * inW * C;
-    uint8_t* d = block.data();
-    for (int64_t x = 0; x < inW; ++x, d += L)  // sequential writes; one read stream per row
-      for (int64_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c) d[r * C + c] = rowPtr[r][x * C + c];
+    for (int64_t r = 0; r < kLanes; ++r) rowPtr[r] = r < rows ? src + (rowOffset + b + r) * rowBytes : zeros.data();
+    transposeBlock(rowPtr, rowBytes, block.data());
     for (int64_t x = 0; x < outW; ++x) {
       const uint8_t* q = block.data() + t.first[x] * L;
       const int32_t* k = &t.weights[static_cast<size_t>(x * t.ksize)];
@@ -107,7 +145,7 @@ IPCLIP_RESAMPLE_KERNEL void horizontalRows(const uint8_t* src, int64_t inW, int6
         for (int64_t e = 0; e < L; ++e) acc[e] += static_cast<int32_t>(q[e]) * w;
       }
       for (int64_t r = 0; r < rows; ++r)
-        for (int c = 0; c < C; ++c) out[((b + r) * outW + x) * C + c] = clip8(acc[r * C + c]);
+        for (int c = 0; c < C; ++c) out[((b + r) * outW + x) * C + c] = clip8(acc[c * kLanes + r]);
     }
   }
 }
