@@ -101,9 +101,10 @@ export interface NativeAddon {
   benchMatmul(n: number, repeats?: number): Promise<number>;
   /**
    * PIL-exact antialiased bicubic resize of 8-bit RGB pixels (native/binding/Resample.cpp) on a worker thread.
-   * `data` is read in place: it must not be changed or transferred until the promise settles.
+   * `data` is read in place: it must not be changed or transferred until the promise settles. `threads` (1–64;
+   * default: up to 4 for images of 1.4 MP or more, else 1) never changes the result.
    */
-  resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Promise<Buffer>;
+  resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number, threads?: number): Promise<Buffer>;
 }
 // ---------------------------------------------------------------------------------------------------------------
 // IP-CLIP prompt models (native/binding/PromptModel.cpp)

@@ -257,6 +257,12 @@ describe('resizing and cropping', () => {
     const out = await resizeImage(big, w, h);
     const one = (await resizeImage(row, w, 1)).data;
     for (let y = 0; y < h; y++) expect(Buffer.from(out.data.subarray(y * w * 3, (y + 1) * w * 3)).equals(Buffer.from(one))).toBe(true);
+    // The thread count splits rows, never changes a byte (here on an image that varies along both axes).
+    for (let y = 0; y < 1800; y++) big.data[(y * 2400 + ((y * 13) % 2400)) * 3 + 1] = y & 255;
+    const raw = loadNative();
+    const byThreads = await Promise.all([1, 3, 7].map((n) => raw.resizeBicubic(big.data, 2400, 1800, w, h, n)));
+    expect(byThreads[1].equals(byThreads[0]) && byThreads[2].equals(byThreads[0])).toBe(true);
+    expect(byThreads[0].equals(Buffer.from((await resizeImage(big, w, h)).data))).toBe(true);
   });
 
   it('refuses bad resize arguments with ERR_INVALID_ARGUMENT, in TS and in the binding', async () => {
@@ -270,6 +276,7 @@ describe('resizing and cropping', () => {
     await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, 20000, 20000)), 'ERR_INVALID_ARGUMENT', /pixels/);
     await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, -1, 2)), 'ERR_INVALID_ARGUMENT');
     await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, Number.NaN, 2)), 'ERR_INVALID_ARGUMENT');
+    await expectCode(callNative(() => raw.resizeBicubic(img.data, 4, 4, 2, 2, 0)), 'ERR_INVALID_ARGUMENT', /threads/);
     await expectCode(callNative(() => (raw.resizeBicubic as unknown as (...a: unknown[]) => Promise<Buffer>)(new Float32Array(48), 4, 4, 2, 2)),
       'ERR_INVALID_ARGUMENT', /Uint8Array/);
   });

@@ -23,9 +23,10 @@ constexpr int kMaxThreads = 4;
 
 Napi::Value resizeBicubic(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  IPCLIP_CHECK_ARG(env, info.Length() == 5 && info[0].IsTypedArray() && info[1].IsNumber() && info[2].IsNumber() &&
-                            info[3].IsNumber() && info[4].IsNumber(),
-                   "resizeBicubic: expected (data: Uint8Array, width, height, outWidth, outHeight)");
+  IPCLIP_CHECK_ARG(env, (info.Length() == 5 || info.Length() == 6) && info[0].IsTypedArray() && info[1].IsNumber() &&
+                            info[2].IsNumber() && info[3].IsNumber() && info[4].IsNumber() &&
+                            (info.Length() == 5 || info[5].IsUndefined() || info[5].IsNumber()),
+                   "resizeBicubic: expected (data: Uint8Array, width, height, outWidth, outHeight, threads?)");
   auto arr = info[0].As<Napi::TypedArray>();
   IPCLIP_CHECK_ARG(env, arr.TypedArrayType() == napi_uint8_array, "resizeBicubic: data must be a Uint8Array");
   auto integer = [&](int i) {
@@ -39,9 +40,15 @@ Napi::Value resizeBicubic(const Napi::CallbackInfo& info) {
   const std::string why = image::checkResizeArgs(w, h, 3, data.ByteLength(), ow, oh);
   IPCLIP_CHECK_ARG(env, why.empty(), "resizeBicubic: " + why);
   const uint8_t* pixels = data.Data();
-  const int threads = w * h * 3 >= kParallelSamples
-                          ? std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxThreads)
-                          : 1;
+  // Threads: given (1–64), else up to kMaxThreads for large images (the result does not depend on it).
+  int threads = w * h * 3 >= kParallelSamples
+                    ? std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxThreads)
+                    : 1;
+  if (info.Length() == 6 && info[5].IsNumber()) {
+    const int64_t n = integer(5);
+    IPCLIP_CHECK_ARG(env, n >= 1 && n <= 64, "resizeBicubic: threads must be 1 to 64");
+    threads = static_cast<int>(n);
+  }
   using Out = std::shared_ptr<std::vector<uint8_t>>;
   return PromiseWorker<Out>::start(
       env, data, "ipclip.resizeBicubic",
