@@ -3,7 +3,7 @@
 // the same graph and weights, the vision forward's share of the measured matrix-product peak, and peak memory.
 // One command, one run; every part runs in its own child process (its peak RSS is its own). Prints a table and
 // writes bench/results.json. See bench/README.md.
-//   node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort]
+//   node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort] [--resize-only]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,9 +21,26 @@ try {
   process.exit(2);
 }
 if (opts.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort]');
+  console.log('usage: node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort] [--resize-only]');
   process.exit(0);
 }
+// CLIP's resize of a 12 MP photo, the addon's PIL-exact resampler against sharp (a few seconds). With
+// --resize-only it is all that runs, and only its key of bench/results.json is replaced.
+const resizeRow = (r) => ['resize 12 MP → 224: native PIL-exact vs sharp (ms)', (r.nativeMs).toFixed(1), `${r.sharpMs.toFixed(1)} sharp`,
+  `${r.speedupVsSharp.toFixed(2)}× (1 thread ${r.oneThreadSpeedupVsSharp.toFixed(2)}×)`];
+log('resize: 12 MP → 224, native PIL-exact vs sharp');
+const resize = await runChild('node', [join(benchDir, 'resize.mjs'), '--repeats', '7']);
+if (opts.resizeOnly) {
+  const file = join(benchDir, 'results.json');
+  const previous = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  writeFileSync(file, `${JSON.stringify({ ...previous, resize }, null, 2)}\n`);
+  console.log(resizeRow(resize).join('  '));
+  console.log(`CPU time per resize: native ${resize.nativeCpuMs.toFixed(1)} ms, sharp ${resize.sharpCpuMs.toFixed(1)} ms; ` +
+    `sharp's result vs PIL: mean |Δ| ${resize.sharpMeanAbsDiffVsPil.toExponential(2)} after normalisation`);
+  console.log('wrote bench/results.json (key resize)');
+  process.exit(0);
+}
+
 const threads = opts.threads || os.availableParallelism();
 const addon = loadAddon();
 const runtime = addon.runtimeInfo();
@@ -192,6 +209,7 @@ const results = {
     peakSource: 'median of 7 fp32 torch.mm at n×n with python3-torch (same libtorch, same threads), before and after; the larger',
     peakSamples: peaks,
   },
+  resize,
   peakRssMb: memory.peakRssMb,
   peakRss: { trainFastMb: memory.peakRssMb, trainTimingBothPathsMb: train.peakRssMbBothPaths, trainBatch: memory.batch },
   notes,
@@ -208,6 +226,7 @@ const rows = [
   [`inference 1 image C=${C} (ms)`, f(results.inference.fastMs, 0), `${f(results.inference.naiveMs, 0)} naive`, `${f(results.inference.speedup, 1)}×`],
   ...Object.entries(encode).map(([arch, e]) => [`encodeImage ${arch} batch 16 (img/s)`, f(e.imagesPerSecond), `${f(e.onnxruntimeImagesPerSecond)} onnxruntime`, `${f(e.vsOnnxruntime)}×`]),
   [`vision forward ${gflopsArch} batch 16 (GFLOP/s)`, f(gflops, 1), `${f(peak, 1)} matmul peak`, `${f(results.visionForward.fractionOfPeak * 100, 0)}%`],
+  resizeRow(resize),
   [`peak RSS, training (fast) ${memory.batch} (MB)`, f(memory.peakRssMb, 0), `${f(train.peakRssMbBothPaths, 0)} timing run`, ''],
 ];
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
