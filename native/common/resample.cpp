@@ -46,6 +46,7 @@ Taps computeTaps(int64_t inSize, int64_t outSize) {
   t.count.resize(outSize);
   t.weights.assign(static_cast<size_t>(outSize * t.ksize), 0);
   std::vector<double> w(static_cast<size_t>(t.ksize));
+  const double inverse = 1.0 / stretch;  // PIL multiplies by the reciprocal (dividing can differ in the last bit)
   for (int64_t i = 0; i < outSize; ++i) {
     const double centre = (static_cast<double>(i) + 0.5) * scale;
     // Truncation toward zero, as C's (int) cast: for the lower end a negative value clamps to 0 either way.
@@ -54,7 +55,7 @@ Taps computeTaps(int64_t inSize, int64_t outSize) {
     const int64_t n = hi - lo;
     double sum = 0.0;
     for (int64_t j = 0; j < n; ++j) {
-      w[j] = cubic((static_cast<double>(j + lo) - centre + 0.5) / stretch);
+      w[j] = cubic((static_cast<double>(j + lo) - centre + 0.5) * inverse);
       sum += w[j];
     }
     int32_t* k = &t.weights[static_cast<size_t>(i * t.ksize)];
