@@ -254,7 +254,11 @@ describe('resizing and cropping', () => {
     for (let y = 0; y < 1800; y++) big.data.set(row.data, y * 2400 * 3);
     const [w, h] = shorterSideSize(2400, 1800, 224);
     expect([w, h]).toEqual([299, 224]);
-    const out = await resizeImage(big, w, h);
+    // Off the event loop: a callback queued after the call runs before the resize (milliseconds of work) settles.
+    let turned = false;
+    const pending = resizeImage(big, w, h);
+    setImmediate(() => { turned = true; });
+    const out = await pending.then((r) => { expect(turned).toBe(true); return r; });
     const one = (await resizeImage(row, w, 1)).data;
     for (let y = 0; y < h; y++) expect(Buffer.from(out.data.subarray(y * w * 3, (y + 1) * w * 3)).equals(Buffer.from(one))).toBe(true);
     // The thread count splits rows, never changes a byte (here on an image that varies along both axes).
