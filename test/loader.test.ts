@@ -217,7 +217,9 @@ describe('BatchLoader with worker threads (compiled)', () => {
         await broken.close();
         console.log(JSON.stringify(result));
       `);
-      const { stdout } = await promisify(execFile)(process.execPath, [path.join(out, 'run.mjs'), root, String(S)], { timeout: 60_000 });
+      // The compiled copy resizes through the addon, which it would look for beside itself: point it at ours.
+      const env = { ...process.env, IPCLIP_ADDON: process.env.IPCLIP_ADDON ?? path.join(repo, 'build', 'Release', 'ipclip.node') };
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(out, 'run.mjs'), root, String(S)], { timeout: 60_000, env });
       const result = JSON.parse(stdout);
       expect(result.w2.threads).toBe(2);
       expect(result.w0.threads).toBe(0);
