@@ -11,6 +11,7 @@ import { PACKAGE_ROOT } from './cli/common.js';
 import { demoCommand } from './cli/demo.js';
 import { evalCommand, verifyOwnershipCommand } from './cli/evaluate.js';
 import { infoCommand, predictCommand } from './cli/inspect.js';
+import { importReleaseCommand } from './cli/release.js';
 import { buildCommand, pretrainCommand, synthCommand } from './cli/tools.js';
 import { EXIT_INTERRUPTED, trainCommand } from './cli/train.js';
 
@@ -20,7 +21,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: EXIT_INTERRUPTED
 /** The commands, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
   demoCommand, trainCommand, evalCommand, predictCommand, verifyOwnershipCommand, infoCommand, synthCommand,
-  pretrainCommand, buildCommand,
+  pretrainCommand, buildCommand, importReleaseCommand,
 ];
 
 function version(): string {

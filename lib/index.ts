@@ -65,6 +65,7 @@ export {
   type CheckpointMeta, type CheckpointContent, type TrainingMeta, type EpochRecord, type EpochAccumulator,
   runRecordOf, runDifference, type RunRecord,
 } from './checkpoint.js';
+export { importReleaseCheckpoint, readReleaseCheckpoint, type ImportReleaseOptions, type ImportedRelease, type ReleaseCheckpoint } from './release.js';
 
 // --- The project's own small CLIP: contrastive pretraining (issue 4) ------------------------------------------------
 export {

@@ -105,6 +105,16 @@ export interface NativeAddon {
    * default: up to 4 for images of 1.4 MP or more, else 1) never changes the result.
    */
   resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number, threads?: number): Promise<Buffer>;
+  /** A torch.save file through the torch-free restricted unpickler (native/binding/TorchReader.cpp). */
+  readTorchCheckpoint(path: string): Promise<NativeTorchCheckpoint>;
+  /** Rows of a CLIP's token embedding: ids [N, T] → [N, T, Wt] float32. */
+  tokenEmbeddings(clip: NativeClipModel, ids: Int32Array, shape: number[]): Promise<Tensor>;
+}
+
+/** The raw result of `readTorchCheckpoint`: every tensor and scalar leaf with its key path from the root. */
+export interface NativeTorchCheckpoint {
+  tensors: { path: string[]; dtype: SafetensorsDtype; shape: number[]; data: Buffer }[];
+  scalars: { path: string[]; value: number | string | boolean | null }[];
 }
 // ---------------------------------------------------------------------------------------------------------------
 // IP-CLIP prompt models (native/binding/PromptModel.cpp)

@@ -9,5 +9,6 @@ void registerClip(Napi::Env env, Napi::Object exports);
 void registerPrompt(Napi::Env env, Napi::Object exports);      // native/binding/PromptModel.cpp
 void registerPretrainer(Napi::Env env, Napi::Object exports);  // native/binding/Pretrainer.cpp
 void registerResample(Napi::Env env, Napi::Object exports);    // native/binding/Resample.cpp
+void registerTorchReader(Napi::Env env, Napi::Object exports);  // native/binding/TorchReader.cpp
 
 }  // namespace ipclip::binding
