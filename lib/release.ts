@@ -145,7 +145,7 @@ export async function importReleaseCheckpoint(file: string, opts: ImportReleaseO
   if (!prefix || !suffix) {
     throw new IpclipError('ERR_BAD_WEIGHTS', `${file}: no token_prefix / token_suffix: not the release's prompt learner state`);
   }
-  const state: Record<string, Tensor> = {};
+  const state: Record<string, Tensor> = Object.create(null) as Record<string, Tensor>;
   const ignored: string[] = [];
   for (const [name, t] of Object.entries(release.state)) {
     if (name === 'token_prefix' || name === 'token_suffix') continue;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the torch-free safetensors reader and the JSON parser with libFuzzer (clang 14 on Debian bookworm)
+# Fuzzes the torch-free safetensors reader, the JSON parser and the torch.save reader (zip + restricted
+# unpickler) with libFuzzer (clang 14 on Debian bookworm)
 # under AddressSanitizer + UBSan, each for SECONDS (default 60), and prints how many inputs each ran.
 # The corpus is seeded in a temporary directory (never the repository) from small crafted files and from
 # shrunk/truncated derivatives of ../shared/fixtures/**/*.safetensors, plus every saved regression.
@@ -27,10 +28,15 @@ clang++ $flags fuzz/safetensors_fuzz.cpp $lib -o "$out/safetensors_fuzz"
 clang++ $flags fuzz/json_fuzz.cpp native/common/json.cpp -o "$out/json_fuzz"
 # shellcheck disable=SC2086
 clang++ -std=c++17 -O1 fuzz/make_seeds.cpp $lib -o "$out/make_seeds"
+torchlib="native/common/torch_file.cpp native/common/pickle.cpp native/common/zip.cpp native/common/json.cpp"
+# shellcheck disable=SC2086
+clang++ $flags fuzz/torch_fuzz.cpp $torchlib -o "$out/torch_fuzz"
+# shellcheck disable=SC2086
+clang++ -std=c++17 -O1 -DTORCH_FUZZ_SEEDS fuzz/torch_fuzz.cpp $torchlib -o "$out/torch_fuzz_seeds"
 
 work=$(mktemp -d /tmp/ipclip-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/safetensors" "$work/json"
+mkdir -p "$work/safetensors" "$work/json" "$work/torch"
 fixtures=()
 if [ -d ../shared/fixtures ]; then
   while IFS= read -r f; do fixtures+=("$f"); done < <(find ../shared/fixtures -name '*.safetensors' | sort)
@@ -38,7 +44,13 @@ else
   echo "== ../shared/fixtures not found: seeding from crafted files only"
 fi
 "$out/make_seeds" "$work/safetensors" "${fixtures[@]}"
-find test/native/regressions -maxdepth 1 -type f ! -name README.md -exec cp {} "$work/safetensors/" \;
+torchfiles=()
+if [ -d ../shared/fixtures ]; then
+  while IFS= read -r f; do torchfiles+=("$f"); done < <(find ../shared/fixtures -name '*.pth*' | sort)
+fi
+"$out/torch_fuzz_seeds" "$work/torch" "${torchfiles[@]}"
+find test/native/regressions -maxdepth 1 -type f ! -name README.md ! -name 'torch-*' -exec cp {} "$work/safetensors/" \;
+find test/native/regressions -maxdepth 1 -type f -name 'torch-*' -exec cp {} "$work/torch/" \;
 # JSON seeds: the headers of the safetensors seeds, and metadata values that are JSON themselves.
 for f in "$work"/safetensors/*; do
   n=$(od -An -t u8 -N 8 "$f" | tr -d ' ')
@@ -47,11 +59,13 @@ done
 
 status=0
 total=0
-for name in safetensors json; do
+for name in safetensors json torch; do
   echo "== fuzzing $name for ${secs}s"
   log="$work/$name.log"
+  dict=fuzz/safetensors.dict
+  [ "$name" = torch ] && dict=fuzz/torch.dict
   set +e
-  "$out/${name}_fuzz" "$work/$name" -max_total_time="$secs" -max_len=65536 -dict=fuzz/safetensors.dict \
+  "$out/${name}_fuzz" "$work/$name" -max_total_time="$secs" -max_len=65536 -dict="$dict" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="test/native/regressions/$name-" >"$log" 2>&1
   rc=$?
