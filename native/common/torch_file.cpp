@@ -169,14 +169,12 @@ TorchCheckpoint decodeTorchCheckpoint(const uint8_t* data, size_t size, const st
       ++found;
     }
   }
-  if (found == 0) {
-    for (const auto& e : zip.entries()) {
-      if (e.name.size() >= 14 && e.name.compare(e.name.size() - 14, 14, "/constants.pkl") == 0) {
-        bad("a TorchScript archive (torch.jit.save), not a torch.save checkpoint");
-      }
+  for (const auto& e : zip.entries()) {
+    if (e.name.size() >= 14 && e.name.compare(e.name.size() - 14, 14, "/constants.pkl") == 0) {
+      bad("a TorchScript archive (torch.jit.save), not a torch.save checkpoint");
     }
-    bad("the archive has no <name>/data.pkl (not a torch.save checkpoint)");
   }
+  if (found == 0) bad("the archive has no <name>/data.pkl (not a torch.save checkpoint)");
   if (found > 1) bad("the archive has " + std::to_string(found) + " data.pkl entries");
   if (const zip::Entry* order = zip.find(prefix + "byteorder")) {
     const std::string_view v(reinterpret_cast<const char*>(data + order->offset), order->size);
