@@ -1,15 +1,19 @@
 // Importing the authors' release checkpoints (issue 9 item 2): the torch-free restricted reader of torch.save
 // files against the same state dict as safetensors, the release's own inference logits on the probe images,
 // ERR_MISMATCH naming the class list or the CLIP, and crafted hostile pickles / archives (coded errors, no crash).
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip.js';
 import { IpclipError } from '../lib/errors.js';
+import { IPPrompt } from '../lib/prompt.js';
 import { importReleaseCheckpoint, readReleaseCheckpoint } from '../lib/release.js';
 import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
+import { ensureDist } from './helpers/dist.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, floatData, maxAbsDiff, shared } from './helpers/fixtures.js';
 
 const DIR = shared('fixtures', 'release-checkpoint');
@@ -266,5 +270,62 @@ describe.skipIf(!HAVE_SHARED)('release checkpoints: hostile files are coded erro
     expect(e.code).toBe('ERR_BAD_FILE');
     expect(e.message).toMatch(/TorchScript/);
     expect((await rejection(readReleaseCheckpoint(join(dir, 'nope.pth.tar')))).code).toBe('ERR_FILE_NOT_FOUND');
+  });
+});
+
+describe.skipIf(!HAVE_SHARED)('ipclip import-release', () => {
+  const ROOT = fileURLToPath(new URL('..', import.meta.url));
+  const BIN = join(ROOT, 'bin', 'ipclip.js');
+  const CLIP_ARGS = ['--clip', CLIP_TINY.openaiSafetensors, '--vocab', VOCAB_PATH, '--threads', '2'];
+  const run = (args: string[]) => {
+    const r = spawnSync(process.execPath, [BIN, 'import-release', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  let dir: string;
+  let classNames: string[];
+  beforeAll(async () => {
+    ensureDist(ROOT);
+    dir = mkdtempSync(join(tmpdir(), 'ipclip-release-cli-'));
+    classNames = JSON.parse((await readSafetensors(EXPECTED)).metadata.classnames!) as string[];
+  });
+  afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  it('writes our checkpoint format, which IPPrompt.load reads back to the release\'s logits', async () => {
+    const out = join(dir, 'imported.safetensors');
+    const r = run([PTH, ...CLIP_ARGS, '--classes', classNames.join(','), '--out', out, '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as { out: string; format: string; epoch: number; classNames: string[]; ignored: string[] };
+    expect(summary).toMatchObject({ out, format: 'torch', epoch: 50, classNames });
+    const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
+    try {
+      using prompt = await IPPrompt.load(clip, out);  // our metadata: no classNames needed
+      expect(prompt.classNames).toEqual(classNames);
+      const expected = await readSafetensors(EXPECTED);
+      const probe = { data: floatData(expected, 'probe'), shape: expected.tensors.probe!.shape as [number, number, number, number] };
+      expect(maxAbsDiff((await prompt.logits(probe)).logits.data, floatData(expected, 'logits'))).toBeLessThanOrEqual(1e-4);
+    } finally {
+      clip.dispose();
+    }
+  });
+
+  it('reads --classes from a file; a wrong list exits 1 with ERR_MISMATCH; a hostile file ERR_BAD_FILE; no --classes is usage', () => {
+    const list = join(dir, 'classes.txt');
+    writeFileSync(list, `${classNames.join('\n')}\n`);
+    const ok = run([SAFE, ...CLIP_ARGS, '--classes', list, '--out', join(dir, 'b.safetensors')]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/imported .*5 classes/);
+
+    const wrong = run([PTH, ...CLIP_ARGS, '--classes', [...classNames].reverse().join(','), '--out', join(dir, 'c.safetensors')]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/class list.*\[ERR_MISMATCH\]/);
+
+    const evil = join(dir, 'evil.pth.tar');
+    writeFileSync(evil, torchZip(Buffer.concat([op.proto, op.global('os', 'system'), op.str('id'), op.c('\x85R.')]), {}));
+    const bad = run([evil, ...CLIP_ARGS, '--classes', classNames.join(',')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/os\.system.*\[ERR_BAD_FILE\]/);
+
+    expect(run([PTH, ...CLIP_ARGS]).code).toBe(2);
   });
 });
