@@ -7,7 +7,7 @@
 
 namespace ipclip::pickle {
 
-std::string quoted(std::string_view s) {
+std::string shownText(std::string_view s) {
   const bool cut = s.size() > 100;
   if (cut) s = s.substr(0, 100);
   std::string out = "'";
@@ -326,7 +326,7 @@ class Unpickler {
 
   void pushGlobal(const std::string& name) {
     if (!allowedGlobal(name)) {
-      bad("refuses the global " + quoted(name) + ": only tensor rebuilders, OrderedDict and storage types are "
+      bad("refuses the global " + shownText(name) + ": only tensor rebuilders, OrderedDict and storage types are "
           "allowed (nothing is imported or executed)");
     }
     Value* v = make(Kind::Global);
@@ -368,7 +368,7 @@ class Unpickler {
       return const_cast<Value*>(a[0]);
     }
     if (fn->text == kRebuildTensor) return rebuildTensor(a);
-    bad("REDUCE of " + quoted(fn->text) + " (not callable here)");
+    bad("REDUCE of " + shownText(fn->text) + " (not callable here)");
   }
 
   // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])

@@ -76,6 +76,6 @@ class Document {
 };
 
 // `s` quoted for an error message: control bytes as \xNN, cut at 100 bytes.
-std::string quoted(std::string_view s);
+std::string shownText(std::string_view s);
 
 }  // namespace ipclip::pickle

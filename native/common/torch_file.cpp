@@ -47,7 +47,7 @@ class Walker {
         break;
       case Kind::Tensor: tensor(v.tensor, path); break;
       case Kind::Storage: bad("a bare storage at " + pathText(path) + " (not a tensor)");
-      case Kind::Global: bad("a bare global " + pickle::quoted(v.text) + " at " + pathText(path));
+      case Kind::Global: bad("a bare global " + pickle::shownText(v.text) + " at " + pathText(path));
       default: {
         TorchScalar s;
         s.path = path;
@@ -79,17 +79,18 @@ class Walker {
   static std::string pathText(const std::vector<std::string>& path) {
     std::string s;
     for (const auto& p : path) s += (s.empty() ? "" : ".") + p;
-    return pickle::quoted(s.empty() ? "<root>" : s);
+    return pickle::shownText(s.empty() ? "<root>" : s);
   }
 
   void tensor(const pickle::TensorRef& t, const std::vector<std::string>& path) {
     const pickle::StorageRef& s = t.storage->storage;
     const std::string name = prefix_ + "data/" + s.key;
     const zip::Entry* e = zip_.find(name);
-    if (!e) bad("tensor " + pathText(path) + " refers to storage " + pickle::quoted(s.key) + ", which the archive lacks");
+    if (!e) bad("tensor " + pathText(path) + " refers to storage " + pickle::shownText(s.key) + ", which the archive lacks");
+    if (e->compressed) bad("storage " + pickle::shownText(s.key) + " is compressed; torch.save stores entries uncompressed");
     // The pickle's element count was checked against the tensor's extent; the entry must hold exactly that.
     if (static_cast<uint64_t>(s.numel) > UINT64_MAX / s.elementSize || e->size != static_cast<uint64_t>(s.numel) * s.elementSize) {
-      bad("storage " + pickle::quoted(s.key) + " has " + std::to_string(e->size) + " bytes, not " + std::to_string(s.numel) +
+      bad("storage " + pickle::shownText(s.key) + " has " + std::to_string(e->size) + " bytes, not " + std::to_string(s.numel) +
           " × " + std::to_string(s.elementSize));
     }
     uint64_t numel = 1;
@@ -176,12 +177,13 @@ TorchCheckpoint decodeTorchCheckpoint(const uint8_t* data, size_t size, const st
   }
   if (found == 0) bad("the archive has no <name>/data.pkl (not a torch.save checkpoint)");
   if (found > 1) bad("the archive has " + std::to_string(found) + " data.pkl entries");
-  if (const zip::Entry* order = zip.find(prefix + "byteorder")) {
+  const zip::Entry* pkl = zip.find(prefix + "data.pkl");
+  if (pkl->compressed) bad("data.pkl is compressed; torch.save stores entries uncompressed");
+  if (const zip::Entry* order = zip.find(prefix + "byteorder"); order && !order->compressed) {
     const std::string_view v(reinterpret_cast<const char*>(data + order->offset), order->size);
-    if (v != "little") bad("byte order " + pickle::quoted(v) + " is not supported (little-endian only)");
+    if (v != "little") bad("byte order " + pickle::shownText(v) + " is not supported (little-endian only)");
   }
 
-  const zip::Entry* pkl = zip.find(prefix + "data.pkl");
   const pickle::Document doc =
       pickle::Document::parse(std::string_view(reinterpret_cast<const char*>(data + pkl->offset), pkl->size), label);
   Walker walker(data, zip, prefix, kTorchMaxExpansion * static_cast<uint64_t>(size) + (1u << 20), label);

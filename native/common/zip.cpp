@@ -109,18 +109,18 @@ Archive Archive::parse(const uint8_t* data, size_t size, const std::string& labe
       xp += 4 + len;
     }
     if (flags & 1) bad(what + " is encrypted");
-    if (method != 0) bad(what + " is compressed (method " + std::to_string(method) + "); torch.save stores entries uncompressed");
-    if (compSize != rawSize) bad(what + ": stored size " + std::to_string(compSize) + " differs from its size " + std::to_string(rawSize));
+    const bool compressed = method != 0;
+    if (!compressed && compSize != rawSize) bad(what + ": stored size " + std::to_string(compSize) + " differs from its size " + std::to_string(rawSize));
     if (!inside(local, 30) || le(data + local, 4) != kLocalSig) bad(what + ": no local header at offset " + std::to_string(local));
     const uint64_t lName = le(data + local + 26, 2), lExtra = le(data + local + 28, 2);
     const uint64_t dataOff = local + 30 + lName + lExtra;
     if (!inside(local + 30, lName) || std::string(reinterpret_cast<const char*>(data + local + 30), lName) != name) {
       bad(what + ": local header names another file");
     }
-    if (!inside(dataOff, rawSize) || dataOff + rawSize > cdOffset) bad(what + ": data runs outside the archive");
-    if (crc32(data + dataOff, static_cast<size_t>(rawSize)) != crc) bad(what + ": CRC mismatch (corrupt file)");
+    if (!inside(dataOff, compSize) || dataOff + compSize > cdOffset) bad(what + ": data runs outside the archive");
+    if (!compressed && crc32(data + dataOff, static_cast<size_t>(compSize)) != crc) bad(what + ": CRC mismatch (corrupt file)");
     if (!names.emplace(name, a.entries_.size()).second) bad("entry name '" + name.substr(0, 100) + "' appears twice");
-    a.entries_.push_back({std::move(name), static_cast<size_t>(dataOff), static_cast<size_t>(rawSize), crc});
+    a.entries_.push_back({std::move(name), static_cast<size_t>(dataOff), static_cast<size_t>(compSize), crc, compressed});
     pos += 46 + nameLen + extraLen + commentLen;
   }
   return a;

@@ -1,9 +1,10 @@
 // A minimal, torch-free reader of the zip container that `torch.save` writes (PyTorch ≥ 1.6): every entry
-// stored (method 0, no compression), names under one top-level folder (`<stem>/data.pkl`,
+// stored (method 0, no compression; other entries are listed but their bytes are never read), names under one top-level folder (`<stem>/data.pkl`,
 // `<stem>/data/<key>`, `<stem>/version`), sizes in the central directory (the local headers use data
 // descriptors), zip64 end records present. The buffer is hostile: every offset and size is checked against
-// it before an Entry exists, so an entry's bytes always lie inside the buffer. Anything else (compressed
-// entries, encryption, multi-disk archives, duplicate names) is an IpclipError ERR_BAD_FILE "<label>: …".
+// it before an Entry exists, so an entry's bytes always lie inside the buffer, and the CRC of every stored
+// entry is checked. Anything else (encryption, multi-disk archives, duplicate names) is an IpclipError
+// ERR_BAD_FILE "<label>: …".
 #pragma once
 
 #include <cstddef>
@@ -18,8 +19,9 @@ namespace ipclip::zip {
 struct Entry {
   std::string name;
   size_t offset;  // of the entry's data in the buffer
-  size_t size;
+  size_t size;     // stored bytes (the data itself when not compressed)
   uint32_t crc32;
+  bool compressed;  // another method than "stored": listed, never read (TorchScript compresses its code/)
 };
 
 class Archive {
