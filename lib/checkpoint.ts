@@ -11,7 +11,7 @@
  */
 import { SPLIT_PRESETS, SPLIT_RULE, type BadImage, type DomainDataset, type SplitInfo } from './data.js';
 import { IpclipError, check } from './errors.js';
-import type { ClipConfig } from './native.js';
+import type { ClipActivation, ClipConfig } from './native.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor } from './safetensors.js';
 import type { Tensor } from './tensor.js';
 
@@ -247,17 +247,23 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
   const cfg = obj(clip.config, 'clip.config');
   const vision = obj(cfg.vision, 'clip.config.vision');
   const textCfg = obj(cfg.text, 'clip.config.text');
+  // Absent in files written before activations were recorded: those CLIPs all ran QuickGELU.
+  const activation = (v: unknown, what: string): ClipActivation => {
+    if (v === undefined) return 'quick_gelu';
+    if (v !== 'quick_gelu' && v !== 'gelu') throw bad(`${what} is not 'quick_gelu' or 'gelu'`);
+    return v;
+  };
   const config: ClipConfig = {
     embedDim: int(cfg.embedDim, 'clip.config.embedDim', 1),
     vision: {
       width: int(vision.width, 'vision.width', 1), layers: int(vision.layers, 'vision.layers', 1),
       heads: int(vision.heads, 'vision.heads', 1), patchSize: int(vision.patchSize, 'vision.patchSize', 1),
-      imageSize: int(vision.imageSize, 'vision.imageSize', 1),
+      imageSize: int(vision.imageSize, 'vision.imageSize', 1), activation: activation(vision.activation, 'vision.activation'),
     },
     text: {
       width: int(textCfg.width, 'text.width', 1), layers: int(textCfg.layers, 'text.layers', 1),
       heads: int(textCfg.heads, 'text.heads', 1), contextLength: int(textCfg.contextLength, 'text.contextLength', 1),
-      vocabSize: int(textCfg.vocabSize, 'text.vocabSize', 1),
+      vocabSize: int(textCfg.vocabSize, 'text.vocabSize', 1), activation: activation(textCfg.activation, 'text.activation'),
     },
   };
   const meta: CheckpointMeta = {
@@ -368,5 +374,7 @@ function parseRun(r: Record<string, unknown>, bad: (why: string) => IpclipError)
 export function sameConfig(a: ClipConfig, b: ClipConfig): boolean {
   return a.embedDim === b.embedDim
     && (['width', 'layers', 'heads', 'patchSize', 'imageSize'] as const).every((k) => a.vision[k] === b.vision[k])
-    && (['width', 'layers', 'heads', 'contextLength', 'vocabSize'] as const).every((k) => a.text[k] === b.text[k]);
+    && (['width', 'layers', 'heads', 'contextLength', 'vocabSize'] as const).every((k) => a.text[k] === b.text[k])
+    && (a.vision.activation ?? 'quick_gelu') === (b.vision.activation ?? 'quick_gelu')
+    && (a.text.activation ?? 'quick_gelu') === (b.text.activation ?? 'quick_gelu');
 }

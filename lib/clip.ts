@@ -13,7 +13,7 @@ import { preprocess as preprocessImages } from './preprocess.js';
 import { type ImageTensor, type Tensor, numel } from './tensor.js';
 import { ClipTokenizer } from './tokenizer.js';
 
-export type { ClipConfig, ClipDtype, ClipInfo } from './native.js';
+export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from './native.js';
 
 /** Options of {@link Clip.load}. */
 export interface ClipLoadOptions {

@@ -13,12 +13,19 @@ import type { Tensor } from './tensor.js';
 // ---------------------------------------------------------------------------------------------------------------
 // Types of the raw binding (kept by hand in step with native/binding/*.cpp)
 
+/**
+ * The MLP nonlinearity of a tower: `quick_gelu` (x·σ(1.702x), OpenAI's CLIP) or `gelu` (the exact erf GELU,
+ * most LAION/OpenCLIP models). Read from Hugging Face's `hidden_act` or open_clip's `quick_gelu`.
+ */
+export type ClipActivation = 'quick_gelu' | 'gelu';
+
 /** Architecture of a loaded CLIP, inferred from its weights. */
 export interface ClipConfig {
   /** Joint embedding dimension D. */
   embedDim: number;
-  vision: { width: number; layers: number; heads: number; patchSize: number; imageSize: number };
-  text: { width: number; layers: number; heads: number; contextLength: number; vocabSize: number };
+  /** `activation` is always reported; as input (`Clip.random`) it defaults to `quick_gelu`. */
+  vision: { width: number; layers: number; heads: number; patchSize: number; imageSize: number; activation?: ClipActivation };
+  text: { width: number; layers: number; heads: number; contextLength: number; vocabSize: number; activation?: ClipActivation };
 }
 
 /** Where a loaded CLIP came from and how it runs. */

@@ -99,8 +99,8 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
       const c = JSON.parse(readFileSync(CLIP_TINY.config, 'utf8')) as Record<string, number>;
       expect(clip().config).toEqual({
         embedDim: c.embed_dim,
-        vision: { width: c.vision_width, layers: c.vision_layers, heads: c.vision_width! / 64, patchSize: c.vision_patch_size, imageSize: c.image_resolution },
-        text: { width: c.transformer_width, layers: c.transformer_layers, heads: c.transformer_heads, contextLength: c.context_length, vocabSize: c.vocab_size },
+        vision: { width: c.vision_width, layers: c.vision_layers, heads: c.vision_width! / 64, patchSize: c.vision_patch_size, imageSize: c.image_resolution, activation: 'quick_gelu' },
+        text: { width: c.transformer_width, layers: c.transformer_layers, heads: c.transformer_heads, contextLength: c.context_length, vocabSize: c.vocab_size, activation: 'quick_gelu' },
       });
       expect(clip().info.format).toBe(format);
       expect(clip().info.dtype).toBe('float32');

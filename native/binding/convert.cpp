@@ -159,6 +159,15 @@ Napi::Object objectField(Napi::Env env, Napi::Object o, const char* key, const s
   return v.As<Napi::Object>();
 }
 
+// A tower's optional `activation`: 'quick_gelu' (the default, OpenAI's) or 'gelu'.
+Activation activationField(Napi::Env env, Napi::Object o, const std::string& where) {
+  Napi::Value v = o.Get("activation");
+  if (v.IsUndefined()) return Activation::QuickGelu;
+  const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  IPCLIP_CHECK_ARG(env, s == "quick_gelu" || s == "gelu", where + ".activation must be 'quick_gelu' or 'gelu'");
+  return s == "gelu" ? Activation::Gelu : Activation::QuickGelu;
+}
+
 }  // namespace
 
 std::string optionString(Napi::Object o, const char* key, const std::string& fallback) {
@@ -192,12 +201,14 @@ ClipConfig clipConfigFromJs(Napi::Env env, Napi::Value v, const char* where) {
   c.vision.heads = intField(env, vis, "heads", w + ".vision", 1, 256);
   c.vision.patchSize = intField(env, vis, "patchSize", w + ".vision", 1, 1024);
   c.vision.imageSize = intField(env, vis, "imageSize", w + ".vision", 1, 4096);
+  c.vision.activation = activationField(env, vis, w + ".vision");
   auto txt = objectField(env, o, "text", w);
   c.text.width = intField(env, txt, "width", w + ".text", 1, 4096);
   c.text.layers = intField(env, txt, "layers", w + ".text", 1, 64);
   c.text.heads = intField(env, txt, "heads", w + ".text", 1, 256);
   c.text.contextLength = intField(env, txt, "contextLength", w + ".text", 2, 1024);
   c.text.vocabSize = intField(env, txt, "vocabSize", w + ".text", 3, 1 << 20);
+  c.text.activation = activationField(env, txt, w + ".text");
   IPCLIP_CHECK_ARG(env, c.vision.width % c.vision.heads == 0, w + ".vision.width must be divisible by its heads");
   IPCLIP_CHECK_ARG(env, c.text.width % c.text.heads == 0, w + ".text.width must be divisible by its heads");
   IPCLIP_CHECK_ARG(env, c.vision.imageSize % c.vision.patchSize == 0, w + ".vision.imageSize must be a multiple of patchSize");
@@ -212,12 +223,14 @@ Napi::Object clipConfigToJs(Napi::Env env, const ClipConfig& c) {
   vision.Set("heads", c.vision.heads);
   vision.Set("patchSize", c.vision.patchSize);
   vision.Set("imageSize", c.vision.imageSize);
+  vision.Set("activation", activationName(c.vision.activation));
   auto text = Napi::Object::New(env);
   text.Set("width", c.text.width);
   text.Set("layers", c.text.layers);
   text.Set("heads", c.text.heads);
   text.Set("contextLength", c.text.contextLength);
   text.Set("vocabSize", c.text.vocabSize);
+  text.Set("activation", activationName(c.text.activation));
   auto out = Napi::Object::New(env);
   out.Set("embedDim", c.embedDim);
   out.Set("vision", vision);

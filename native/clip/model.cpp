@@ -14,7 +14,7 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c, int64_t embe
   class_embedding = register_parameter("class_embedding", torch::zeros({c.width}));
   positional_embedding = register_parameter("positional_embedding", torch::zeros({c.tokens(), c.width}));
   ln_pre = register_module("ln_pre", layerNorm(c.width));
-  transformer = register_module("transformer", Transformer(c.width, c.layers, c.heads));
+  transformer = register_module("transformer", Transformer(c.width, c.layers, c.heads, c.activation));
   ln_post = register_module("ln_post", layerNorm(c.width));
   proj = register_parameter("proj", torch::zeros({c.width, embedDim}));
 }
@@ -51,7 +51,7 @@ VisionOutput VisionTransformerImpl::forward(const torch::Tensor& images, const V
 
 ClipImpl::ClipImpl(const ClipConfig& c) : config_(c) {
   visual = register_module("visual", VisionTransformer(c.vision, c.embedDim));
-  transformer = register_module("transformer", Transformer(c.text.width, c.text.layers, c.text.heads));
+  transformer = register_module("transformer", Transformer(c.text.width, c.text.layers, c.text.heads, c.text.activation));
   token_embedding = register_module("token_embedding", torch::nn::Embedding(c.text.vocabSize, c.text.width));
   positional_embedding = register_parameter("positional_embedding", torch::zeros({c.text.contextLength, c.text.width}));
   ln_final = register_module("ln_final", layerNorm(c.text.width));

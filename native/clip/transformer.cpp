@@ -35,22 +35,25 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return merge(torch::matmul(attn, v));
 }
 
-MlpImpl::MlpImpl(int64_t width) {
+MlpImpl::MlpImpl(int64_t width, Activation act) : activation(act) {
   c_fc = register_module("c_fc", torch::nn::Linear(width, 4 * width));
   c_proj = register_module("c_proj", torch::nn::Linear(4 * width, width));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   auto h = c_fc->forward(x);
-  h = h * torch::sigmoid(1.702 * h);  // QuickGELU, as CLIP was trained with
+  if (activation == Activation::Gelu)
+    h = torch::gelu(h);  // exact (erf) GELU: Hugging Face's "gelu", open_clip's nn.GELU
+  else
+    h = h * torch::sigmoid(1.702 * h);  // QuickGELU, as OpenAI's CLIP was trained with
   return c_proj->forward(h);
 }
 
-ResidualBlockImpl::ResidualBlockImpl(int64_t width, int64_t heads) {
+ResidualBlockImpl::ResidualBlockImpl(int64_t width, int64_t heads, Activation activation) {
   ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(1e-5)));
   attn = register_module("attn", Attention(width, heads));
   ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(1e-5)));
-  mlp = register_module("mlp", Mlp(width));
+  mlp = register_module("mlp", Mlp(width, activation));
 }
 
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -58,9 +61,9 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x, const torch::Te
   return feedForward(h);
 }
 
-TransformerImpl::TransformerImpl(int64_t width, int64_t layers, int64_t heads) {
+TransformerImpl::TransformerImpl(int64_t width, int64_t layers, int64_t heads, Activation activation) {
   resblocks = register_module("resblocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < layers; ++i) resblocks->push_back(ResidualBlock(width, heads));
+  for (int64_t i = 0; i < layers; ++i) resblocks->push_back(ResidualBlock(width, heads, activation));
 }
 
 torch::Tensor causalMask(int64_t tokens, const torch::TensorOptions& options) {

@@ -9,6 +9,8 @@
 
 #include <tuple>
 
+#include "clip/config.h"
+
 namespace ipclip {
 
 // Fused-qkv multi-head self-attention (nn.MultiheadAttention's parameter layout).
@@ -37,16 +39,17 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  explicit MlpImpl(int64_t width);
-  torch::Tensor forward(const torch::Tensor& x);  // c_proj(QuickGELU(c_fc(x)))
+  explicit MlpImpl(int64_t width, Activation activation = Activation::QuickGelu);
+  torch::Tensor forward(const torch::Tensor& x);  // c_proj(act(c_fc(x))), act QuickGELU or GELU
   torch::nn::Linear c_fc{nullptr};
   torch::nn::Linear c_proj{nullptr};
+  Activation activation;
 };
 TORCH_MODULE(Mlp);
 
 class ResidualBlockImpl : public torch::nn::Module {
  public:
-  ResidualBlockImpl(int64_t width, int64_t heads);
+  ResidualBlockImpl(int64_t width, int64_t heads, Activation activation = Activation::QuickGelu);
   // x: [B,T,W] → [B,T,W]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
   // The MLP half of the block, for callers that do the attention half themselves (shared-prefix text path).
@@ -62,7 +65,7 @@ TORCH_MODULE(ResidualBlock);
 // `transformer.resblocks.N`: the stack, kept as a module so the names match OpenAI's.
 class TransformerImpl : public torch::nn::Module {
  public:
-  TransformerImpl(int64_t width, int64_t layers, int64_t heads);
+  TransformerImpl(int64_t width, int64_t layers, int64_t heads, Activation activation = Activation::QuickGelu);
   torch::nn::ModuleList resblocks{nullptr};
   ResidualBlockImpl& block(size_t i) { return *resblocks[i]->as<ResidualBlockImpl>(); }
   size_t size() const { return resblocks->size(); }

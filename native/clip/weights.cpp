@@ -143,17 +143,62 @@ bool hasHuggingFaceNames(const StateDict& sd) {
   return false;
 }
 
-void readHfConfig(const fs::path& file, LoadedWeights& w) {
+// A config file as JSON, or nullopt when there is none. Bounded: configs are small.
+std::optional<json::Value> readJsonConfig(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
-  if (!in) return;
+  if (!in) return std::nullopt;
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (text.size() > (1 << 20)) fail("ERR_BAD_FILE", file.string() + ": config.json is larger than 1 MiB");
-  json::Value cfg;
+  if (text.size() > (1 << 20)) fail("ERR_BAD_FILE", file.string() + ": " + file.filename().string() + " is larger than 1 MiB");
   try {
-    cfg = json::parse(text);
+    return json::parse(text);
   } catch (const json::ParseError& e) {
     fail("ERR_BAD_FILE", file.string() + ": invalid JSON: " + e.what());
   }
+}
+
+// Hugging Face's `hidden_act` names. Anything else is refused: a silently wrong nonlinearity gives features
+// that look plausible and are wrong.
+Activation parseHiddenAct(const json::Value& v, const std::string& where) {
+  if (v.isString() && v.text() == "quick_gelu") return Activation::QuickGelu;
+  if (v.isString() && v.text() == "gelu") return Activation::Gelu;
+  fail("ERR_BAD_WEIGHTS", where + " is " + (v.isString() ? "'" + v.text() + "'" : std::string("not a string")) +
+                              ": supported activations are 'quick_gelu' and 'gelu'");
+}
+
+// The activations a config gives, per tower:
+//   Hugging Face: {vision_config: {hidden_act}, text_config: {hidden_act}} (absent: quick_gelu, HF's default);
+//   open_clip: {model_cfg: {quick_gelu, vision_cfg, text_cfg}} (open_clip_config.json) or the bare model config
+//   {quick_gelu, vision_cfg, text_cfg}: one flag for both towers, absent meaning GELU as in open_clip.
+// A tower a config has already set is kept.
+void readActivations(const json::Value& cfg, const std::string& source, LoadedWeights& w) {
+  for (auto [section, slot] : {std::pair{"vision_config", &w.visionActivation}, std::pair{"text_config", &w.textActivation}}) {
+    const auto* sec = cfg.get(section);
+    const auto* act = sec ? sec->get("hidden_act") : nullptr;
+    if (act && !*slot) *slot = parseHiddenAct(*act, source + ": " + section + ".hidden_act");
+  }
+  const json::Value* model = cfg.get("model_cfg");
+  if (!model && (cfg.get("vision_cfg") || cfg.get("text_cfg"))) model = &cfg;
+  if (!model || !model->isObject()) return;
+  Activation a = Activation::Gelu;
+  if (const auto* q = model->get("quick_gelu")) {
+    if (!q->isBool())
+      fail("ERR_BAD_WEIGHTS", source + ": " + (model == &cfg ? "" : "model_cfg.") + "quick_gelu must be true or false");
+    a = q->boolValue() ? Activation::QuickGelu : Activation::Gelu;
+  }
+  if (!w.visionActivation) w.visionActivation = a;
+  if (!w.textActivation) w.textActivation = a;
+}
+
+// open_clip's hub layout keeps its config in open_clip_config.json beside the weights.
+void readOpenClipConfig(const fs::path& file, LoadedWeights& w) {
+  if (auto cfg = readJsonConfig(file)) readActivations(*cfg, file.string(), w);
+}
+
+void readHfConfig(const fs::path& file, LoadedWeights& w) {
+  auto parsed = readJsonConfig(file);
+  if (!parsed) return;
+  const json::Value& cfg = *parsed;
+  readActivations(cfg, file.string(), w);
   auto positive = [](const json::Value* h) -> std::optional<int64_t> {
     int64_t v = 0;
     if (h && h->toInt64(v) && v > 0 && v <= 4096) return v;
@@ -204,6 +249,7 @@ LoadedWeights readClipWeights(const std::string& path) {
     if (!fs::exists(file, ec))
       fail("ERR_FILE_NOT_FOUND", path + ": a model directory must hold model.safetensors (and config.json)");
     readHfConfig(fs::path(path) / "config.json", w);
+    readOpenClipConfig(fs::path(path) / "open_clip_config.json", w);
   }
   if (looksLikeZip(file.string())) {
     w.tensors = readTorchScript(file.string());
@@ -217,9 +263,10 @@ LoadedWeights readClipWeights(const std::string& path) {
     } else {
       w.tensors = std::move(sd);
       w.format = WeightsFormat::OpenAiSafetensors;
-      // An optional config.json beside the file may give head counts that are not width/64.
+      // An optional config.json beside the file may give head counts that are not width/64 (and activations).
       readHfConfig(file.parent_path() / "config.json", w);
     }
+    if (!fs::is_directory(path, ec)) readOpenClipConfig(file.parent_path() / "open_clip_config.json", w);
   }
   if (w.tensors.count("visual.layer1.0.conv1.weight") || w.tensors.count("visual.attnpool.positional_embedding"))
     fail("ERR_BAD_WEIGHTS", path + ": ResNet CLIP variants (RN50, …) are not supported, only ViT models");
@@ -267,6 +314,8 @@ ClipConfig inferClipConfig(const LoadedWeights& w) {
   };
   c.vision.heads = headsFor(c.vision.width, w.visionHeads, "vision");
   c.text.heads = headsFor(c.text.width, w.textHeads, "text");
+  c.vision.activation = w.visionActivation.value_or(Activation::QuickGelu);
+  c.text.activation = w.textActivation.value_or(Activation::QuickGelu);
   return c;
 }
 

@@ -24,6 +24,9 @@ struct LoadedWeights {
   StateDict tensors;          // OpenAI names, source dtype, CPU
   WeightsFormat format;
   std::optional<int64_t> visionHeads, textHeads;  // from a config, when one says so
+  // Each tower's MLP activation from a config (Hugging Face `hidden_act`, open_clip `quick_gelu`); QuickGELU
+  // (OpenAI's) when no config says otherwise.
+  std::optional<Activation> visionActivation, textActivation;
   std::string source;         // the path, for messages
 };
 
@@ -32,7 +35,7 @@ struct LoadedWeights {
 LoadedWeights readClipWeights(const std::string& path);
 
 // The architecture from tensor shapes: layers counted from attention weights, patch size from the conv
-// kernel, resolution from the positional table, heads = width/64 unless a config said otherwise.
+// kernel, resolution from the positional table, heads = width/64 and QuickGELU unless a config said otherwise.
 ClipConfig inferClipConfig(const LoadedWeights& w);
 
 // Copies every parameter of `model` from `w` (converted to the parameter's dtype and device). Missing keys,
