@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs the torch-free native unit tests (safetensors reader + JSON parser) with g++ under
+# Builds and runs the torch-free native unit tests (safetensors reader + JSON parser, loss scale) with g++ under
 # AddressSanitizer and UBSan, then once more under valgrind (a separate unsanitised build) if it is installed.
 # Usage: scripts/native-tests.sh        (from anywhere; needs only g++)
 set -euo pipefail
@@ -15,6 +15,10 @@ echo "== building with -fsanitize=address,undefined"
 # shellcheck disable=SC2086
 g++ $flags -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer $srcs -o "$out/safetensors_test"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$out/safetensors_test" "$shared" test/native/regressions
+# The float16 loss scale (GradScaler's rule), also torch-free.
+g++ $flags -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -Inative \
+  test/native/loss_scale_test.cpp native/ipclip/loss_scale.cpp -o "$out/loss_scale_test"
+"$out/loss_scale_test"
 
 if command -v valgrind >/dev/null 2>&1; then
   echo "== building without sanitizers for valgrind"
