@@ -44,6 +44,11 @@ export interface ClipInfo {
   source: string;
   /** exp(logit_scale) of the checkpoint: the factor on cosine similarities in CLIP's logits. */
   logitScale: number;
+  /**
+   * CUDA only: whether matrix products and convolutions may round inputs to TF32. Loading a `float32` model on
+   * CUDA switches TF32 off process-wide (cuBLAS and cuDNN), so this is `false` for it.
+   */
+  tf32?: boolean;
 }
 
 /** Compute dtypes a model can be loaded in. */
@@ -139,6 +144,11 @@ export interface NativeStepOptions {
   update?: boolean;
   returnOutputs?: boolean;
   trainEnhancer?: boolean;
+  /**
+   * Copy this step's gradients to the host for {@link NativePromptModel.gradients} (default: only when `update`
+   * is false). Training steps leave them on the device: no copy, no wait for a GPU.
+   */
+  keepGradients?: boolean;
 }
 
 /** The loss terms of one step, unclamped, and the total. */
@@ -161,10 +171,18 @@ export interface NativeStepResult {
   outputs?: { zA: Tensor; zU: Tensor; zSelf: Tensor; zCross: Tensor; domainA: Tensor; domainU: Tensor };
 }
 
-/** Adam's state: step count and moments keyed `exp_avg.<name>` / `exp_avg_sq.<name>`. */
+/** The float16 dynamic loss scale: the factor, and the finite steps counted towards its next doubling. */
+export interface LossScaleState {
+  scale: number;
+  goodSteps: number;
+}
+
+/** Adam's state: step count and moments keyed `exp_avg.<name>` / `exp_avg_sq.<name>`, and the loss scale. */
 export interface NativeOptimizerState {
   step: number;
   tensors: Record<string, Tensor>;
+  /** Always returned; optional on input (absent: the prompt's current scale is kept). */
+  lossScale?: LossScaleState;
 }
 
 /** What the vision tower gives the prompt, per batch: `embeds` `[B,D]` (normalised), `stats` `[L,B,2,W]`. */
@@ -193,7 +211,10 @@ export interface NativePromptModel {
   /** {@link NativePromptModel.step} from {@link NativePromptModel.encodeVision}'s output (`featU` unused by `reference`). */
   stepFeatures(featA: NativeVisionFeatures, labelsA: Int32Array, featU: NativeVisionFeatures, labelsU: Int32Array,
     opts: NativeStepOptions): Promise<NativeStepResult>;
-  /** The last step's gradients (a synchronous copy). */
+  /**
+   * The last step's gradients (a synchronous copy of the host copies the step made). Throws
+   * `ERR_INVALID_ARGUMENT` after a step that did not keep them (see {@link NativeStepOptions.keepGradients}).
+   */
   gradients(): Record<string, Tensor>;
   optimizerState(): Promise<NativeOptimizerState>;
   setOptimizerState(s: NativeOptimizerState): Promise<void>;

@@ -279,7 +279,11 @@ export class IPPrompt implements Disposable {
     return out;
   }
 
-  /** The last training step's gradients of the total loss (release names), copied. */
+  /**
+   * The last training step's gradients of the total loss (release names), copied. Steps keep them only with
+   * `update: false` or `keepGradients: true` (a training step leaves them on the device, uncopied); after any
+   * other step this throws `ERR_INVALID_ARGUMENT`.
+   */
   gradients(): Record<string, Tensor> {
     const native = this.native;
     return callNativeSync(() => native.gradients());

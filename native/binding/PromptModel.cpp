@@ -1,5 +1,7 @@
 #include "binding/PromptModel.h"
 
+#include <optional>
+
 #include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/register.h"
@@ -100,23 +102,48 @@ StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
   opts.update = optionBool(o, "update", true);
   opts.returnOutputs = optionBool(o, "returnOutputs", false);
   opts.trainEnhancer = optionBool(o, "trainEnhancer", false);
+  opts.keepGradients = optionBool(o, "keepGradients", !opts.update);
   IPCLIP_CHECK_ARG(env, opts.lr >= 0, "step: lr must be non-negative");
   return opts;
 }
 
-// Queues one training step (`run` does the numerics on the worker thread), then snapshots the gradients for the
-// synchronous gradients() and moves the requested outputs to the host.
+// Device tensors → host float32 tensors with one device→host copy (one wait for a GPU, not one per tensor).
+TensorMap hostCopies(const TensorMap& m) {
+  if (m.empty()) return {};
+  if (m.begin()->second.is_cpu()) {
+    TensorMap out;
+    for (const auto& [k, v] : m) out[k] = hostFloat(v);
+    return out;
+  }
+  std::vector<torch::Tensor> flat;
+  for (const auto& [_, v] : m) flat.push_back(v.detach().reshape({-1}).to(torch::kFloat32));
+  auto all = torch::cat(flat).to(torch::kCPU);
+  TensorMap out;
+  int64_t at = 0;
+  for (const auto& [k, v] : m) {
+    out[k] = all.narrow(0, at, v.numel()).view(v.sizes());
+    at += v.numel();
+  }
+  return out;
+}
+
+// Queues one training step (`run` does the numerics on the worker thread), then, when the step keeps them
+// (keepGradients, or update: false), copies the gradients to the host for the synchronous gradients(); and
+// moves the requested outputs to the host.
 template <typename Run>
-Napi::Promise startStep(Napi::Env env, Napi::Object self, const std::shared_ptr<PromptHandle>& h, const char* name, Run run) {
+Napi::Promise startStep(Napi::Env env, Napi::Object self, const std::shared_ptr<PromptHandle>& h, const char* name,
+                        bool keepGradients, Run run) {
   return PromiseWorker<StepResult>::start(
       env, self, name,
-      [h, run]() {
+      [h, run, keepGradients]() {
         std::lock_guard<std::mutex> lock(h->mutex);
         std::lock_guard<std::mutex> clipLock(h->clip->mutex);
         auto r = run(*h->core);
+        auto grads = keepGradients ? hostCopies(h->core->lastGradients) : TensorMap{};
         {
           std::lock_guard<std::mutex> g(h->gradMutex);
-          h->gradients = h->core->lastGradients;
+          h->gradients = std::move(grads);
+          h->gradientsKept = keepGradients;
         }
         for (auto& [k, v] : r.outputs) v = hostFloat(v);
         return r;
@@ -324,7 +351,7 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, imagesA.size(0) >= 2,
                      "step: batches need at least 2 images (the enhancement branch normalises over the batch)");
   }
-  return startStep(env, Value(), h, "ipclip.prompt.step", [=](IPClip& core) {
+  return startStep(env, Value(), h, "ipclip.prompt.step", opts.keepGradients, [=](IPClip& core) {
     return core.step(imagesA, labelsA, imagesU, labelsU, opts);
   });
 }
@@ -370,7 +397,7 @@ Napi::Value PromptModel::stepFeatures(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, featA.embeds.size(0) >= 2,
                      "stepFeatures: batches need at least 2 samples (the enhancement branch normalises over the batch)");
   }
-  return startStep(env, Value(), h, "ipclip.prompt.stepFeatures", [=](IPClip& core) {
+  return startStep(env, Value(), h, "ipclip.prompt.stepFeatures", opts.keepGradients, [=](IPClip& core) {
     return core.step(featA, labelsA, featU, labelsU, opts);
   });
 }
@@ -378,22 +405,30 @@ Napi::Value PromptModel::stepFeatures(const Napi::CallbackInfo& info) {
 Napi::Value PromptModel::gradients(const Napi::CallbackInfo& info) {
   auto h = handle(info.Env());
   std::lock_guard<std::mutex> g(h->gradMutex);  // held only while copying a small snapshot
+  if (!h->gradientsKept)
+    throwJs(info.Env(), "ERR_INVALID_ARGUMENT",
+            "gradients(): the last step did not keep its gradients; run it with keepGradients: true (or update: false)");
   return mapToJs(info.Env(), h->gradients);
 }
 
 Napi::Value PromptModel::optimizerState(const Napi::CallbackInfo& info) {
   auto h = handle(info.Env());
-  struct Out { int64_t steps; TensorMap tensors; };
+  struct Out { int64_t steps; TensorMap tensors; double scale; int64_t goodSteps; };
   return PromiseWorker<Out>::start(
       info.Env(), Value(), "ipclip.prompt.optimizerState",
       [h]() {
         std::lock_guard<std::mutex> lock(h->mutex);
-        return Out{h->core->adam.steps, h->core->optimizerState()};
+        const auto& ls = h->core->lossScale;
+        return Out{h->core->adam.steps, h->core->optimizerState(), ls.scale(), ls.goodSteps()};
       },
       [](Napi::Env env, Out& out) -> Napi::Value {
         auto o = Napi::Object::New(env);
         o.Set("step", static_cast<double>(out.steps));
         o.Set("tensors", mapToJs(env, out.tensors));
+        auto ls = Napi::Object::New(env);
+        ls.Set("scale", out.scale);
+        ls.Set("goodSteps", static_cast<double>(out.goodSteps));
+        o.Set("lossScale", ls);
         return o;
       });
 }
@@ -406,11 +441,24 @@ Napi::Value PromptModel::setOptimizerState(const Napi::CallbackInfo& info) {
   double steps = optionNumber(o, "step", 0);
   IPCLIP_CHECK_ARG(env, steps >= 0 && steps == static_cast<int64_t>(steps), "setOptimizerState: step must be a non-negative integer");
   auto tensors = mapFromJs(env, o.Get("tensors"), "setOptimizerState");
+  // Optional { scale, goodSteps }: the float16 loss scale (absent: left as it is).
+  std::optional<std::pair<double, int64_t>> lossScale;
+  if (o.Has("lossScale") && !o.Get("lossScale").IsUndefined()) {
+    IPCLIP_CHECK_ARG(env, o.Get("lossScale").IsObject(), "setOptimizerState: lossScale must be { scale, goodSteps }");
+    auto ls = o.Get("lossScale").As<Napi::Object>();
+    double scale = optionNumber(ls, "scale", 65536.0), good = optionNumber(ls, "goodSteps", 0);
+    IPCLIP_CHECK_ARG(env, good == static_cast<int64_t>(good), "setOptimizerState: lossScale.goodSteps must be an integer");
+    lossScale = std::pair{scale, static_cast<int64_t>(good)};
+  }
   return PromiseWorker<int>::start(
       env, Value(), "ipclip.prompt.setOptimizerState",
-      [h, steps, tensors]() {
+      [h, steps, tensors, lossScale]() {
         std::lock_guard<std::mutex> lock(h->mutex);
+        // The loss scale first: it validates without side effects, so a bad value changes nothing.
+        LossScale restored = h->core->lossScale;
+        if (lossScale) restored.setState(lossScale->first, lossScale->second);
         h->core->setOptimizerState(static_cast<int64_t>(steps), tensors);
+        h->core->lossScale = restored;
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });

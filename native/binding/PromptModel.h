@@ -15,8 +15,9 @@ struct PromptHandle {
   std::shared_ptr<ClipHandle> clip;  // keeps the CLIP alive as long as the prompt
   std::unique_ptr<IPClip> core;
   std::mutex mutex;                  // serialises work on this prompt
-  std::mutex gradMutex;              // guards `gradients`, read synchronously from JS
-  std::map<std::string, torch::Tensor> gradients;
+  std::mutex gradMutex;              // guards `gradients` and `gradientsKept`, read synchronously from JS
+  std::map<std::string, torch::Tensor> gradients;  // host tensors of the last step that kept them
+  bool gradientsKept = true;         // false after a step that did not keep them (until the next one that does)
   int64_t bytes = 0;
 };
 

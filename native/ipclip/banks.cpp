@@ -8,6 +8,7 @@ FeatureBank::FeatureBank(int64_t c, int64_t k, int64_t d)
 void FeatureBank::reset() {
   feats.zero_();
   conf.zero_();
+  invalidate();
 }
 
 void FeatureBank::update(const torch::Tensor& featsIn, const torch::Tensor& logits, const torch::Tensor& labels,
@@ -21,6 +22,7 @@ void FeatureBank::update(const torch::Tensor& featsIn, const torch::Tensor& logi
   auto predA = predicted.accessor<int64_t, 1>();
   auto labA = lab.accessor<int64_t, 1>();
   auto slotConf = conf.accessor<float, 1>();
+  invalidate();
   for (int64_t b = 0; b < f.size(0); ++b) {
     int64_t cls;
     if (rule == BankRule::Authorized) {
@@ -42,6 +44,14 @@ void FeatureBank::update(const torch::Tensor& featsIn, const torch::Tensor& logi
 
 torch::Tensor FeatureBank::prototypes() const {
   return feats.view({classes, slots, -1}).mean(1);
+}
+
+const torch::Tensor& FeatureBank::prototypesOn(const torch::Device& device) {
+  if (!cached_.defined() || cached_.device() != device) {
+    torch::NoGradGuard noGrad;
+    cached_ = prototypes().to(device);
+  }
+  return cached_;
 }
 
 }  // namespace ipclip

@@ -21,10 +21,17 @@ class FeatureBank {
 
   // [C,D]: mean over each class's K slots, zeros included, not re-normalised.
   torch::Tensor prototypes() const;
+  // The same on `device`, computed once per change of the bank (the training step reads it every step).
+  const torch::Tensor& prototypesOn(const torch::Device& device);
+  // Call after writing `feats` directly (restoring a state): the cached prototypes are stale.
+  void invalidate() { cached_ = torch::Tensor(); }
 
   torch::Tensor feats;  // [C·K, D] fp32, CPU
   torch::Tensor conf;   // [C·K] fp32, CPU
   int64_t classes, slots;
+
+ private:
+  torch::Tensor cached_;  // prototypes() on the device of the last prototypesOn, or undefined
 };
 
 }  // namespace ipclip

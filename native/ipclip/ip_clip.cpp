@@ -123,6 +123,7 @@ StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& la
   for (auto& p : enhancer_->parameters()) p.set_requires_grad(o.trainEnhancer);
   auto params = trainable(o.trainEnhancer);
   for (auto& [_, p] : params) p.mutable_grad() = torch::Tensor();
+  lastGradients.clear();
 
   const auto dev = clip_->device();
   LossInputs in;
@@ -139,7 +140,8 @@ StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& la
     in.textA = A.text;
     in.textU = U.text;
     // Style enhancement: A's embeddings towards A's own prototypes (self) and U's prototypes (cross).
-    auto protoA = bankA_.prototypes().to(dev), protoU = bankU_.prototypes().to(dev);
+    const auto& protoA = bankA_.prototypesOn(dev);
+    const auto& protoU = bankU_.prototypesOn(dev);
     auto selfEnh = enhancer_->forward(A.embeds, protoA);
     auto crossEnh = enhancer_->forward(A.embeds, protoU);
     in.zSelf = logitsFrom(selfEnh, A.text);
@@ -154,22 +156,30 @@ StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& la
   }
 
   result.terms = computeLoss(in, o.scenario, o.preset);
-  result.loss = result.terms.total.item<double>();
   // Half-precision towers: scale the loss so small gradients survive fp16, unscale before the update.
   const bool scaled = clip_->dtype() == torch::kFloat16;
-  if (!std::isfinite(result.loss)) {
-    result.skipped = true;
-  } else {
-    (scaled ? result.terms.total * lossScale_ : result.terms.total).backward();
-    lastGradients.clear();
-    for (auto& [name, p] : params) {
-      if (!p.grad().defined()) continue;
-      if (scaled) p.mutable_grad().div_(lossScale_);
-      if (!allFinite(p.grad())) result.skipped = true;
-      lastGradients[name] = p.grad().detach().to(torch::kCPU).clone();
-    }
-    if (scaled && result.skipped) lossScale_ = std::max(1.0, lossScale_ / 2);
+  const double scale = scaled ? lossScale.scale() : 1.0;
+  const auto total = result.terms.total;
+  // Backward even when the loss is not finite: the step is then skipped on the fused check below, and the
+  // host is asked one question per step instead of one per tensor (each .item() waits for a GPU).
+  (scaled ? total * scale : total).backward();
+  std::vector<torch::Tensor> finite{torch::isfinite(total.detach()).reshape({1})};
+  for (auto& [name, p] : params) {
+    if (!p.grad().defined()) continue;
+    if (scaled) p.mutable_grad().div_(scale);
+    finite.push_back(torch::isfinite(p.grad()).all().reshape({1}));
+    lastGradients[name] = p.grad().detach();
   }
+  // One device→host copy: the total, the seven terms, and whether the loss and every gradient are finite.
+  auto report = torch::cat({total.detach().to(torch::kFloat64).reshape({1}), result.terms.values.to(torch::kFloat64),
+                            torch::cat(finite).all().to(torch::kFloat64).reshape({1})})
+                    .to(torch::kCPU)
+                    .contiguous();
+  const double* values = report.data_ptr<double>();
+  result.loss = values[0];
+  result.terms.setValues(values + 1);
+  result.skipped = values[8] == 0;
+  if (scaled) lossScale.update(!result.skipped);  // halve on overflow, grow after 2000 clean steps
   if (result.skipped) ++skippedSteps;
   if (o.update && !result.skipped) {
     Adam::Options ao;
@@ -178,6 +188,7 @@ StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& la
   }
   for (auto& [_, p] : params) p.mutable_grad() = torch::Tensor();
   result.terms.total = torch::Tensor();
+  result.terms.values = torch::Tensor();
   return result;
 }
 
@@ -222,6 +233,8 @@ void IPClip::setState(const std::map<std::string, torch::Tensor>& tensors) {
     if (ignored(name)) continue;
     targets[name].copy_(t.to(targets[name].options()));
   }
+  bankA_.invalidate();
+  bankU_.invalidate();
   // A bank imported without confidences (the release stores none): filled slots count as fully confident.
   if (!tensors.count("source_feat_conf") && tensors.count("source_feat_bank"))
     bankA_.conf.copy_((bankA_.feats.abs().sum(1) > 0).to(torch::kFloat32));

@@ -9,6 +9,7 @@
 #include "ipclip/adam.h"
 #include "ipclip/banks.h"
 #include "ipclip/enhancer.h"
+#include "ipclip/loss_scale.h"
 #include "ipclip/losses.h"
 #include "ipclip/prompt_learner.h"
 #include "ipclip/text_path.h"
@@ -29,6 +30,8 @@ struct StepOptions {
   bool update = true;          // false: loss and gradients only
   bool returnOutputs = false;  // keep zA, zU, zSelf, zCross, domainA, domainU
   bool trainEnhancer = false;
+  // Copy the gradients to the host for gradients() (the binding does it; implied by update == false).
+  bool keepGradients = false;
 };
 
 struct StepResult {
@@ -82,8 +85,11 @@ class IPClip {
   const ClipImpl& clip() const { return *clip_; }
   int64_t parameterBytes();
 
-  std::map<std::string, torch::Tensor> lastGradients;  // CPU copies, taken at the end of each step
+  // The last step's gradients (unscaled), on the model's device: references, not copies (each step makes new
+  // gradient tensors and drops its own references to them). Released when the next step starts.
+  std::map<std::string, torch::Tensor> lastGradients;
   Adam adam;
+  LossScale lossScale;  // used only when the towers run in float16
   int64_t skippedSteps = 0;
 
  private:
@@ -99,7 +105,6 @@ class IPClip {
   ClassPrompts classPrompts_;
   IPClipOptions options_;
   int64_t classes_;
-  double lossScale_ = 65536.0;  // dynamic loss scale, used only when the towers run in float16
 };
 
 }  // namespace ipclip

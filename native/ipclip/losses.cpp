@@ -56,9 +56,10 @@ torch::Tensor entropyOfficial(const torch::Tensor& z) {
 LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset) {
   LossTerms out;
   auto ceA = F::cross_entropy(in.zA, in.yA);
-  out.ceA = ceA.item<double>();
   if (scenario == Scenario::Reference) {
     out.total = ceA;
+    auto zero = torch::zeros({6}, ceA.options().dtype(torch::kFloat64));
+    out.values = torch::cat({ceA.detach().to(torch::kFloat64).reshape({1}), zero});
     return out;
   }
   auto ceU = F::cross_entropy(in.zU, in.yU);
@@ -75,12 +76,10 @@ LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset) {
   const auto w = weightsFor(scenario, preset);
   out.total = ceA + w.ceU * clamp5(ceU) + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
               w.mse * clamp5(mse) + w.entropy * ent + w.kl * kl;
-  out.ceU = ceU.item<double>();
-  out.ceSelf = ceSelf.item<double>();
-  out.ceCross = ceCross.item<double>();
-  out.mse = mse.item<double>();
-  out.kl = kl.item<double>();
-  out.entropy = ent.item<double>();
+  // No .item() here: on a GPU each would wait for the device. The caller copies `values` once.
+  std::vector<torch::Tensor> values;
+  for (const auto* t : {&ceA, &ceU, &ceSelf, &ceCross, &mse, &kl, &ent}) values.push_back(t->detach().to(torch::kFloat64));
+  out.values = torch::stack(values);
   return out;
 }
 

@@ -22,6 +22,10 @@ struct LossInputs {
 struct LossTerms {
   torch::Tensor total;                                   // scalar with graph
   double ceA = 0, ceU = 0, ceSelf = 0, ceCross = 0, mse = 0, kl = 0, entropy = 0;  // unclamped values
+  // The same seven values, in that order, as one detached float64 tensor on the loss's device: computeLoss
+  // leaves the doubles at 0 and fills this, so the caller reads them back with one device→host copy (setValues).
+  torch::Tensor values;
+  void setValues(const double* v) { ceA = v[0]; ceU = v[1]; ceSelf = v[2]; ceCross = v[3]; mse = v[4]; kl = v[5]; entropy = v[6]; }
 };
 
 // Reference: CE_A only (the unprotected baseline); the other inputs may be undefined.

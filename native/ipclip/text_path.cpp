@@ -19,6 +19,7 @@ ClassPrompts makeClassPrompts(ClipImpl& clip, const torch::Tensor& ids, int64_t 
   p.suffix = emb.slice(1, 1 + nCtx).clone();
   p.eot = dev.argmax(-1);
   const int64_t minEot = p.eot.min().item<int64_t>();
+  p.maxEot = p.eot.max().item<int64_t>();
   if (minEot <= nCtx)
     fail("ERR_INVALID_ARGUMENT", "a class prompt's EOT lies inside the context slots: the prompt needs " +
                                      std::to_string(nCtx) + " context tokens before the class name");
@@ -61,7 +62,7 @@ torch::Tensor suffixAttention(const torch::Tensor& qs, const torch::Tensor& ks, 
 torch::Tensor encodeFast(ClipImpl& clip, const ClassPrompts& p, const torch::Tensor& context) {
   const int64_t B = context.size(0), C = p.suffix.size(0);
   const int64_t P = 1 + p.nCtx;                                      // SOT + context
-  const int64_t S = p.eot.max().item<int64_t>() - P + 1;             // suffix up to the last EOT
+  const int64_t S = p.maxEot - P + 1;                                // suffix up to the last EOT
   const auto& pos = clip.positional_embedding;
   auto dtype = p.suffix.scalar_type();
 

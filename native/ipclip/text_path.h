@@ -19,6 +19,7 @@ struct ClassPrompts {
   torch::Tensor sot;     // [1,Wt] token embedding of SOT (frozen)
   torch::Tensor suffix;  // [C, ctx-1-nCtx, Wt] frozen token embeddings after the context slots
   torch::Tensor eot;     // [C] int64: EOT position in the full sequence
+  int64_t maxEot = 0;    // eot.max(), read once here rather than from the device every step
   int64_t nCtx = 0;
 };
 
