@@ -76,6 +76,10 @@ export interface TrainingMeta {
   /** Learning rate of the last step taken. */
   lastLr: number;
   skippedUpdates: number;
+  /** The CLIP's compute dtype (`float32`, `bfloat16`, `float16`); absent in older files. Resuming needs the same. */
+  dtype?: string;
+  /** The float16 dynamic loss scale at the checkpoint (absent in older files). */
+  lossScale?: { scale: number; goodSteps: number };
   /** The data streams' loader seeds (derived from the run seed; recorded to detect a changed setup). */
   streamSeeds: { authorized: number; unauthorized: number };
   history: EpochRecord[];
@@ -300,6 +304,13 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
       optimizerStep: int(t.optimizerStep, 'training.optimizerStep'),
       lastLr: num(t.lastLr, 'training.lastLr'),
       skippedUpdates: int(t.skippedUpdates, 'training.skippedUpdates'),
+      ...(t.dtype === undefined ? {} : { dtype: str(t.dtype, 'training.dtype') }),
+      ...(t.lossScale === undefined ? {} : (() => {
+        const ls = obj(t.lossScale, 'training.lossScale');
+        const scale = num(ls.scale, 'training.lossScale.scale');
+        if (!Number.isFinite(scale) || scale < 1) throw bad('training.lossScale.scale is not a finite number ≥ 1');
+        return { lossScale: { scale, goodSteps: int(ls.goodSteps, 'training.lossScale.goodSteps') } };
+      })()),
       streamSeeds: { authorized: int(seeds.authorized, 'streamSeeds.authorized'), unauthorized: int(seeds.unauthorized, 'streamSeeds.unauthorized') },
       history: t.history.map((h, i) => {
         const r = obj(h, `training.history[${i}]`);

@@ -274,12 +274,13 @@ export class IPTrainer {
 
   /**
    * One training step on an authorized and an unauthorized batch of the same size: every loss term, the
-   * gradients (see {@link IPPrompt.gradients}) and, unless `update: false`, one Adam update at `lr` (default:
+   * gradients (kept for {@link IPPrompt.gradients} with `update: false` or `keepGradients`) and, unless
+   * `update: false`, one Adam update at `lr` (default:
    * the options' `lr`; {@link fit} passes the schedule's). Images with NaN/Inf reject with `ERR_NON_FINITE`.
    * {@link fit} (without the feature cache) takes every step through this method, with the loaders' batches
    * (`Batch`: also the dataset indices and the transform of each sample).
    */
-  async step(batchA: TrainBatch, batchU: TrainBatch, opts: { lr?: number; update?: boolean; returnOutputs?: boolean } = {}):
+  async step(batchA: TrainBatch, batchU: TrainBatch, opts: { lr?: number; update?: boolean; returnOutputs?: boolean; keepGradients?: boolean } = {}):
     Promise<StepTerms & { outputs?: NativeStepResult['outputs'] }> {
     const size = this.clip.config.vision.imageSize;
     const lr = opts.lr ?? this.options.lr;
@@ -302,6 +303,7 @@ export class IPTrainer {
       {
         scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
         update, returnOutputs: opts.returnOutputs === true, trainEnhancer: this.options.trainEnhancer,
+        ...(opts.keepGradients === undefined ? {} : { keepGradients: opts.keepGradients === true }),
       }));
     const terms = this.record(res, lr, update);
     return res.outputs ? { ...terms, outputs: res.outputs } : terms;
@@ -515,6 +517,7 @@ export class IPTrainer {
       iteration: this.iteration,
       epoch: total > 0 ? Math.floor((this.iteration * this.options.epochs) / total) : 0,
       seed: this.options.seed, totalIterations: total, optimizerStep: optim.step, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
+      dtype: this.clip.info.dtype, ...(optim.lossScale ? { lossScale: optim.lossScale } : {}),
       streamSeeds: seeds, history: this.history, accumulator: this.accumulator,
     };
     await writeCheckpoint(file, {
@@ -549,13 +552,15 @@ export class IPTrainer {
       ['referenceFor', t.referenceFor ?? null, o.referenceFor],
     ];
     if (expectedTotal !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, expectedTotal]);
+    // Another compute dtype is another run: other rounding, and a float16 loss scale that means nothing elsewhere.
+    if (t.dtype !== undefined) pairs.push(['the compute dtype', t.dtype, this.clip.info.dtype]);
     for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);
     const runDiff = meta.run && this.runRecord ? runDifference(meta.run, this.runRecord) : null;
     if (runDiff) throw mismatch(...runDiff);
     if (t.iteration > t.totalIterations) throw new IpclipError('ERR_BAD_FILE', `${file}: iteration ${t.iteration} is past the run's ${t.totalIterations}`);
     await this.prompt.setState(content.state);
     const native = this.prompt.native;
-    await callNative(() => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {} }));
+    await callNative(() => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {}, ...(t.lossScale ? { lossScale: t.lossScale } : {}) }));
     this.iteration = t.iteration;
     this.skippedUpdates = t.skippedUpdates;
     this.lastLr = t.lastLr;

@@ -1,6 +1,7 @@
 #include "binding/ClipModel.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/Context.h>
 
 #include "binding/addon_data.h"
 #include "binding/convert.h"
@@ -21,6 +22,12 @@ struct LoadOptions {
 void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, const std::string& format,
                  const std::string& source) {
   h.fingerprint = fingerprintWeights(*h.model);
+  // float32 asked on CUDA means float32: cuDNN convolutions (the patch embedding) allow TF32 by default on
+  // Ampere and later, and cuBLAS may have been allowed it; both are switched off (process-wide, as in PyTorch).
+  if (device.is_cuda() && dtype == torch::kFloat32) {
+    at::globalContext().setAllowTF32CuDNN(false);
+    at::globalContext().setAllowTF32CuBLAS(false);
+  }
   h.model->to(device, dtype);
   h.model->eval();
   for (auto& p : h.model->parameters()) p.set_requires_grad(false);  // CLIP stays frozen
@@ -143,6 +150,9 @@ Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
   out.Set("dtype", dtypeName(h->dtype));
   out.Set("bytes", static_cast<double>(h->bytes));
   out.Set("source", h->source);
+  // Whether matrix products and convolutions may round to TF32 (CUDA only; false for float32 models).
+  if (h->device.is_cuda())
+    out.Set("tf32", at::globalContext().allowTF32CuBLAS() || at::globalContext().allowTF32CuDNN());
   out.Set("logitScale", h->model->logit_scale.detach().to(torch::kCPU, torch::kFloat32).exp().item<double>());
   return out;
 }
