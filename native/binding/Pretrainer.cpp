@@ -54,6 +54,9 @@ std::shared_ptr<PretrainerHandle> Pretrainer::handle(Napi::Env env) {
 Napi::Value Pretrainer::create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto config = clipConfigFromJs(env, info.Length() > 0 ? info[0] : env.Undefined(), "createPretrainer");
+  // The saved model's config.json (OpenAI's keys) records no activation, so it would load back as QuickGELU.
+  IPCLIP_CHECK_ARG(env, config.vision.activation == Activation::QuickGelu && config.text.activation == Activation::QuickGelu,
+                   "createPretrainer: only quick_gelu towers can be pretrained");
   double seed = 0;
   std::string deviceName = "cpu";
   if (info.Length() > 1 && !info[1].IsUndefined()) {
