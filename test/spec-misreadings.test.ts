@@ -153,7 +153,7 @@ describe.skipIf(!HAVE)('spec checks a misreading would fail (clip-tiny, ipclip-s
         const vScale: Record<string, Float64Array> = {};
         let sensitiveToDecay = 0;
         for (let t = 1; t <= 3; t++) {
-          const r = await trainer.step(batchA, batchU, { lr });
+          const r = await trainer.step(batchA, batchU, { lr, keepGradients: true });
           expect(r.skipped).toBe(false);
           const grads = prompt.gradients();
           const after = await prompt.state();
