@@ -103,5 +103,32 @@ describe.skipIf(!HAVE_SHARED)('step state', () => {
     expect(e.message).toContain('keepGradients');
     await trainer.step(a, u, { update: false });
     expect(Object.keys(prompt.gradients()).length).toBe(Object.keys(probe).length);
+    // float32 towers: the loss is not scaled, so the float16 scale neither counts nor moves.
+    expect((await callNative(() => prompt.native.optimizerState())).lossScale).toEqual({ scale: 65536, goodSteps: 0 });
+  });
+
+  // Run by scripts/gpu-check.sh (IPCLIP_DEVICE=cuda); CPU runs skip them.
+  it.skipIf(!TEST_DEVICE.startsWith('cuda'))('CUDA: float32 runs without TF32; float16 steps count towards the scale', async () => {
+    expect(clip.info.tf32).toBe(false);
+    const half = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE, dtype: 'float16' });
+    try {
+      using prompt = await IPPrompt.create(half, CLASSES, { seed: 6 });
+      const trainer = new IPTrainer(half, prompt, { scenario: 'target-specified', batchSize: 2, seed: 6 });
+      const rng = new Rng(7);
+      const a = { images: randomImages(rng, 2), labels: Int32Array.from([0, 1]) };
+      const u = { images: randomImages(rng, 2), labels: Int32Array.from([2, 0]) };
+      // An overflow (likely in the first steps at 2^16) halves the scale and restarts the count of finite steps.
+      let want = { scale: 65536, goodSteps: 0 };
+      for (let i = 0; i < 4; i++) {
+        const skipped = (await trainer.step(a, u)).skipped;
+        want = skipped ? { scale: Math.max(1, want.scale / 2), goodSteps: 0 } : { scale: want.scale, goodSteps: want.goodSteps + 1 };
+      }
+      expect((await callNative(() => prompt.native.optimizerState())).lossScale).toEqual(want);
+      await trainer.step(a, u, { keepGradients: true });
+      const grads = prompt.gradients();
+      expect(Object.values(grads).every((g) => g.data.every(Number.isFinite))).toBe(true);
+    } finally {
+      half.dispose();
+    }
   });
 });
