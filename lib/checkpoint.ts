@@ -13,7 +13,7 @@ import { SPLIT_PRESETS, SPLIT_RULE, type BadImage, type DomainDataset, type Spli
 import { IpclipError, check } from './errors.js';
 import type { ClipActivation, ClipConfig } from './native.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor } from './safetensors.js';
-import type { Tensor } from './tensor.js';
+import type { FloatTensor, Tensor } from './tensor.js';
 
 /** Version of the `ipclip` metadata written by this module. */
 export const CHECKPOINT_FORMAT = 1;
@@ -176,9 +176,9 @@ export interface CheckpointContent {
  */
 export async function writeCheckpoint(
   file: string,
-  content: { state: Record<string, Tensor>; optimizer?: Record<string, Tensor>; meta: CheckpointMeta },
+  content: { state: Record<string, FloatTensor>; optimizer?: Record<string, FloatTensor>; meta: CheckpointMeta },
 ): Promise<void> {
-  const tensors: Record<string, Tensor> = {};
+  const tensors: Record<string, FloatTensor> = {};
   for (const [name, t] of Object.entries(content.state)) {
     check(!name.startsWith(OPTIMIZER_PREFIX), `state name ${name} clashes with the optimiser prefix`);
     tensors[name] = t;

@@ -10,7 +10,7 @@ import {
   type ClipConfig, type ClipDtype, type ClipInfo, type NativeClipModel,
 } from './native.js';
 import { preprocess as preprocessImages } from './preprocess.js';
-import { type ImageTensor, type Tensor, numel } from './tensor.js';
+import { type FloatTensor, type ImageTensor, type Tensor, numel } from './tensor.js';
 import { ClipTokenizer } from './tokenizer.js';
 
 export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from './native.js';
@@ -19,7 +19,11 @@ export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from './native.j
 export interface ClipLoadOptions {
   /** `'cpu'` (default), `'cuda'` or `'cuda:N'`. */
   device?: string;
-  /** Compute dtype (default `'float32'`). `float16` needs CUDA; `bfloat16` works on CPU and CUDA. */
+  /**
+   * Compute dtype (default `'float32'`). `float16` needs CUDA; `bfloat16` works on CPU and CUDA; `float64` (CPU
+   * only) returns `Float64Array` results and is meant for exactness checks. In half precision, `logit_scale`,
+   * the LayerNorm parameters and the embedding tables stay fp32 (LayerNorm is computed in fp32).
+   */
   dtype?: ClipDtype;
   /**
    * A tokenizer vocabulary: OpenAI's `bpe_simple_vocab_16e6.txt.gz`, or a Hugging Face `vocab.json` (with
@@ -47,9 +51,9 @@ export interface EncodeImageOptions {
 /** The result of {@link Clip.encodeImage} with `returnLayers` or `returnStats`. */
 export interface ImageEncoding {
   /** `[N, D]`, not normalised. */
-  embeds: Tensor;
-  layers?: Tensor;
-  stats?: Tensor;
+  embeds: FloatTensor;
+  layers?: FloatTensor;
+  stats?: FloatTensor;
 }
 
 /** Options of {@link Clip.encodeText}. */
@@ -101,12 +105,12 @@ function findVocab(path: string): string | undefined {
  * Logits `[N, M]` of CLIP: `scale · cos(image_i, text_j)` (both sides L2-normalised here), as OpenAI's
  * `logits_per_image`.
  */
-export function clipLogits(imageEmbeds: Tensor, textEmbeds: Tensor, logitScale: number): Tensor {
+export function clipLogits(imageEmbeds: FloatTensor, textEmbeds: FloatTensor, logitScale: number): Tensor {
   check(imageEmbeds.shape.length === 2 && textEmbeds.shape.length === 2 && imageEmbeds.shape[1] === textEmbeds.shape[1],
     `clipLogits: expected [N,D] and [M,D] embeddings, got [${imageEmbeds.shape}] and [${textEmbeds.shape}]`);
   const [n, d] = imageEmbeds.shape as [number, number];
   const m = textEmbeds.shape[0]!;
-  const norms = (t: Tensor, rows: number) => Array.from({ length: rows }, (_, r) => {
+  const norms = (t: FloatTensor, rows: number) => Array.from({ length: rows }, (_, r) => {
     let s = 0;
     for (let k = 0; k < d; k++) s += t.data[r * d + k]! ** 2;
     return Math.sqrt(s) || 1; // a zero embedding has cosine 0 with everything
@@ -125,7 +129,7 @@ export function clipLogits(imageEmbeds: Tensor, textEmbeds: Tensor, logitScale: 
 }
 
 /** Row-wise softmax of `[N, M]` logits (numerically stable). */
-export function softmaxRows(logits: Tensor): Tensor {
+export function softmaxRows(logits: FloatTensor): Tensor {
   const [n, m] = logits.shape as [number, number];
   const out = new Float32Array(n * m);
   for (let i = 0; i < n; i++) {
@@ -187,8 +191,8 @@ export class Clip implements Disposable {
     check(options !== null && typeof options === 'object', 'Clip.load: options must be an object');
     const { device = 'cpu', dtype = 'float32', vocab, threads } = options;
     check(typeof device === 'string', `Clip.load: device must be a string such as 'cpu' or 'cuda:0'`);
-    check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16',
-      `Clip.load: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16' or 'bfloat16')`);
+    check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64',
+      `Clip.load: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16', 'bfloat16' or 'float64')`);
     check(threads === undefined || (Number.isInteger(threads) && threads >= 1 && threads <= 1024),
       `Clip.load: threads must be an integer between 1 and 1024 (got ${String(threads)})`);
     check(vocab === undefined || (typeof vocab === 'string' && vocab.length > 0), 'Clip.load: vocab must be a path');
@@ -269,10 +273,10 @@ export class Clip implements Disposable {
    * images to preprocess (paths, encoded bytes, decoded RGB). With `returnLayers` / `returnStats` the result is an
    * {@link ImageEncoding} with the per-layer data too.
    */
-  encodeImage(images: ClipImages): Promise<Tensor>;
+  encodeImage(images: ClipImages): Promise<FloatTensor>;
   encodeImage(images: ClipImages, options: EncodeImageOptions & ({ returnLayers: true } | { returnStats: true })): Promise<ImageEncoding>;
-  encodeImage(images: ClipImages, options?: EncodeImageOptions): Promise<Tensor | ImageEncoding>;
-  async encodeImage(images: ClipImages, options: EncodeImageOptions = {}): Promise<Tensor | ImageEncoding> {
+  encodeImage(images: ClipImages, options?: EncodeImageOptions): Promise<FloatTensor | ImageEncoding>;
+  async encodeImage(images: ClipImages, options: EncodeImageOptions = {}): Promise<FloatTensor | ImageEncoding> {
     this.#checkLive('encodeImage');
     check(options !== null && typeof options === 'object', 'encodeImage: options must be an object');
     const layers = options.returnLayers === true;
@@ -298,7 +302,7 @@ export class Clip implements Disposable {
    * {@link tokenizer}) or of token ids `[N, ctx]` (ctx ≤ the context length; rows padded with 0 after EOT).
    * Over-long texts reject with `ERR_TEXT_TOO_LONG` unless `truncate`.
    */
-  async encodeText(texts: string | readonly string[] | TokenIds, options: EncodeTextOptions = {}): Promise<Tensor> {
+  async encodeText(texts: string | readonly string[] | TokenIds, options: EncodeTextOptions = {}): Promise<FloatTensor> {
     this.#checkLive('encodeText');
     const ids = typeof texts === 'string' || Array.isArray(texts) ? this.tokenize(texts as string[], options) : texts;
     check(isTokenIds(ids), 'encodeText: expected a string, an array of strings or token ids { data, shape: [N, ctx] }');

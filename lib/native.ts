@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IpclipError, type IpclipErrorCode } from './errors.js';
-import type { Tensor } from './tensor.js';
+import type { FloatTensor, Tensor } from './tensor.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Types of the raw binding (kept by hand in step with native/binding/*.cpp)
@@ -36,7 +36,7 @@ export interface ClipInfo {
   fingerprint: string;
   /** `'cpu'` or `'cuda:N'`. */
   device: string;
-  /** Compute dtype: `'float32'`, `'float16'` or `'bfloat16'`. */
+  /** Compute dtype: `'float32'`, `'float16'`, `'bfloat16'` or `'float64'`. */
   dtype: string;
   /** Bytes of parameters held natively. */
   bytes: number;
@@ -51,8 +51,11 @@ export interface ClipInfo {
   tf32?: boolean;
 }
 
-/** Compute dtypes a model can be loaded in. */
-export type ClipDtype = 'float32' | 'float16' | 'bfloat16';
+/**
+ * Compute dtypes a model can be loaded in. `float64` (CPU only) is for exactness checks and reference
+ * computations: results then come back as `Float64Array`, and an IP prompt on such a model runs in float64 too.
+ */
+export type ClipDtype = 'float32' | 'float16' | 'bfloat16' | 'float64';
 
 /** Options of the raw `loadClip`. */
 export interface NativeLoadOptions {
@@ -63,9 +66,9 @@ export interface NativeLoadOptions {
 
 /** The raw result of `ClipModel.encodeImage`. */
 export interface NativeImageOutput {
-  embeds: Tensor;
-  layers?: Tensor;
-  stats?: Tensor;
+  embeds: FloatTensor;
+  layers?: FloatTensor;
+  stats?: FloatTensor;
 }
 
 /** The raw bound CLIP (native/binding/ClipModel.cpp). Its methods run on libuv worker threads. */
@@ -73,7 +76,7 @@ export interface NativeClipModel {
   readonly config: ClipConfig;
   readonly info: ClipInfo;
   encodeImage(data: Float32Array, shape: number[], opts?: { layers?: boolean; stats?: boolean }): Promise<NativeImageOutput>;
-  encodeText(ids: Int32Array | BigInt64Array, shape: number[]): Promise<Tensor>;
+  encodeText(ids: Int32Array | BigInt64Array, shape: number[]): Promise<FloatTensor>;
   dispose(): void;
 }
 
@@ -168,7 +171,7 @@ export interface NativeStepResult {
   terms: LossTerms;
   /** True when the loss or a gradient was not finite and the update was skipped. */
   skipped: boolean;
-  outputs?: { zA: Tensor; zU: Tensor; zSelf: Tensor; zCross: Tensor; domainA: Tensor; domainU: Tensor };
+  outputs?: { zA: FloatTensor; zU: FloatTensor; zSelf: FloatTensor; zCross: FloatTensor; domainA: FloatTensor; domainU: FloatTensor };
 }
 
 /** The float16 dynamic loss scale: the factor, and the finite steps counted towards its next doubling. */
@@ -180,15 +183,15 @@ export interface LossScaleState {
 /** Adam's state: step count and moments keyed `exp_avg.<name>` / `exp_avg_sq.<name>`, and the loss scale. */
 export interface NativeOptimizerState {
   step: number;
-  tensors: Record<string, Tensor>;
+  tensors: Record<string, FloatTensor>;
   /** Always returned; optional on input (absent: the prompt's current scale is kept). */
   lossScale?: LossScaleState;
 }
 
 /** What the vision tower gives the prompt, per batch: `embeds` `[B,D]` (normalised), `stats` `[L,B,2,W]`. */
 export interface NativeVisionFeatures {
-  embeds: Tensor;
-  stats: Tensor;
+  embeds: FloatTensor;
+  stats: FloatTensor;
 }
 
 /** The raw bound prompt model. Mutating calls are async: they queue behind running work on a worker thread. */
@@ -198,15 +201,15 @@ export interface NativePromptModel {
   readonly dims: { layers: number; visionWidth: number; textWidth: number; embedDim: number; imageSize: number };
   /** Updates skipped so far because of a non-finite loss or gradient. */
   readonly skippedSteps: number;
-  state(): Promise<Record<string, Tensor>>;
-  setState(state: Record<string, Tensor>): Promise<void>;
+  state(): Promise<Record<string, FloatTensor>>;
+  setState(state: Record<string, FloatTensor>): Promise<void>;
   logits(images: Float32Array, shape: number[], opts?: { domain?: boolean; embeds?: boolean }):
-    Promise<{ logits: Tensor; domain?: Tensor; embeds?: Tensor }>;
-  bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: Tensor }>;
+    Promise<{ logits: FloatTensor; domain?: FloatTensor; embeds?: FloatTensor }>;
+  bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: FloatTensor }>;
   resetBanks(): Promise<void>;
   step(imagesA: Float32Array, shapeA: number[], labelsA: Int32Array, imagesU: Float32Array, shapeU: number[], labelsU: Int32Array,
     opts: NativeStepOptions): Promise<NativeStepResult>;
-  /** The frozen vision tower alone: normalised embeddings `[B,D]` and per-layer token mean/std `[L,B,2,W]` (fp32). */
+  /** The frozen vision tower alone: normalised embeddings `[B,D]` and per-layer token mean/std `[L,B,2,W]` (fp32, or fp64). */
   encodeVision(images: Float32Array, shape: number[]): Promise<NativeVisionFeatures>;
   /** {@link NativePromptModel.step} from {@link NativePromptModel.encodeVision}'s output (`featU` unused by `reference`). */
   stepFeatures(featA: NativeVisionFeatures, labelsA: Int32Array, featU: NativeVisionFeatures, labelsU: Int32Array,
@@ -215,7 +218,7 @@ export interface NativePromptModel {
    * The last step's gradients (a synchronous copy of the host copies the step made). Throws
    * `ERR_INVALID_ARGUMENT` after a step that did not keep them (see {@link NativeStepOptions.keepGradients}).
    */
-  gradients(): Record<string, Tensor>;
+  gradients(): Record<string, FloatTensor>;
   optimizerState(): Promise<NativeOptimizerState>;
   setOptimizerState(s: NativeOptimizerState): Promise<void>;
   dispose(): void;

@@ -10,7 +10,7 @@ import type { ImageInput } from './image.js';
 import { callNative, callNativeSync, loadNative, type NativePromptModel } from './native.js';
 export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeScenario, NativeStepOptions, NativeStepResult } from './native.js';
 import { preprocess } from './preprocess.js';
-import { numel, type ImageTensor, type Tensor } from './tensor.js';
+import { numel, type FloatTensor, type ImageTensor, type Tensor } from './tensor.js';
 
 /** Slots per class of each feature bank (spec §3). */
 export const BANK_SIZE = 5;
@@ -180,7 +180,7 @@ export class IPPrompt implements Disposable {
   }
 
   /** Every tensor of the prompt: parameters, enhancement module, banks and bank confidences (release names). */
-  async state(): Promise<Record<string, Tensor>> {
+  async state(): Promise<Record<string, FloatTensor>> {
     const native = this.native;
     return callNative(() => native.state());
   }
@@ -219,7 +219,7 @@ export class IPPrompt implements Disposable {
    * with `domain` / `embeds` also the domain tokens `[N, L, Wt]` and image embeddings `[N, D]`.
    * @throws IpclipError `ERR_INVALID_ARGUMENT` (shape), `ERR_NON_FINITE`, `ERR_EMPTY_INPUT`, `ERR_DISPOSED`.
    */
-  async logits(images: ImageTensor, opts: { domain?: boolean; embeds?: boolean } = {}): Promise<{ logits: Tensor; domain?: Tensor; embeds?: Tensor }> {
+  async logits(images: ImageTensor, opts: { domain?: boolean; embeds?: boolean } = {}): Promise<{ logits: FloatTensor; domain?: FloatTensor; embeds?: FloatTensor }> {
     checkImages(images, this.clip.config.vision.imageSize, 'logits');
     const native = this.native;
     return callNative(() => native.logits(images.data, [...images.shape], { domain: opts.domain === true, embeds: opts.embeds === true }));
@@ -235,7 +235,7 @@ export class IPPrompt implements Disposable {
    * One batch of bank construction with the current prompt (spec §3): `authorized` (enters only when predicted
    * correctly; slot class = label) or `unauthorized` (every sample; slot class = prediction). Returns the logits.
    */
-  async updateBanks(images: ImageTensor, labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<Tensor> {
+  async updateBanks(images: ImageTensor, labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<FloatTensor> {
     checkImages(images, this.clip.config.vision.imageSize, 'updateBanks');
     check(which === 'authorized' || which === 'unauthorized', `updateBanks: which must be 'authorized' or 'unauthorized', got ${String(which)}`);
     check(labels instanceof Int32Array && labels.length === images.shape[0], `updateBanks: needs an Int32Array of ${images.shape[0]} labels`);
@@ -284,7 +284,7 @@ export class IPPrompt implements Disposable {
    * `update: false` or `keepGradients: true` (a training step leaves them on the device, uncopied); after any
    * other step this throws `ERR_INVALID_ARGUMENT`.
    */
-  gradients(): Record<string, Tensor> {
+  gradients(): Record<string, FloatTensor> {
     const native = this.native;
     return callNativeSync(() => native.gradients());
   }
@@ -328,7 +328,7 @@ export function isPromptParameter(name: string): boolean {
 }
 
 /** Row-wise argmax of `[N, C]` (first maximum wins). */
-export function argmaxRows(t: Tensor): Int32Array {
+export function argmaxRows(t: FloatTensor): Int32Array {
   const [n, c] = t.shape as [number, number];
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
@@ -339,7 +339,7 @@ export function argmaxRows(t: Tensor): Int32Array {
   return out;
 }
 
-function predictions(logits: Tensor, classNames: readonly string[]): PromptPrediction[] {
+function predictions(logits: FloatTensor, classNames: readonly string[]): PromptPrediction[] {
   const [n, c] = logits.shape as [number, number];
   const idx = argmaxRows(logits);
   return Array.from({ length: n }, (_, i) => {

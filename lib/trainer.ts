@@ -22,7 +22,7 @@ import {
 } from './scenarios.js';
 import { learningRate, type Preset } from './schedule.js';
 import { resolvePairing, StreamSchedule, type Pairing } from './streams.js';
-import type { ImageTensor, Tensor } from './tensor.js';
+import type { FloatTensor, ImageTensor, Tensor } from './tensor.js';
 
 /** Name of the checkpoint file in `checkpointDir`. */
 export const CHECKPOINT_FILE = 'last.safetensors';
@@ -147,8 +147,8 @@ interface Resolved {
 
 /** One sample's cached vision output: embedding `[D]` and per-layer token mean/std `[L,2,W]`. */
 interface SampleFeatures {
-  embeds: Float32Array;
-  stats: Float32Array;
+  embeds: Float32Array | Float64Array;
+  stats: Float32Array | Float64Array;
 }
 
 const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'];
@@ -446,7 +446,7 @@ export class IPTrainer {
           const [n, D] = f.embeds.shape as [number, number];
           const [L, , , W] = f.stats.shape as [number, number, number, number];
           b.indices.forEach((index, k) => {
-            const stats = new Float32Array(L * 2 * W);
+            const stats = f.stats.data instanceof Float64Array ? new Float64Array(L * 2 * W) : new Float32Array(L * 2 * W); // float64 CLIPs keep every digit
             for (let l = 0; l < L; l++) stats.set(f.stats.data.subarray((l * n + k) * 2 * W, (l * n + k + 1) * 2 * W), l * 2 * W);
             this.features.set(`${stream}/${index}`, { embeds: f.embeds.data.slice(k * D, (k + 1) * D), stats });
           });
@@ -484,7 +484,7 @@ export class IPTrainer {
   }
 
   /** Cached features of `indices` in one stream as a batch: embeds `[n,D]`, stats `[L,n,2,W]`. */
-  private gather(stream: string, indices: number[]): { embeds: Tensor; stats: Tensor } {
+  private gather(stream: string, indices: number[]): { embeds: FloatTensor; stats: FloatTensor } {
     const rows = indices.map((i) => {
       const f = this.features.get(`${stream}/${i}`);
       if (!f) throw new IpclipError('ERR_INVALID_ARGUMENT', `feature cache: no features for ${stream} sample ${i}`);
@@ -492,7 +492,8 @@ export class IPTrainer {
     });
     const n = rows.length, D = rows[0]!.embeds.length;
     const { layers: L, visionWidth: W } = this.prompt.native.dims;
-    const embeds = new Float32Array(n * D), stats = new Float32Array(L * n * 2 * W);
+    const Floats = rows[0]!.embeds instanceof Float64Array ? Float64Array : Float32Array;
+    const embeds = new Floats(n * D), stats = new Floats(L * n * 2 * W);
     rows.forEach((f, k) => {
       embeds.set(f.embeds, k * D);
       for (let l = 0; l < L; l++) stats.set(f.stats.subarray(l * 2 * W, (l + 1) * 2 * W), (l * n + k) * 2 * W);

@@ -28,7 +28,7 @@ void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, const 
     at::globalContext().setAllowTF32CuDNN(false);
     at::globalContext().setAllowTF32CuBLAS(false);
   }
-  h.model->to(device, dtype);
+  castClip(*h.model, device, dtype);
   h.model->eval();
   for (auto& p : h.model->parameters()) p.set_requires_grad(false);  // CLIP stays frozen
   h.device = device;
@@ -153,7 +153,7 @@ Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
   // Whether matrix products and convolutions may round to TF32 (CUDA only; false for float32 models).
   if (h->device.is_cuda())
     out.Set("tf32", at::globalContext().allowTF32CuBLAS() || at::globalContext().allowTF32CuDNN());
-  out.Set("logitScale", h->model->logit_scale.detach().to(torch::kCPU, torch::kFloat32).exp().item<double>());
+  out.Set("logitScale", h->model->logit_scale.detach().to(torch::kCPU, torch::kFloat64).exp().item<double>());
   return out;
 }
 

@@ -34,15 +34,20 @@ int64_t numel(const std::vector<int64_t>& shape) {
 }  // namespace
 
 torch::Tensor floatTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shapeV, const char* what) {
-  IPCLIP_CHECK_ARG(env, data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array,
-                   std::string(what) + ": data must be a Float32Array");
-  auto arr = data.As<Napi::Float32Array>();
+  const auto type = data.IsTypedArray() ? data.As<Napi::TypedArray>().TypedArrayType() : napi_int8_array;
+  IPCLIP_CHECK_ARG(env, type == napi_float32_array || type == napi_float64_array,
+                   std::string(what) + ": data must be a Float32Array (or a Float64Array)");
+  auto arr = data.As<Napi::TypedArray>();
   auto shape = toShape(env, shapeV, what);
   IPCLIP_CHECK_ARG(env, static_cast<int64_t>(arr.ElementLength()) == numel(shape),
                    std::string(what) + ": data has " + std::to_string(arr.ElementLength()) +
                        " elements but the shape needs " + std::to_string(numel(shape)));
-  auto t = torch::empty(shape, torch::kFloat32);
-  if (arr.ElementLength()) std::memcpy(t.data_ptr(), arr.Data(), arr.ByteLength());
+  auto t = torch::empty(shape, type == napi_float64_array ? torch::kFloat64 : torch::kFloat32);
+  if (arr.ElementLength()) {
+    const void* src = type == napi_float64_array ? static_cast<const void*>(data.As<Napi::Float64Array>().Data())
+                                                 : static_cast<const void*>(data.As<Napi::Float32Array>().Data());
+    std::memcpy(t.data_ptr(), src, arr.ByteLength());
+  }
   return t;
 }
 
@@ -73,7 +78,9 @@ torch::Tensor imageBatchFrom(Napi::Env env, Napi::Value data, Napi::Value shape,
 }
 
 torch::Tensor hostFloat(const torch::Tensor& t) {
-  return t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  // float64 results stay float64 (exactness checks need every digit); everything else comes back as float32.
+  const auto dtype = t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  return t.detach().to(torch::kCPU, dtype).contiguous();
 }
 
 namespace {
@@ -92,7 +99,9 @@ Napi::Object hostToJs(Napi::Env env, const torch::Tensor& host) {
 }  // namespace
 
 Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t) {
-  return hostToJs<Napi::Float32Array, float>(env, hostFloat(t));
+  auto host = hostFloat(t);
+  if (host.scalar_type() == torch::kFloat64) return hostToJs<Napi::Float64Array, double>(env, host);
+  return hostToJs<Napi::Float32Array, float>(env, host);
 }
 
 Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t) {
@@ -122,19 +131,25 @@ torch::Device parseDevice(const std::string& s) {
 
 torch::Dtype parseDtype(const std::string& s, const torch::Device& device) {
   if (s == "float32") return torch::kFloat32;
+  if (s == "float64") {
+    // For exactness checks and reference computations: CPU only (GPUs run float64 at a fraction of their speed).
+    if (!device.is_cpu()) fail("ERR_DEVICE", "dtype float64 is offered on the CPU only; on CUDA use float32, float16 or bfloat16");
+    return torch::kFloat64;
+  }
   if (s == "bfloat16") return torch::kBFloat16;
   if (s == "float16") {
     // libtorch's CPU kernels lack half-precision matrix products in 1.13: refuse rather than crawl or fail later.
     if (device.is_cpu()) fail("ERR_DEVICE", "dtype float16 needs a CUDA device; on CPU use float32 or bfloat16");
     return torch::kFloat16;
   }
-  fail("ERR_INVALID_ARGUMENT", "unknown dtype '" + s + "' (use 'float32', 'float16' or 'bfloat16')");
+  fail("ERR_INVALID_ARGUMENT", "unknown dtype '" + s + "' (use 'float32', 'float16', 'bfloat16' or 'float64')");
 }
 
 std::string dtypeName(torch::Dtype d) {
   if (d == torch::kFloat32) return "float32";
   if (d == torch::kFloat16) return "float16";
   if (d == torch::kBFloat16) return "bfloat16";
+  if (d == torch::kFloat64) return "float64";
   return "other";
 }
 

@@ -13,23 +13,24 @@ namespace ipclip::binding {
 
 std::vector<int64_t> toShape(Napi::Env env, Napi::Value v, const char* what);
 
-// Float32Array + shape → float32 CPU tensor (copied). Checks the element count.
+// Float32Array | Float64Array + shape → float32 | float64 CPU tensor (copied). Checks the element count.
 torch::Tensor floatTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
 // Float32Array + shape → a [B,3,S,S] image batch at the model's input size (ERR_EMPTY_INPUT when B = 0).
 torch::Tensor imageBatchFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what);
 // Int32Array | BigInt64Array + shape → int64 CPU tensor (copied).
 torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
 
-// A float tensor (any device or dtype) → { data: Float32Array, shape: number[] } (copied).
+// A float tensor (any device or dtype) → { data: Float32Array, shape: number[] } (copied); float64 tensors
+// → { data: Float64Array, shape }.
 Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t);
 // An integer tensor → { data: Int32Array, shape }.
 Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t);
-// A CPU float32 contiguous tensor ready for toJsTensor (call inside Execute so the copy happens off-thread).
+// A CPU float32 (float64 for float64 input) contiguous tensor ready for toJsTensor (call inside Execute so the copy happens off-thread).
 torch::Tensor hostFloat(const torch::Tensor& t);
 
 // "cpu" | "cuda" | "cuda:N" → device, checking CUDA is available (ERR_DEVICE otherwise).
 torch::Device parseDevice(const std::string& s);
-// "float32" | "float16" | "bfloat16" → dtype, checking the device supports it (ERR_DEVICE otherwise).
+// "float32" | "float16" | "bfloat16" | "float64" (CPU only) → dtype, checking the device supports it (ERR_DEVICE otherwise).
 torch::Dtype parseDtype(const std::string& s, const torch::Device& device);
 std::string dtypeName(torch::Dtype d);
 

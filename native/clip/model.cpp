@@ -1,5 +1,7 @@
 #include "clip/model.h"
 
+#include <set>
+
 namespace ipclip {
 
 namespace {
@@ -20,7 +22,7 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c, int64_t embe
 }
 
 torch::Tensor tokenStatistics(const torch::Tensor& h) {
-  auto x = h.to(torch::kFloat32);                  // statistics in fp32 whatever the tower's dtype
+  auto x = h.to(atLeastFloat32(h.scalar_type()));  // statistics in at least fp32 whatever the tower's dtype
   auto mean = x.mean(1);                           // [B,W]
   auto ss = (x - mean.unsqueeze(1)).pow(2).sum(1); // [B,W]
   // The epsilon is added to the sum of squares, not to the variance (spec §1).
@@ -32,9 +34,9 @@ VisionOutput VisionTransformerImpl::forward(const torch::Tensor& images, const V
   auto x = conv1->forward(images.to(proj.scalar_type()));  // [B,W,g,g]
   const auto B = x.size(0);
   x = x.flatten(2).transpose(1, 2);                        // [B,g²,W]
-  auto cls = class_embedding.view({1, 1, -1}).expand({B, 1, x.size(2)});
-  x = torch::cat({cls, x}, 1) + positional_embedding;      // [B,T,W]
-  x = ln_pre->forward(x);
+  auto cls = class_embedding.to(x.scalar_type()).view({1, 1, -1}).expand({B, 1, x.size(2)});
+  x = torch::cat({cls, x}, 1) + positional_embedding.to(x.scalar_type());  // [B,T,W]
+  x = layerNorm(*ln_pre, x);
 
   VisionOutput out;
   std::vector<torch::Tensor> layers, stats;
@@ -45,7 +47,7 @@ VisionOutput VisionTransformerImpl::forward(const torch::Tensor& images, const V
   }
   if (request.layers) out.layers = torch::stack(layers, 0);
   if (request.stats) out.stats = torch::stack(stats, 0);
-  out.embeds = torch::matmul(ln_post->forward(x.select(1, 0)), proj);  // [B,D]
+  out.embeds = torch::matmul(layerNorm(*ln_post, x.select(1, 0)), proj);  // [B,D]
   return out;
 }
 
@@ -66,7 +68,7 @@ torch::Tensor ClipImpl::encodeText(const torch::Tensor& ids) {
 
 torch::Tensor ClipImpl::encodePrompts(const torch::Tensor& prompts, const torch::Tensor& eot) {
   const auto T = prompts.size(1);
-  auto x = prompts.to(dtype()) + positional_embedding.slice(0, 0, T);  // [N,T,W]
+  auto x = prompts.to(dtype()) + positional_embedding.slice(0, 0, T).to(dtype());  // [N,T,W]
   auto mask = causalMask(T, x.options());
   for (size_t i = 0; i < transformer->size(); ++i) x = transformer->block(i).forward(x, mask);
   auto rows = torch::arange(x.size(0), eot.options());
@@ -74,7 +76,27 @@ torch::Tensor ClipImpl::encodePrompts(const torch::Tensor& prompts, const torch:
 }
 
 torch::Tensor ClipImpl::projectText(const torch::Tensor& eotHidden) {
-  return torch::matmul(ln_final->forward(eotHidden), text_projection);
+  return torch::matmul(layerNorm(*ln_final, eotHidden), text_projection);
+}
+
+void castClip(ClipImpl& model, torch::Device device, torch::Dtype dtype) {
+  torch::NoGradGuard noGrad;
+  const bool half = dtype == torch::kBFloat16 || dtype == torch::kFloat16;
+  if (!half) {
+    model.to(device, dtype);
+    return;
+  }
+  // The parameters kept in fp32, found by module (every LayerNorm) and by name (the embedding tables).
+  std::set<c10::TensorImpl*> keep;
+  for (auto& m : model.modules(/*include_self=*/true))
+    if (auto* ln = m->as<torch::nn::LayerNormImpl>())
+      for (auto& p : ln->parameters()) keep.insert(p.unsafeGetTensorImpl());
+  for (auto* t : {&model.logit_scale, &model.positional_embedding, &model.visual->class_embedding,
+                  &model.visual->positional_embedding})
+    keep.insert(t->unsafeGetTensorImpl());
+  model.to(device, torch::kFloat32);  // from the loaded values, not from a half-precision round trip
+  for (auto& p : model.parameters())
+    if (!keep.count(p.unsafeGetTensorImpl())) p.set_data(p.to(dtype));
 }
 
 }  // namespace ipclip

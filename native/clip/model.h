@@ -15,7 +15,7 @@ namespace ipclip {
 struct VisionOutput {
   torch::Tensor embeds;  // [B,D] (not normalised, as OpenAI's encode_image)
   torch::Tensor layers;  // [L,B,T,W] residual stream after each block (compute dtype)
-  torch::Tensor stats;   // [L,B,2,W] fp32: per-layer token mean (index 0) and std (index 1), spec §1
+  torch::Tensor stats;   // [L,B,2,W] at least fp32: per-layer token mean (index 0) and std (index 1), spec §1
 };
 
 struct VisionRequest {
@@ -42,7 +42,11 @@ class VisionTransformerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VisionTransformer);
 
-// Per-layer statistics of spec §1 from one residual stream h: [B,T,W] → [B,2,W] in fp32.
+// The dtype statistics and everything downstream of the towers (prompt, losses, optimiser) run in: at least
+// fp32 — float64 towers keep float64, half-precision towers get fp32.
+inline torch::Dtype atLeastFloat32(torch::Dtype d) { return d == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32; }
+
+// Per-layer statistics of spec §1 from one residual stream h: [B,T,W] → [B,2,W] in at least fp32.
 torch::Tensor tokenStatistics(const torch::Tensor& h);
 
 class ClipImpl : public torch::nn::Module {
@@ -61,8 +65,9 @@ class ClipImpl : public torch::nn::Module {
   torch::Tensor projectText(const torch::Tensor& eotHidden);
 
   const ClipConfig& config() const { return config_; }
-  torch::Dtype dtype() const { return positional_embedding.scalar_type(); }
-  torch::Device device() const { return positional_embedding.device(); }
+  // The compute dtype (that of the matrices; see castClip for what stays fp32).
+  torch::Dtype dtype() const { return text_projection.scalar_type(); }
+  torch::Device device() const { return text_projection.device(); }
 
   VisionTransformer visual{nullptr};
   Transformer transformer{nullptr};
@@ -76,5 +81,11 @@ class ClipImpl : public torch::nn::Module {
   ClipConfig config_;
 };
 TORCH_MODULE(Clip);
+
+// Moves a CLIP to `device` and its compute dtype. For half precision (bfloat16, float16) the parameters whose
+// rounding would shift every result — logit_scale (ln 100 is 4.59375 in bf16: a 1 % scale error), the LayerNorm
+// gains and biases, the class and positional embeddings — stay fp32 and are cast at use, as open_clip does.
+// float32 and float64 cast everything.
+void castClip(ClipImpl& model, torch::Device device, torch::Dtype dtype);
 
 }  // namespace ipclip

@@ -1,10 +1,22 @@
 #include "clip/transformer.h"
 
+#include <torch/nn/functional/normalization.h>
+
 #include <cmath>
 
 namespace ipclip {
 
 namespace F = torch::nn::functional;
+
+torch::Tensor layerNorm(torch::nn::LayerNormImpl& ln, const torch::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  if (ln.weight.scalar_type() == dtype) return ln.forward(x);
+  const auto compute = at::promote_types(dtype, ln.weight.scalar_type());
+  return F::layer_norm(x.to(compute), F::LayerNormFuncOptions(ln.options.normalized_shape())
+                                          .weight(ln.weight.to(compute)).bias(ln.bias.to(compute))
+                                          .eps(ln.options.eps()))
+      .to(dtype);
+}
 
 AttentionImpl::AttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
   in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
@@ -57,7 +69,7 @@ ResidualBlockImpl::ResidualBlockImpl(int64_t width, int64_t heads, Activation ac
 }
 
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  auto h = x + attn->forward(ln_1->forward(x), mask);
+  auto h = x + attn->forward(layerNorm(*ln_1, x), mask);
   return feedForward(h);
 }
 

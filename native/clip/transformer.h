@@ -13,6 +13,11 @@
 
 namespace ipclip {
 
+// LayerNorm as open_clip's subclass computes it: a half-precision input (bf16/fp16 towers keep their LayerNorm
+// parameters in fp32) is normalised in fp32 with the fp32 parameters, and the result cast back to the input's
+// dtype. fp32 and fp64 inputs with parameters of their own dtype are plain LayerNorm.
+torch::Tensor layerNorm(torch::nn::LayerNormImpl& ln, const torch::Tensor& x);
+
 // Fused-qkv multi-head self-attention (nn.MultiheadAttention's parameter layout).
 class AttentionImpl : public torch::nn::Module {
  public:
@@ -53,7 +58,7 @@ class ResidualBlockImpl : public torch::nn::Module {
   // x: [B,T,W] → [B,T,W]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
   // The MLP half of the block, for callers that do the attention half themselves (shared-prefix text path).
-  torch::Tensor feedForward(const torch::Tensor& x) { return x + mlp->forward(ln_2->forward(x)); }
+  torch::Tensor feedForward(const torch::Tensor& x) { return x + mlp->forward(layerNorm(*ln_2, x)); }
 
   torch::nn::LayerNorm ln_1{nullptr};
   Attention attn{nullptr};

@@ -12,7 +12,8 @@ enum class BankRule {
 
 class FeatureBank {
  public:
-  FeatureBank(int64_t classes, int64_t slots, int64_t dim);
+  // dtype: fp32, or fp64 for float64 towers (the prompt's dtype).
+  FeatureBank(int64_t classes, int64_t slots, int64_t dim, torch::Dtype dtype = torch::kFloat32);
 
   // feats: [B,D] normalised embeddings, logits: [B,C], labels: [B]. Samples are taken in batch order;
   // each replaces the least confident slot of its class if its confidence is higher.
@@ -26,8 +27,8 @@ class FeatureBank {
   // Call after writing `feats` directly (restoring a state): the cached prototypes are stale.
   void invalidate() { cached_ = torch::Tensor(); }
 
-  torch::Tensor feats;  // [C·K, D] fp32, CPU
-  torch::Tensor conf;   // [C·K] fp32, CPU
+  torch::Tensor feats;  // [C·K, D] fp32 (fp64), CPU
+  torch::Tensor conf;   // [C·K] same dtype, CPU
   int64_t classes, slots;
 
  private:

@@ -22,33 +22,34 @@ std::string shapeStr(at::IntArrayRef s) {
 
 IPClip::IPClip(Clip clip, const torch::Tensor& classIds, const IPClipOptions& options)
     : clip_(std::move(clip)),
-      bankA_(classIds.size(0), options.bankSize, clip_->config().embedDim),
-      bankU_(classIds.size(0), options.bankSize, clip_->config().embedDim),
+      bankA_(classIds.size(0), options.bankSize, clip_->config().embedDim, atLeastFloat32(clip_->dtype())),
+      bankU_(classIds.size(0), options.bankSize, clip_->config().embedDim, atLeastFloat32(clip_->dtype())),
       options_(options),
       classes_(classIds.size(0)) {
   const auto& c = clip_->config();
   if (classes_ < 2) fail("ERR_INVALID_ARGUMENT", "IP-CLIP needs at least 2 classes");
   prompt_ = PromptLearner(c.vision.layers, c.vision.width, c.text.width);
   enhancer_ = Enhancer(c.embedDim);
-  // Seeded on the CPU in fp32, then moved: the same seed gives the same parameters everywhere.
+  // Seeded on the CPU in fp32, then moved: the same seed gives the same parameters everywhere. The prompt, the
+  // enhancer, the banks and Adam's moments run in at least fp32 (float64 with float64 towers).
   seededLinearInit(*prompt_, options.seed);
   seededLinearInit(*enhancer_, options.seed ^ 0x9e3779b97f4a7c15ULL);
-  prompt_->to(clip_->device());
-  enhancer_->to(clip_->device());
+  prompt_->to(clip_->device(), dtype());
+  enhancer_->to(clip_->device(), dtype());
   for (auto& p : enhancer_->parameters()) p.set_requires_grad(false);
   classPrompts_ = makeClassPrompts(*clip_, classIds, prompt_->nCtx());
 }
 
 int64_t IPClip::parameterBytes() {
   int64_t n = 0;
-  for (auto& p : prompt_->parameters()) n += p.numel() * 4;
-  for (auto& p : enhancer_->parameters()) n += p.numel() * 4;
-  return n + bankA_.feats.numel() * 8;
+  for (auto& p : prompt_->parameters()) n += p.numel() * p.element_size();
+  for (auto& p : enhancer_->parameters()) n += p.numel() * p.element_size();
+  return n + bankA_.feats.numel() * bankA_.feats.element_size() * 2;
 }
 
 torch::Tensor IPClip::logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const {
   // z_{b,c} = exp(logit_scale) · ⟨f_b, t_{b,c}⟩
-  auto scale = clip_->logit_scale.detach().to(torch::kFloat32).exp();
+  auto scale = clip_->logit_scale.detach().to(dtype()).exp();
   return scale * torch::matmul(text, f.unsqueeze(-1)).squeeze(-1);  // [B,C]
 }
 
@@ -57,14 +58,14 @@ VisionFeatures IPClip::encodeVision(const torch::Tensor& images) {
   VisionRequest request;
   request.stats = true;
   auto vision = clip_->encodeImage(images.to(clip_->device()), request);
-  return {normalize(vision.embeds.to(torch::kFloat32)), vision.stats};
+  return {normalize(vision.embeds.to(dtype())), vision.stats};
 }
 
 PromptOutput IPClip::forwardFromFeatures(const VisionFeatures& features) {
   const auto dev = clip_->device();
   PromptOutput out;
-  out.embeds = features.embeds.to(dev, torch::kFloat32);
-  auto prompt = prompt_->forward(features.stats.to(dev, torch::kFloat32));
+  out.embeds = features.embeds.to(dev, dtype());
+  auto prompt = prompt_->forward(features.stats.to(dev, dtype()));
   out.domain = prompt.domain;
   out.text = normalize(encodeClassPrompts(*clip_, classPrompts_, prompt.context, options_.textPath));
   out.logits = logitsFrom(out.embeds, out.text);
@@ -237,9 +238,9 @@ void IPClip::setState(const std::map<std::string, torch::Tensor>& tensors) {
   bankU_.invalidate();
   // A bank imported without confidences (the release stores none): filled slots count as fully confident.
   if (!tensors.count("source_feat_conf") && tensors.count("source_feat_bank"))
-    bankA_.conf.copy_((bankA_.feats.abs().sum(1) > 0).to(torch::kFloat32));
+    bankA_.conf.copy_((bankA_.feats.abs().sum(1) > 0).to(bankA_.conf.scalar_type()));
   if (!tensors.count("target_feat_conf") && tensors.count("target_feat_bank"))
-    bankU_.conf.copy_((bankU_.feats.abs().sum(1) > 0).to(torch::kFloat32));
+    bankU_.conf.copy_((bankU_.feats.abs().sum(1) > 0).to(bankU_.conf.scalar_type()));
 }
 
 std::map<std::string, torch::Tensor> IPClip::optimizerState() {

@@ -43,12 +43,12 @@ struct StepResult {
 
 // The frozen vision tower's output for a batch, all the prompt needs: lets a caller cache it across epochs.
 struct VisionFeatures {
-  torch::Tensor embeds;  // [B,D] normalised fp32
-  torch::Tensor stats;   // [L,B,2,W] fp32 per-layer token mean/std
+  torch::Tensor embeds;  // [B,D] normalised, in dtype()
+  torch::Tensor stats;   // [L,B,2,W] per-layer token mean/std, in dtype()
 };
 
 struct PromptOutput {
-  torch::Tensor logits;  // [B,C] fp32
+  torch::Tensor logits;  // [B,C] in dtype()
   torch::Tensor domain;  // [B,L,Wt]
   torch::Tensor embeds;  // [B,D] normalised image embeddings
   torch::Tensor text;    // [B,C,D] normalised text features
@@ -83,6 +83,8 @@ class IPClip {
   int64_t numClasses() const { return classes_; }
   int64_t nCtx() const { return prompt_->nCtx(); }
   const ClipImpl& clip() const { return *clip_; }
+  // The dtype of the prompt, enhancer, banks, losses and optimiser state: atLeastFloat32(the towers' dtype).
+  torch::Dtype dtype() const { return atLeastFloat32(clip_->dtype()); }
   int64_t parameterBytes();
 
   // The last step's gradients (unscaled), on the model's device: references, not copies (each step makes new

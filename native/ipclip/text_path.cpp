@@ -35,7 +35,7 @@ torch::Tensor encodeNaive(ClipImpl& clip, const ClassPrompts& p, const torch::Te
     auto prompts = torch::cat({p.sot.unsqueeze(0).expand({C, 1, -1}),
                                context[b].unsqueeze(0).expand({C, -1, -1}).to(p.suffix.scalar_type()),
                                p.suffix}, 1);  // [C,ctx,Wt]
-    features.push_back(clip.encodePrompts(prompts, p.eot).to(torch::kFloat32));  // [C,D]
+    features.push_back(clip.encodePrompts(prompts, p.eot).to(atLeastFloat32(clip.dtype())));  // [C,D]
   }
   return torch::stack(features, 0);  // [B,C,D]
 }
@@ -63,8 +63,8 @@ torch::Tensor encodeFast(ClipImpl& clip, const ClassPrompts& p, const torch::Ten
   const int64_t B = context.size(0), C = p.suffix.size(0);
   const int64_t P = 1 + p.nCtx;                                      // SOT + context
   const int64_t S = p.maxEot - P + 1;                                // suffix up to the last EOT
-  const auto& pos = clip.positional_embedding;
   auto dtype = p.suffix.scalar_type();
+  const auto pos = clip.positional_embedding.to(dtype);  // kept fp32 in half-precision towers: cast at use
 
   auto hp = torch::cat({p.sot.unsqueeze(0).expand({B, 1, -1}), context.to(dtype)}, 1) + pos.slice(0, 0, P);  // [B,P,W]
   auto hs = (p.suffix.slice(1, 0, S) + pos.slice(0, P, P + S))                                              // [C,S,W]
@@ -76,8 +76,8 @@ torch::Tensor encodeFast(ClipImpl& clip, const ClassPrompts& p, const torch::Ten
   for (size_t i = 0; i < layers; ++i) {
     auto& block = clip.transformer->block(i);
     auto& attn = *block.attn;
-    auto [qp, kp, vp] = attn.project(block.ln_1->forward(hp));     // [B,H,P,d]
-    auto [qs, ks, vs] = attn.project(block.ln_1->forward(hs));     // [B·C,H,S,d]
+    auto [qp, kp, vp] = attn.project(layerNorm(*block.ln_1, hp));  // [B,H,P,d]
+    auto [qs, ks, vs] = attn.project(layerNorm(*block.ln_1, hs));  // [B·C,H,S,d]
     hs = block.feedForward(hs + attn.merge(suffixAttention(qs, ks, vs, kp, vp, maskS, B, C)));
     // The prefix's own output is needed only as the next layer's input.
     if (i + 1 < layers) {
@@ -88,7 +88,7 @@ torch::Tensor encodeFast(ClipImpl& clip, const ClassPrompts& p, const torch::Ten
   auto rows = torch::arange(B * C, p.eot.options());
   auto eotInSuffix = (p.eot - P).repeat({B});                        // [B·C]
   auto features = clip.projectText(hs.index({rows, eotInSuffix}));   // [B·C,D]
-  return features.to(torch::kFloat32).view({B, C, -1});
+  return features.to(atLeastFloat32(clip.dtype())).view({B, C, -1});
 }
 
 }  // namespace
