@@ -137,3 +137,52 @@ describe('bfloat16 keeps logit_scale, LayerNorm and embedding tables in fp32', (
     }
   });
 });
+
+describe.skipIf(!HAVE_SHARED)('bfloat16 clip-tiny', () => {
+  it('keeps the checkpoint logit scale and applies it natively: the protected logits are logitScale · cos', async () => {
+    const c32 = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
+    const c16 = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, dtype: 'bfloat16' });
+    try {
+      // The file stores logit_scale = 2.66 in fp16 (2.66015625): its exp, whatever the compute dtype.
+      expect(c32.info.logitScale).toBeCloseTo(Math.exp(2.66015625), 12);
+      expect(c16.info.logitScale).toBe(c32.info.logitScale);
+      const s = c16.info.logitScale;
+      expect(c16.info.bytes).toBe(2 * (c32.info.bytes / 4) + 2 * keptInFp32(c16.config));
+
+      // The scale the prompt applies, measured without bf16 noise: feed the step unit embeddings e_k (k < D) with
+      // one image's statistics in every row. Every row then has the same class prompts, so zA[k, c] = s·t_c[k]
+      // and Σ_k zA[k, c]² = s²·‖t_c‖² = s² (text features are unit vectors, normalised in fp32).
+      using p16 = await IPPrompt.create(c16, ['cat', 'dog', 'bird'], { seed: 3 });
+      const size = c16.config.vision.imageSize;
+      const one = await p16.native.encodeVision(images(8, 1, size).data, [1, 3, size, size]);
+      const D = c16.config.embedDim;
+      const [L, , , W] = one.stats.shape as [number, number, number, number];
+      const stats = new Float32Array(L * D * 2 * W);
+      for (let l = 0; l < L; l++) for (let k = 0; k < D; k++) stats.set(one.stats.data.subarray(l * 2 * W, (l + 1) * 2 * W), (l * D + k) * 2 * W);
+      const embeds = new Float32Array(D * D);
+      for (let k = 0; k < D; k++) embeds[k * D + k] = 1;
+      const feats = { embeds: { data: embeds, shape: [D, D] }, stats: { data: stats, shape: [L, D, 2, W] } };
+      const r = await p16.native.stepFeatures(feats, new Int32Array(D), feats, new Int32Array(D),
+        { scenario: 'reference', preset: 'paper', lr: 0, update: false, returnOutputs: true });
+      const z = r.outputs!.zA;
+      expect(z.shape).toEqual([D, 3]);
+      for (let c = 0; c < 3; c++) {
+        let sq = 0;
+        for (let k = 0; k < D; k++) sq += z.data[k * 3 + c]! ** 2;
+        // fp32 normalisation and product: relative error a few D·u32 (bf16's logit scale would be 0.4 % off).
+        expect(Math.abs(Math.sqrt(sq) - s), `class ${c}`).toBeLessThanOrEqual(4 * D * U32 * s);
+      }
+
+      // And on images: within bf16 rounding of the fp32 prompt's logits, both scaled by the same s (each tower
+      // stage rounds its output to bf16, a relative U_BF16, over 6 stages per block and 4 more; f and t both).
+      using p32 = await IPPrompt.create(c32, ['cat', 'dog', 'bird'], { seed: 3 });
+      const x = images(9, 4, size);
+      const [z32, z16] = [(await p32.logits(x)).logits, (await p16.logits(x)).logits];
+      const stages = 6 * (c16.config.vision.layers + c16.config.text.layers) + 4;
+      z32.data.forEach((v, i) => expect(Math.abs(v - z16.data[i]!)).toBeLessThanOrEqual(2 * stages * U_BF16 * s));
+    } finally {
+      c32.dispose();
+      c16.dispose();
+    }
+  });
+});
