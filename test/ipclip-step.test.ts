@@ -54,8 +54,9 @@ function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, to
  * - The total: Σ|w_i|·tol_i, the weighted terms' tolerances (it nearly cancels: −0.03 in official/target-free).
  * - Gradients: the backward pass doubles the stages (2ε per term) and the total's gradient is the terms' gradients
  *   weighted by w_i: max|Δg| ≤ 2ε·Σ|w_i|·max|g| for each parameter tensor.
- * Measured (2026-12-01, this suite on an AVX2 CPU): |Δz| ≤ 4.4e-7·s, domain tokens 4e-7 of scale, terms ≤ 1.7e-6,
- * gradients ≤ 3.3e-6 of scale: each bound holds with a margin of 20× or more and still fails on any real error.
+ * Measured (2026-12-01, `npx vitest run test/ipclip-step.test.ts`, AVX2 and ATEN_CPU_CAPABILITY=default):
+ * |Δz| ≤ 4.4e-7·s, domain tokens 4e-7 of their scale, terms ≤ 1e-6, gradients ≤ 3.3e-6 of their scale: every
+ * bound holds with a margin of 100× or more, and a real error (a sign, a weight, a mask) is far above it.
  */
 interface Tolerances { eps: number; s: number; classes: number; embedDim: number }
 
