@@ -7,7 +7,7 @@
 
 // --- Errors and plain tensors --------------------------------------------------------------------------------------
 export { IpclipError, check, type IpclipErrorCode } from './errors.js';
-export { numel, type Tensor, type ImageTensor } from './tensor.js';
+export { numel, type Tensor, type FloatTensor, type ImageTensor } from './tensor.js';
 export { Rng, hashString } from './rng.js';
 
 // --- Native runtime -------------------------------------------------------------------------------------------------
