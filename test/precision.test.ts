@@ -107,7 +107,7 @@ describe.skipIf(!HAVE_SHARED)('IP prompt on a float64 CLIP', () => {
       l32.data.forEach((v, i) => expect(Math.abs(v - l64.data[i]!)).toBeLessThanOrEqual(2 * clipBudget(c32.config) * s));
       const y = Int32Array.from([0, 2]);
       await p64.native.step(x.data, x.shape, y, x.data, x.shape, Int32Array.from([1, 1]),
-        { scenario: 'target-specified', preset: 'paper', lr: 0.01, update: true });
+        { scenario: 'target-specified', preset: 'paper', lr: 0.01, update: true, keepGradients: true });
       for (const [k, g] of Object.entries(p64.gradients())) expect(g.data, k).toBeInstanceOf(Float64Array);
       const opt = await p64.native.optimizerState();
       expect(opt.step).toBe(1);
