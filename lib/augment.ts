@@ -1,5 +1,5 @@
 /**
- * Augmentations for IP-CLIP's streams (spec §5–6): the ownership watermark, torchvision's RandomResizedCrop and
+ * Augmentations for IP-CLIP's streams (method §5–6): the ownership watermark, torchvision's RandomResizedCrop and
  * flip, and the strong augmentation (RandAugment over 14 PIL operations, then Cutout).
  *
  * Every pixel operation reproduces what PIL's ImageOps / ImageEnhance / Image.transform compute on 8-bit RGB,

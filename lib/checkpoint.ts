@@ -1,6 +1,6 @@
 /**
  * IP-CLIP checkpoints: one safetensors file holding the prompt, the enhancement module and the banks under
- * the release's names (spec §8), optionally Adam's moments (`optim.exp_avg.<name>`, `optim.exp_avg_sq.<name>`),
+ * the release's names (method §8), optionally Adam's moments (`optim.exp_avg.<name>`, `optim.exp_avg_sq.<name>`),
  * and JSON metadata under the `ipclip` key (class names, the CLIP it was trained on, the training position).
  *
  * The authors' release state converted to safetensors (same names, no metadata) reads as well: its unused

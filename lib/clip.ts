@@ -44,7 +44,7 @@ export type TokenIds = Tensor<Int32Array> | Tensor<BigInt64Array>;
 export interface EncodeImageOptions {
   /** Also return the residual stream after every vision block, `[layers, N, tokens, width]`. */
   returnLayers?: boolean;
-  /** Also return each block's per-token mean and std, `[layers, N, 2, width]` (IP-CLIP, spec §1). */
+  /** Also return each block's per-token mean and std, `[layers, N, 2, width]` (IP-CLIP, method §1). */
   returnStats?: boolean;
 }
 

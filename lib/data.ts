@@ -2,7 +2,7 @@
  * Image-classification datasets laid out as domains of class folders: `<root>/<domain>/<class>/<image>`.
  *
  * Labels are the index of the class folder in sorted order and class names are the folder names
- * lower-cased (spec §6). Train/test splits are deterministic for a seed, disjoint, and stable when files are
+ * lower-cased (method §6). Train/test splits are deterministic for a seed, disjoint, and stable when files are
  * added or removed (each file is placed by a hash of its path; see {@link DomainDataset.fromFolder}).
  * Image headers can be checked up front ({@link FolderOptions.onBadImage}) so that a corrupt file is reported
  * before any training starts, with every other bad file of the same splits.
@@ -28,7 +28,7 @@ export interface DatasetSizes {
   test: number;
 }
 
-/** The per-domain subset sizes of the authors' release (spec §6). */
+/** The per-domain subset sizes of the authors' release (method §6). */
 export const SPLIT_PRESETS: Record<'office-home' | 'office-31' | 'mini-domainnet', DatasetSizes> = {
   'office-home': { train: 2000, test: 400 },
   'office-31': { train: 400, test: 80 },

@@ -23,7 +23,7 @@ import { IPTrainer } from './trainer.js';
 /** The demo's setup: which domain is authorized, which is unauthorized, which the protection never sees. */
 export const DEMO_DOMAINS = { authorized: 'photo', unauthorized: 'sketch', unseen: ['clipart', 'product'] } as const;
 
-/** The paper's number of epochs and learning rate (spec §6); the demo trains fewer epochs at a lower rate. */
+/** The paper's number of epochs and learning rate (method §6); the demo trains fewer epochs at a lower rate. */
 export const PAPER_EPOCHS = 50;
 /** The paper's peak learning rate. */
 export const PAPER_LR = 0.01;
@@ -154,7 +154,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       pbar?.done(`${label}: ${trainer.iteration} iterations in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
       return { prompt, points };
     };
-    // The reference trains on the protected scenario's own authorized stream (spec §7: "trained the same way").
+    // The reference trains on the protected scenario's own authorized stream (method §7: "trained the same way").
     const scenario: ProtectionScenario = 'target-specified';
     const reference = await train('reference', 'reference (CE_A only)', scenario);
     const protectedRun = await train(scenario, `IP-CLIP ${authorized} vs ${unauthorized}`);

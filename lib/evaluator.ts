@@ -1,7 +1,7 @@
 /**
- * {@link Evaluator}: accuracy and macro-F1 of a protected prompt on test sets (spec §6), zero-shot CLIP on the
- * same images, the project's protection metrics against an unprotected reference (spec §7), and the
- * ownership-verification evidence (spec §5).
+ * {@link Evaluator}: accuracy and macro-F1 of a protected prompt on test sets (method §6), zero-shot CLIP on the
+ * same images, the project's protection metrics against an unprotected reference (method §7), and the
+ * ownership-verification evidence (method §5).
  */
 import * as path from 'node:path';
 import type { RunRecord } from './checkpoint.js';
@@ -44,7 +44,7 @@ export interface EvaluationReport {
   sets: Record<string, SetResult>;
   authorized: string;
   unauthorized: string[];
-  /** Spec §7 metrics from the reference's accuracies; null without a reference. */
+  /** Method §7 metrics from the reference's accuracies; null without a reference. */
   metrics: ProtectionMetrics | null;
   /** The reference prompt per set; null without a reference. */
   reference: Record<string, SetResult> | null;
@@ -95,7 +95,7 @@ export class Evaluator {
 
   /**
    * Accuracy and macro-F1 of `prompt` (its own instance prompts) on the authorized set and every unauthorized
-   * set; zero-shot CLIP on each; with `reference`, the reference prompt on each and the spec §7 metrics.
+   * set; zero-shot CLIP on each; with `reference`, the reference prompt on each and the method §7 metrics.
    * @throws IpclipError `ERR_MISMATCH` (a set or the reference with other class names), `ERR_EMPTY_INPUT`,
    * `ERR_INVALID_ARGUMENT`, loader and native errors.
    */
@@ -154,7 +154,7 @@ export class Evaluator {
   }
 
   /**
-   * Ownership evidence (spec §5): the prompt on the clean test set and on the same images watermarked, with a
+   * Ownership evidence (method §5): the prompt on the clean test set and on the same images watermarked, with a
    * one-sided binomial test of each against chance ({@link ownershipEvidence}; `alpha` default 0.01).
    */
   async evaluateOwnership(prompt: IPPrompt, cleanTest: DomainDataset, opts: { watermark?: boolean; alpha?: number } = {}): Promise<OwnershipReport> {

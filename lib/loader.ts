@@ -43,7 +43,7 @@ export interface Draw {
   index: number;
 }
 
-/** How each sample is transformed: one spec for all, the authorization mixture (spec §5), or a function. */
+/** How each sample is transformed: one spec for all, the authorization mixture (method §5), or a function. */
 export type TransformChoice = TransformSpec | 'authorization-mixture' | ((rng: Rng, index: number) => TransformSpec);
 
 /** Options of {@link BatchLoader}. */

@@ -1,6 +1,6 @@
 /**
  * Evaluation metrics: accuracy, macro-F1, confusion matrices, exact binomial tail tests, the project's
- * protection metrics (spec §7) and the ownership-verification evidence (spec §5).
+ * protection metrics (method §7) and the ownership-verification evidence (method §5).
  */
 import { IpclipError, check } from './errors.js';
 
@@ -73,7 +73,7 @@ export function binomialTestLess(successes: number, trials: number, p: number): 
   return binomialTail(0, successes, trials, p);
 }
 
-/** Retention, suppression and their balance (spec §7), plus the raw accuracy drops. */
+/** Retention, suppression and their balance (method §7), plus the raw accuracy drops. */
 export interface ProtectionMetrics {
   /** R_A = min(1, Acc_A / Acc_A^ref). */
   retention: number;
@@ -88,7 +88,7 @@ export interface ProtectionMetrics {
 }
 
 /**
- * The project's protection metrics (spec §7) from the protected model's accuracy (`acc`) and an
+ * The project's protection metrics (method §7) from the protected model's accuracy (`acc`) and an
  * unprotected reference's (`ref`) on the authorized set `a` and each unauthorized set in `u`.
  *
  * Guards for divisions: when `a.ref` is 0 there is nothing to retain and R_A = 1; when an unauthorized
@@ -139,7 +139,7 @@ export interface OwnershipEvidence {
 }
 
 /**
- * Ownership evidence (spec §5): the owner's model should be accurate on clean inputs and near chance
+ * Ownership evidence (method §5): the owner's model should be accurate on clean inputs and near chance
  * (1/numClasses) on watermarked ones. Ownership is supported when the clean accuracy is above chance with
  * p < alpha (default 0.01) and the watermarked accuracy is not (p ≥ alpha).
  */

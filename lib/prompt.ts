@@ -1,6 +1,6 @@
 /**
- * {@link IPPrompt}: the trainable IP prompt of IP-CLIP (spec §2) on a frozen {@link Clip}, with its
- * enhancement module and feature banks (spec §3). The numerics run natively (native/binding/PromptModel.cpp);
+ * {@link IPPrompt}: the trainable IP prompt of IP-CLIP (method §2) on a frozen {@link Clip}, with its
+ * enhancement module and feature banks (method §3). The numerics run natively (native/binding/PromptModel.cpp);
  * this class builds the class prompts, checks inputs, and reads and writes checkpoints.
  */
 import type { Clip } from './clip.js';
@@ -12,7 +12,7 @@ export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeScenario
 import { preprocess } from './preprocess.js';
 import { numel, type FloatTensor, type ImageTensor, type Tensor } from './tensor.js';
 
-/** Slots per class of each feature bank (spec §3). */
+/** Slots per class of each feature bank (method §3). */
 export const BANK_SIZE = 5;
 
 /** Options of {@link IPPrompt.create}. */
@@ -21,7 +21,7 @@ export interface PromptOptions {
   seed?: number;
   /**
    * `fast` (default): the text tower runs the shared SOT + context prefix once per image and cuts sequences after
-   * the last EOT (spec §2's exactness facts); `naive`: every class prompt in full. Same results.
+   * the last EOT (method §2's exactness facts); `naive`: every class prompt in full. Same results.
    */
   textPath?: 'fast' | 'naive';
 }
@@ -53,7 +53,7 @@ export function promptText(className: string, nCtx: number): string {
   return `${Array(nCtx).fill('X').join(' ')} ${className.replace(/_/g, ' ')}.`;
 }
 
-/** n_ctx for a CLIP with `layers` vision blocks: 2·L domain tokens + 4 image tokens (spec §2). */
+/** n_ctx for a CLIP with `layers` vision blocks: 2·L domain tokens + 4 image tokens (method §2). */
 export function contextSize(layers: number): number {
   return 2 * layers + 4;
 }
@@ -199,7 +199,13 @@ export class IPPrompt implements Disposable {
     const names = Object.keys(state);
     for (const name of names) {
       const want = current[name];
-      if (!want) throw new IpclipError('ERR_BAD_WEIGHTS', `${source}: unknown prompt tensor '${name}'`);
+      if (!want) {
+        // The release's prompt learner saves its frozen token buffers: such a file is the authors' format.
+        const hint = name === 'token_prefix' || name === 'token_suffix'
+          ? ' (this looks like a checkpoint of the authors\' release: import it with importReleaseCheckpoint or `ipclip import-release`)'
+          : '';
+        throw new IpclipError('ERR_BAD_WEIGHTS', `${source}: unknown prompt tensor '${name}'${hint}`);
+      }
       const got = state[name]!;
       if (got.shape.length !== want.shape.length || got.shape.some((d, i) => d !== want.shape[i])) {
         throw new IpclipError('ERR_MISMATCH', `${source}: tensor '${name}' has shape [${got.shape}] but this prompt ` +
@@ -232,7 +238,7 @@ export class IPPrompt implements Disposable {
   }
 
   /**
-   * One batch of bank construction with the current prompt (spec §3): `authorized` (enters only when predicted
+   * One batch of bank construction with the current prompt (method §3): `authorized` (enters only when predicted
    * correctly; slot class = label) or `unauthorized` (every sample; slot class = prediction). Returns the logits.
    */
   async updateBanks(images: ImageTensor, labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<FloatTensor> {
@@ -251,7 +257,7 @@ export class IPPrompt implements Disposable {
   }
 
   /**
-   * Classifies images with the protected prompt alone (test path of spec §2): a preprocessed tensor, or images
+   * Classifies images with the protected prompt alone (test path of method §2): a preprocessed tensor, or images
    * (paths, encoded bytes, decoded RGB) that are preprocessed with CLIP's test transform. Batches of 32.
    */
   async classify(images: ImageTensor | ImageInput | ImageInput[], opts: { batchSize?: number } = {}): Promise<PromptPrediction[]> {

@@ -3,7 +3,7 @@
  * `{ state_dict, epoch, optimizer, scheduler, val_result }`, read by the addon's torch-free restricted unpickler:
  * no Python, nothing executed) or the same `state_dict` as safetensors.
  *
- * The release's prompt-learner names are ours (spec §8). Its extra buffers `token_prefix` [C, 1, Wt] and
+ * The release's prompt-learner names are ours (method §8). Its extra buffers `token_prefix` [C, 1, Wt] and
  * `token_suffix` [C, ctx − 1 − n_ctx, Wt] are the frozen token embeddings of the class prompts: they are not
  * loaded but checked against the ones this CLIP and class list give, which tells a wrong CLIP from a wrong
  * class list. `style_mapping_tokens.*` (unused by the method) are ignored.

@@ -47,7 +47,7 @@ export interface ReportSample {
   predicted: string;
 }
 
-/** The project's metrics (spec §7). */
+/** The project's metrics (method §7). */
 export interface ReportMetrics {
   retention: number;
   suppression: number;
@@ -87,7 +87,7 @@ export const METRIC_SENTENCES: Readonly<Record<'retention' | 'suppression' | 'pr
 const COLOURS = { zeroShot: '#9aa5b1', reference: '#4c78a8', protected: '#e4572e' };
 const RUN_COLOURS = ['#4c78a8', '#e4572e', '#54a24b', '#b279a2'];
 
-/** Readable names of the loss terms (spec §4). */
+/** Readable names of the loss terms (method §4). */
 const TERM_TITLES: Record<string, string> = {
   loss: 'total loss', ceA: 'CE on authorized (CE_A)', ceU: 'CE on unauthorized (CE_U)', ceSelf: 'CE_self',
   ceCross: 'CE_cross', mse: 'MSE (feature distance)', kl: 'KL', entropy: 'entropy',

@@ -1,5 +1,5 @@
 /**
- * The four protection scenarios (spec §5) and the unprotected reference: which images and which transform
+ * The four protection scenarios (method §5) and the unprotected reference: which images and which transform
  * each training stream gets, and how the streams are turned into bank-construction passes.
  */
 import { check } from './errors.js';
@@ -9,8 +9,8 @@ import type { Preset } from './schedule.js';
 import { authorizationMixture, type TransformSpec } from './transforms.js';
 
 /**
- * `target-specified`, `ownership`, `target-free`, `authorization`: the protection scenarios of spec §5.
- * `reference`: the unprotected model of spec §7 (CE_A only; the other terms are computed with weight 0).
+ * `target-specified`, `ownership`, `target-free`, `authorization`: the protection scenarios of method §5.
+ * `reference`: the unprotected model of method §7 (CE_A only; the other terms are computed with weight 0).
  */
 export type Scenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
 
@@ -45,7 +45,7 @@ export interface StreamPlan {
 const TRAIN: TransformSpec = { augment: 'train' };
 
 /**
- * The training streams of `scenario` (spec §5):
+ * The training streams of `scenario` (method §5):
  * - target-specified: A = source with the train augmentation; U = the target domain, train augmentation, its labels;
  * - ownership: A = clean images, U = the same images watermarked (both with the train augmentation);
  * - target-free: A = train augmentation, U = strong augmentation (RandAugment + Cutout) of the same images;
@@ -73,7 +73,7 @@ export function trainingStreams(scenario: Scenario, referenceFor?: ProtectionSce
 }
 
 /**
- * The unprotected reference of protection scenario `of` (spec §7: "trained the same way with CE_A only"): its
+ * The unprotected reference of protection scenario `of` (method §7: "trained the same way with CE_A only"): its
  * A stream is exactly `of`'s authorized stream (the watermarked images for authorization, clean images for the
  * others), so the reference is scored on the kind of images it was trained on. U is the same images, unused by
  * the loss (weight 0) but needed by the step.
@@ -85,7 +85,7 @@ export function referenceStreams(of: ProtectionScenario): StreamPlan {
 }
 
 /**
- * The streams the feature banks are built from (spec §3, §8).
+ * The streams the feature banks are built from (method §3, §8).
  * - `official`: the training streams exactly, with their training augmentation (as the release does).
  * - `paper`: the same images and the same domain-defining transforms (the watermark, the strong augmentation,
  *   the authorization mixture's draw), but the random crop + flip of `train` replaced by the test transform,

@@ -1,5 +1,5 @@
 /**
- * Learning-rate schedules of the two presets (spec §6 and §8). The schedule lives in TypeScript: the native
+ * Learning-rate schedules of the two presets (method §6 and §8). The schedule lives in TypeScript: the native
  * step takes the rate of each iteration as an argument, so a resumed run only needs the iteration number.
  */
 import { check } from './errors.js';

@@ -1,6 +1,6 @@
 /**
  * Which samples each training step feeds to the two streams: the epoch layout of the authorized stream and how
- * the unauthorized stream is drawn beside it (spec §5–6). A pure function of the step index, so an interrupted
+ * the unauthorized stream is drawn beside it (method §5–6). A pure function of the step index, so an interrupted
  * run resumes at any step with exactly the samples (and, through the loaders' seeds, the augmentations) an
  * uninterrupted run gets there.
  */

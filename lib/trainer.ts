@@ -1,6 +1,6 @@
 /**
- * {@link IPTrainer}: trains an {@link IPPrompt} in one of the scenarios of spec §5 (or the unprotected
- * reference of spec §7): bank construction, the training loop over the two data streams, the learning-rate
+ * {@link IPTrainer}: trains an {@link IPPrompt} in one of the scenarios of method §5 (or the unprotected
+ * reference of method §7): bank construction, the training loop over the two data streams, the learning-rate
  * schedule, progress, checkpoints and exact resumption.
  */
 import { existsSync } from 'node:fs';
@@ -33,7 +33,7 @@ export interface TrainBatch {
   labels: Int32Array;
 }
 
-/** The terms of one step (unclamped, spec §4), the total, the learning rate and whether the update was skipped. */
+/** The terms of one step (unclamped, method §4), the total, the learning rate and whether the update was skipped. */
 export interface StepTerms extends LossTerms {
   lr: number;
   /** True when the loss or a gradient was not finite: the parameters were left unchanged. */
@@ -111,7 +111,7 @@ export interface TrainingData {
   authorized: DomainDataset;
   /**
    * target-specified: the target domain (required). Other scenarios draw U from the authorized images
-   * (spec §5); there it may be omitted or be the authorized dataset itself.
+   * (method §5); there it may be omitted or be the authorized dataset itself.
    */
   unauthorized?: DomainDataset;
 }
@@ -161,7 +161,7 @@ const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf',
  * await trainer.fit({ authorized: trainA, unauthorized: trainU });
  * ```
  *
- * Streams (spec §5–6, lib/scenarios.ts, lib/streams.ts): an epoch is one pass over the authorized training set:
+ * Streams (method §5–6, lib/scenarios.ts, lib/streams.ts): an epoch is one pass over the authorized training set:
  * every A sample once, in ceil(|A| / batchSize) iterations, except that a last batch of a single image is merged
  * into the one before it (the enhancement branch's BatchNorm needs 2 rows), giving floor(|A| / batchSize). The
  * U batch of a step has the size of its A batch. In target-specified training U is its own dataset, cycled
@@ -244,7 +244,7 @@ export class IPTrainer {
   }
 
   /**
-   * Builds both feature banks (spec §3) with the current prompt: the banks are reset, then one no-grad pass over
+   * Builds both feature banks (method §3) with the current prompt: the banks are reset, then one no-grad pass over
    * each stream (`paper`: the test transform with the stream's watermark / strong augmentation kept;
    * `official`: the training augmentation, as the release). Authorized rule on A, unauthorized rule on U.
    */
@@ -621,7 +621,7 @@ export class IPTrainer {
     }
     if (u !== undefined && u !== a) {
       const same = u.length === a.length && u.samples.every((s, i) => s.path === a.samples[i]!.path && s.buffer === a.samples[i]!.buffer);
-      check(same, `scenario '${plan.scenario}' draws the unauthorized stream from the authorized images (spec §5): ` +
+      check(same, `scenario '${plan.scenario}' draws the unauthorized stream from the authorized images (method §5): ` +
         'omit `unauthorized` or pass the authorized dataset');
     }
     return { authorized: a, unauthorized: a, plan };

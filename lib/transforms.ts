@@ -1,5 +1,5 @@
 /**
- * The per-sample transform the data loader applies to each stream (spec §5–6): decode, optional watermark at
+ * The per-sample transform the data loader applies to each stream (method §5–6): decode, optional watermark at
  * the original resolution, then the test, train or strong augmentation, and finally CLIP's normalisation.
  */
 import { check } from './errors.js';

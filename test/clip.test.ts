@@ -19,7 +19,7 @@ async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
   return (err as IpclipError).code;
 }
 
-/** Spec §1 statistics from the residual streams [L,N,T,W]: token mean and sqrt((Σ(h−μ)² + 2.3e-8)/T). */
+/** Method §1 statistics from the residual streams [L,N,T,W]: token mean and sqrt((Σ(h−μ)² + 2.3e-8)/T). */
 function statsFromLayers(layers: Tensor): Float32Array {
   const [L, N, T, W] = layers.shape as [number, number, number, number];
   const out = new Float32Array(L * N * 2 * W);
@@ -117,7 +117,7 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
       expect(maxAbsDiff(layers!.data, floatData(golden, 'image_layers'))).toBeLessThan(TOL);
     });
 
-    it('per-layer statistics are the spec §1 mean/std of the residual streams', async () => {
+    it('per-layer statistics are the method §1 mean/std of the residual streams', async () => {
       const out = await clip().encodeImage(images, { returnLayers: true, returnStats: true });
       expect(out.stats!.shape).toEqual([3, 4, 2, 128]);
       expect(maxAbsDiff(out.stats!.data, statsFromLayers(out.layers!))).toBeLessThan(1e-5);

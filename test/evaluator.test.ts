@@ -1,5 +1,5 @@
 // Evaluator: per-set scores against predictions computed independently, zero-shot against Clip.classify,
-// spec §7 metrics by hand, ownership evidence, errors.
+// method §7 metrics by hand, ownership evidence, errors.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -80,7 +80,7 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
     return { accuracy: correct / d.length, correct, n: d.length, macroF1: macroF1(pred, labels, CLASSES.length) };
   }
 
-  it('scores each set with the prompt, the reference and zero-shot CLIP; metrics per spec §7', async () => {
+  it('scores each set with the prompt, the reference and zero-shot CLIP; metrics per method §7', async () => {
     const ev = new Evaluator(clip, { batchSize: 4 });
     const report = await ev.evaluate(prompt, { authorized: a, unauthorized: { two: u, twoMarked: { dataset: u, watermark: true } }, reference });
     expect(report.unauthorized).toEqual(['two', 'twoMarked']);
@@ -92,7 +92,7 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
     const ranked = await clip.classify(u.samples.map((s) => s.path!), CLASSES);
     const zsCorrect = ranked.filter((r, i) => r[0]!.label === CLASSES[u.samples[i]!.label]).length;
     expect(report.zeroShot!.two).toBeCloseTo(zsCorrect / u.length, 12);
-    // Spec §7 by hand.
+    // Method §7 by hand.
     const acc = (k: string) => report.sets[k]!.accuracy;
     const ref = (k: string) => report.reference![k]!.accuracy;
     const chance = 1 / 3;

@@ -80,7 +80,7 @@ describe('binomial tails', () => {
   });
 });
 
-describe('protection metrics (spec §7)', () => {
+describe('protection metrics (method §7)', () => {
   it('computes R_A, S_U, P and drops on worked numbers', () => {
     // R = 0.72/0.80 = 0.9; S = mean((0.7−0.1)/(0.7−0.1), (0.6−0.4)/(0.6−0.1)) = mean(1, 0.4) = 0.7;
     // P = 2·0.9·0.7/1.6 = 0.7875; dropA = 0.08; dropU = mean(0.6, 0.2) = 0.4.

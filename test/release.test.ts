@@ -291,6 +291,18 @@ describe.skipIf(!HAVE_SHARED)('ipclip import-release', () => {
   });
   afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
+  it('IPPrompt.load of the release\'s state dict names the import path instead of a bare unknown tensor', async () => {
+    const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
+    try {
+      const err = await IPPrompt.load(clip, SAFE, { classNames }).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(IpclipError);
+      expect((err as IpclipError).code).toBe('ERR_BAD_WEIGHTS');
+      expect((err as Error).message).toMatch(/token_(prefix|suffix).*importReleaseCheckpoint/);
+    } finally {
+      clip.dispose();
+    }
+  });
+
   it('writes our checkpoint format, which IPPrompt.load reads back to the release\'s logits', async () => {
     const out = join(dir, 'imported.safetensors');
     const r = run([PTH, ...CLIP_ARGS, '--classes', classNames.join(','), '--out', out, '--json']);

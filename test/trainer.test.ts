@@ -49,7 +49,7 @@ describe('learning-rate schedules', () => {
 });
 
 describe('scenario streams', () => {
-  it('gives each scenario its transforms and image source (spec §5)', () => {
+  it('gives each scenario its transforms and image source (method §5)', () => {
     expect(trainingStreams('target-specified')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { augment: 'train' }, source: 'own' });
     expect(trainingStreams('ownership')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { watermark: true, augment: 'train' }, source: 'authorized' });
     expect(trainingStreams('target-free')).toMatchObject({ authorized: { augment: 'train' }, unauthorized: { augment: 'strong' }, source: 'authorized' });

@@ -123,7 +123,7 @@ the others score each domain's test split. A prompt without training metadata ne
 A checkpoint written by \`ipclip train\` records its run: data root, domains, split rule, sizes and seed. These
 are the defaults, so the test splits are the training's; a different --data, --authorized or --scenario is
 refused (ERR_MISMATCH) unless --ignore-run, and a set holding images of the run's training split is always
-refused. Metrics (spec §7): retention = protected / reference accuracy on the authorized set; suppression = how
+refused. Metrics (method §7): retention = protected / reference accuracy on the authorized set; suppression = how
 far each unauthorized accuracy fell from the reference's towards chance; protection = their harmonic mean.`,
   async run(p: Parsed, io: Io): Promise<number> {
     const json = bool(p, 'json');

@@ -1,5 +1,5 @@
 /**
- * Which test sets a trained prompt is scored on, per scenario (spec §5's "evaluated on" column), and the
+ * Which test sets a trained prompt is scored on, per scenario (method §5's "evaluated on" column), and the
  * per-set results as the CLI prints them.
  */
 import type { DomainDataset } from '../data.js';

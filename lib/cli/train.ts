@@ -64,7 +64,7 @@ export const trainCommand: Command = {
     ...CLIP_FLAGS,
     ...JSON_FLAG,
   },
-  details: `Scenarios (spec §5): target-specified needs --unauthorized; ownership, target-free and authorization draw
+  details: `Scenarios (method §5): target-specified needs --unauthorized; ownership, target-free and authorization draw
 the unauthorized stream from the authorized images (watermark, strong augmentation, authorization mixture);
 reference trains with CE on the authorized domain only (the unprotected baseline the metrics compare with), on
 the authorized stream of --reference-for (authorization: watermarked images; the others: clean ones).

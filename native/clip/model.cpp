@@ -25,7 +25,7 @@ torch::Tensor tokenStatistics(const torch::Tensor& h) {
   auto x = h.to(atLeastFloat32(h.scalar_type()));  // statistics in at least fp32 whatever the tower's dtype
   auto mean = x.mean(1);                           // [B,W]
   auto ss = (x - mean.unsqueeze(1)).pow(2).sum(1); // [B,W]
-  // The epsilon is added to the sum of squares, not to the variance (spec §1).
+  // The epsilon is added to the sum of squares, not to the variance (method §1).
   auto std = ((ss + 2.3e-8) / static_cast<double>(h.size(1))).sqrt();
   return torch::stack({mean, std}, 1);             // [B,2,W]
 }

@@ -15,7 +15,7 @@ namespace ipclip {
 struct VisionOutput {
   torch::Tensor embeds;  // [B,D] (not normalised, as OpenAI's encode_image)
   torch::Tensor layers;  // [L,B,T,W] residual stream after each block (compute dtype)
-  torch::Tensor stats;   // [L,B,2,W] at least fp32: per-layer token mean (index 0) and std (index 1), spec §1
+  torch::Tensor stats;   // [L,B,2,W] at least fp32: per-layer token mean (index 0) and std (index 1), method §1
 };
 
 struct VisionRequest {
@@ -46,7 +46,7 @@ TORCH_MODULE(VisionTransformer);
 // fp32 — float64 towers keep float64, half-precision towers get fp32.
 inline torch::Dtype atLeastFloat32(torch::Dtype d) { return d == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32; }
 
-// Per-layer statistics of spec §1 from one residual stream h: [B,T,W] → [B,2,W] in at least fp32.
+// Per-layer statistics of method §1 from one residual stream h: [B,T,W] → [B,2,W] in at least fp32.
 torch::Tensor tokenStatistics(const torch::Tensor& h);
 
 class ClipImpl : public torch::nn::Module {

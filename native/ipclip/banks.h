@@ -1,4 +1,4 @@
-// The two feature banks of spec §3: K slots per class, each a normalised image embedding with the
+// The two feature banks of method §3: K slots per class, each a normalised image embedding with the
 // confidence (max softmax probability) it entered with. Unfilled slots are zero vectors with confidence 0.
 #pragma once
 #include <torch/types.h>

@@ -1,4 +1,4 @@
-// The style-enhancement module ("INTER", spec §3), training-only. Names follow the release:
+// The style-enhancement module ("INTER", method §3), training-only. Names follow the release:
 // attn_block.pre_project.{0,1,3,4,6} (Linear, BatchNorm, ReLU, Linear, BatchNorm, ReLU, Linear) and
 // attn_block.post_project.0 (Linear).
 #pragma once

@@ -1,6 +1,6 @@
 // IP-CLIP's trainable state around a frozen CLIP: the IP prompt, the enhancement module, the two feature
 // banks, the class prompts' frozen parts and the optimiser — and the operations on them: protected logits,
-// bank construction, and one training step (spec §2–4). Not thread-safe: the binding serialises calls.
+// bank construction, and one training step (method §2–4). Not thread-safe: the binding serialises calls.
 #pragma once
 #include <map>
 #include <string>

@@ -1,4 +1,4 @@
-// The loss terms of spec §4 and their per-scenario, per-preset weights.
+// The loss terms of method §4 and their per-scenario, per-preset weights.
 #pragma once
 #include <string>
 

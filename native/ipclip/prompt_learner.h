@@ -1,4 +1,4 @@
-// The trainable IP prompt (spec §2): domain (style) tokens and image (content) tokens built from each
+// The trainable IP prompt (method §2): domain (style) tokens and image (content) tokens built from each
 // image's per-layer vision statistics. Parameter names are the release's, so state can be exchanged with it:
 // domain_tokens.linear1.{l}, domain_tokens.linear2.{l}, image_tokens.linear.{l}, image_tokens.lin.
 #pragma once

@@ -1,4 +1,4 @@
-// Per-image class prompts through the frozen text tower (spec §2): prompt (b,c) is
+// Per-image class prompts through the frozen text tower (method §2): prompt (b,c) is
 // [SOT, context_b (nCtx tokens), suffix_c (class name, ".", EOT, padding)]. Two implementations with
 // identical results: `naive` (the release's: B·C full-length sequences, one image at a time) and `fast`,
 // which uses the spec's exactness facts:
