@@ -19,7 +19,7 @@ fi
 
 out=.cache/fuzz
 mkdir -p "$out" test/native/regressions
-lib="native/clip/safetensors.cpp native/common/json.cpp"
+lib="native/clip/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
 flags="-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 echo "== building fuzzers with clang++ ($flags)"
 # shellcheck disable=SC2086
@@ -28,7 +28,7 @@ clang++ $flags fuzz/safetensors_fuzz.cpp $lib -o "$out/safetensors_fuzz"
 clang++ $flags fuzz/json_fuzz.cpp native/common/json.cpp -o "$out/json_fuzz"
 # shellcheck disable=SC2086
 clang++ -std=c++17 -O1 fuzz/make_seeds.cpp $lib -o "$out/make_seeds"
-torchlib="native/common/torch_file.cpp native/common/pickle.cpp native/common/zip.cpp native/common/json.cpp"
+torchlib="native/common/torch_file.cpp native/common/pickle.cpp native/common/zip.cpp native/common/json.cpp native/common/untrusted.cpp"
 # shellcheck disable=SC2086
 clang++ $flags fuzz/torch_fuzz.cpp $torchlib -o "$out/torch_fuzz"
 # shellcheck disable=SC2086

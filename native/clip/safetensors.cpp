@@ -1,8 +1,5 @@
 #include "safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,6 +10,7 @@
 #include <string_view>
 
 #include "../common/json.h"
+#include "../common/untrusted.h"
 
 namespace ipclip {
 
@@ -35,32 +33,6 @@ const DTypeInfo& info(DType dtype) {
     if (d.dtype == dtype) return d;
   }
   fail("ERR_INVALID_ARGUMENT", "unknown DType value " + std::to_string(static_cast<int>(dtype)));
-}
-
-// Names come from the file: show them quoted, control bytes escaped, cut at 100 bytes on a character
-// boundary, so a hostile name cannot flood a log or inject terminal escapes.
-std::string shown(std::string_view s) {
-  const size_t limit = 100;
-  bool cut = s.size() > limit;
-  if (cut) {
-    size_t end = limit;
-    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
-    s = s.substr(0, end);
-  }
-  std::string out = "'";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7F) {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 0xF];
-    } else {
-      out += ch;
-    }
-  }
-  out += cut ? "...'" : "'";
-  return out;
 }
 
 std::string shapeText(const std::vector<int64_t>& shape) {
@@ -114,39 +86,7 @@ SafetensorsFile SafetensorsFile::fromBytes(std::vector<uint8_t> bytes, std::stri
 }
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO must not hang waiting for a writer; it is rejected below as not regular.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT || e == ENOTDIR) fail("ERR_FILE_NOT_FOUND", path + ": no such file");
-    fail("ERR_BAD_FILE", path + ": cannot open: " + std::strerror(e));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail("ERR_BAD_FILE", path + ": cannot stat: " + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail("ERR_BAD_FILE", path + ": is a directory, not a safetensors file");
-  if (!S_ISREG(st.st_mode)) fail("ERR_BAD_FILE", path + ": not a regular file");
-
-  std::vector<uint8_t> bytes;
-  try {
-    bytes.resize(static_cast<size_t>(st.st_size));
-  } catch (const std::exception&) {  // bad_alloc, or length_error beyond max_size()
-    fail("ERR_BAD_FILE", path + ": file of " + std::to_string(st.st_size) + " bytes does not fit in memory");
-  }
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("ERR_BAD_FILE", path + ": read failed: " + std::strerror(errno));
-    if (n == 0) break;  // the file shrank since fstat: validate what is there
-    got += static_cast<size_t>(n);
-  }
-  bytes.resize(got);
-  return fromBytes(std::move(bytes), path);
+  return fromBytes(readUntrustedFile(path, "a safetensors file"), path);
 }
 
 void SafetensorsFile::parse() {
@@ -191,18 +131,18 @@ void SafetensorsFile::parse() {
     if (name == "__metadata__") {
       if (!entry.isObject()) bad("__metadata__ is not an object");
       for (size_t m = 0; m < entry.size(); ++m) {
-        if (!entry.at(m).isString()) bad("__metadata__ value " + shown(entry.key(m)) + " is not a string");
+        if (!entry.at(m).isString()) bad("__metadata__ value " + shownText(entry.key(m)) + " is not a string");
         metadata_[entry.key(m)] = entry.at(m).text();
       }
       continue;
     }
 
-    const std::string what = "tensor " + shown(name);
+    const std::string what = "tensor " + shownText(name);
     if (!entry.isObject()) bad(what + " is not an object");
     for (size_t k = 0; k < entry.size(); ++k) {
       const std::string& field = entry.key(k);
       if (field != "dtype" && field != "shape" && field != "data_offsets") {
-        bad(what + " has unexpected field " + shown(field));
+        bad(what + " has unexpected field " + shownText(field));
       }
     }
     const json::Value* dtypeV = entry.get("dtype");
@@ -215,7 +155,7 @@ void SafetensorsFile::parse() {
     for (const auto& d : kDTypes) {
       if (dtypeV->text() == d.name) dt = &d;
     }
-    if (!dt) bad(what + " has unsupported dtype " + shown(dtypeV->text()));
+    if (!dt) bad(what + " has unsupported dtype " + shownText(dtypeV->text()));
 
     if (!shapeV->isArray()) bad(what + " shape is not a list");
     if (shapeV->size() > kMaxDims) {
@@ -262,7 +202,7 @@ void SafetensorsFile::parse() {
   });
   for (size_t i = 1; i < spans.size(); ++i) {
     if (spans[i - 1].end > spans[i].begin) {
-      bad("tensors " + shown(tensors_[spans[i - 1].tensor].name) + " and " + shown(tensors_[spans[i].tensor].name) +
+      bad("tensors " + shownText(tensors_[spans[i - 1].tensor].name) + " and " + shownText(tensors_[spans[i].tensor].name) +
           " overlap in the data section");
     }
   }
@@ -277,7 +217,7 @@ std::vector<uint8_t> encodeSafetensors(const std::vector<TensorView>& tensors,
     header += "\"__metadata__\":{";
     bool first = true;
     for (const auto& [k, v] : metadata) {
-      if (!json::isValidUtf8(k) || !json::isValidUtf8(v)) invalid("metadata " + shown(k) + " is not valid UTF-8");
+      if (!json::isValidUtf8(k) || !json::isValidUtf8(v)) invalid("metadata " + shownText(k) + " is not valid UTF-8");
       if (!first) header += ',';
       first = false;
       header += json::quote(k) + ":" + json::quote(v);
@@ -288,7 +228,7 @@ std::vector<uint8_t> encodeSafetensors(const std::vector<TensorView>& tensors,
   std::set<std::string_view> names;
   uint64_t offset = 0;
   for (const TensorView& t : tensors) {
-    const std::string what = "tensor " + shown(t.name);
+    const std::string what = "tensor " + shownText(t.name);
     if (t.name == "__metadata__") invalid(what + " uses the reserved name");
     if (!json::isValidUtf8(t.name)) invalid(what + " name is not valid UTF-8");
     if (!names.insert(t.name).second) invalid(what + " appears twice");

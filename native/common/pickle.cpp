@@ -7,24 +7,6 @@
 
 namespace ipclip::pickle {
 
-std::string shownText(std::string_view s) {
-  const bool cut = s.size() > 100;
-  if (cut) s = s.substr(0, 100);
-  std::string out = "'";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7F) {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 0xF];
-    } else {
-      out += ch;
-    }
-  }
-  return out + (cut ? "...'" : "'");
-}
-
 namespace {
 
 struct StorageType {

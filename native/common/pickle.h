@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "untrusted.h"
 
 namespace ipclip::pickle {
 
@@ -75,7 +76,7 @@ class Document {
   friend class Unpickler;
 };
 
-// `s` quoted for an error message: control bytes as \xNN, cut at 100 bytes.
-std::string shownText(std::string_view s);
+// Quoting of file text in messages: the one shared with the other hostile-file readers.
+using ipclip::shownText;
 
 }  // namespace ipclip::pickle

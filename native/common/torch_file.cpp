@@ -1,14 +1,11 @@
 #include "torch_file.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 #include <string_view>
 
 #include "pickle.h"
+#include "untrusted.h"
 #include "zip.h"
 
 namespace ipclip {
@@ -193,36 +190,7 @@ TorchCheckpoint decodeTorchCheckpoint(const uint8_t* data, size_t size, const st
 }
 
 TorchCheckpoint readTorchCheckpoint(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO must not hang waiting for a writer; it is rejected below as not regular.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT || e == ENOTDIR) fail("ERR_FILE_NOT_FOUND", path + ": no such file");
-    fail("ERR_BAD_FILE", path + ": cannot open: " + std::strerror(e));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail("ERR_BAD_FILE", path + ": cannot stat: " + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) fail("ERR_BAD_FILE", path + ": is a directory, not a torch.save file");
-  if (!S_ISREG(st.st_mode)) fail("ERR_BAD_FILE", path + ": not a regular file");
-  std::vector<uint8_t> bytes;
-  try {
-    bytes.resize(static_cast<size_t>(st.st_size));
-  } catch (const std::exception&) {
-    fail("ERR_BAD_FILE", path + ": file of " + std::to_string(st.st_size) + " bytes does not fit in memory");
-  }
-  size_t got = 0;
-  while (got < bytes.size()) {
-    ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("ERR_BAD_FILE", path + ": read failed: " + std::strerror(errno));
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  bytes.resize(got);
+  auto bytes = readUntrustedFile(path, "a torch.save file");
   return decodeTorchCheckpoint(bytes.data(), bytes.size(), path);
 }
 
