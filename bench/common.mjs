@@ -102,7 +102,7 @@ const SOT = 49406, EOT = 49407, X = 343 /* "x</w>" */, DOT = 269 /* "." */;
 export async function classTokens(C, ctx, nCtx, vocabSize = 49408) {
   const names = Array.from({ length: C }, (_, i) => OFFICE_HOME[i % OFFICE_HOME.length]);
   const vocab = resolve(root, '..', 'shared', 'vocab', 'bpe_simple_vocab_16e6.txt.gz');
-  const compiled = join(root, 'dist', 'tokenizer.js');
+  const compiled = join(root, 'dist', 'clip', 'tokenizer', 'tokenizer.js');
   let encodeName = null;
   let source = 'fabricated';
   if (vocabSize >= 49408 && existsSync(vocab) && existsSync(compiled)) {

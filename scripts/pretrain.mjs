@@ -52,11 +52,11 @@ const opt = {
 };
 if (!(opt.lr > 0)) { console.error('pretrain: --lr must be a positive number'); process.exit(2); }
 
-const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS } = await lib('synth.js');
-const { learnMerges, writeOpenAiVocab } = await lib('bpe-train.js');
-const { ClipPretrainer } = await lib('pretrain.js');
-const { Clip } = await lib('clip.js');
-const { setThreads } = await lib('native.js');
+const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS } = await lib('tools/synth/synth.js');
+const { learnMerges, writeOpenAiVocab } = await lib('clip/tokenizer/train.js');
+const { ClipPretrainer } = await lib('pretrain/pretrainer.js');
+const { Clip } = await lib('clip/clip.js');
+const { setThreads } = await lib('native/binding.js');
 
 const t0 = performance.now();
 const secs = () => ((performance.now() - t0) / 1000).toFixed(0);

@@ -5,11 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMeta, sameConfig } from '../lib/checkpoint.js';
-import { Clip } from '../lib/clip.js';
-import { IpclipError } from '../lib/errors.js';
-import { readSafetensors, type SafetensorsContent } from '../lib/safetensors.js';
-import type { Tensor } from '../lib/tensor.js';
+import { parseMeta, sameConfig } from '../lib/ipclip/checkpoint.js';
+import { Clip } from '../lib/clip/clip.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { readSafetensors, type SafetensorsContent } from '../lib/io/safetensors.js';
+import type { Tensor } from '../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, floatData, maxAbsDiff, readGolden } from './helpers/fixtures.js';
 
 async function errorOf(p: Promise<unknown>): Promise<IpclipError> {

@@ -1,13 +1,13 @@
 import { describe, it, expect } from 'vitest';
-import type { RawImage } from '../lib/image.js';
-import { Rng } from '../lib/rng.js';
+import type { RawImage } from '../lib/image/decode.js';
+import { Rng } from '../lib/core/rng.js';
 import {
   GEOMETRIC_FILL, RAND_AUGMENT_OPS, autoContrast, brightness, color, contrast, crop, cutout, equalize, hflip, identity,
   luma, posterize, randAugment, randomResizedCrop, randomResizedCropBox, rotate, sharpness, shearX, shearY, solarize,
   strongAugment, translateX, translateY, watermark,
-} from '../lib/augment.js';
-import { resizeShorterCenterCrop } from '../lib/preprocess.js';
-import { applyTransform, authorizationMixture, toImageTensor, type TransformSpec } from '../lib/transforms.js';
+} from '../lib/image/augment.js';
+import { resizeShorterCenterCrop } from '../lib/image/preprocess.js';
+import { applyTransform, authorizationMixture, toImageTensor, type TransformSpec } from '../lib/image/transforms.js';
 
 type Px = [number, number, number];
 

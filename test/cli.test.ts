@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDist } from './helpers/dist.js';
-import { Clip } from '../lib/clip.js';
-import { ProgressBar, formatDuration, renderBar } from '../lib/progress.js';
-import { IPPrompt } from '../lib/prompt.js';
-import { SYNTH_CLASSES, SYNTH_DOMAINS } from '../lib/synth.js';
+import { Clip } from '../lib/clip/clip.js';
+import { ProgressBar, formatDuration, renderBar } from '../lib/tools/progress.js';
+import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { SYNTH_CLASSES, SYNTH_DOMAINS } from '../lib/tools/synth/synth.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

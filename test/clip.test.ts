@@ -2,11 +2,11 @@ import { readFileSync, mkdtempSync, rmSync, copyFileSync, symlinkSync, truncateS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Clip, clipLogits, softmaxRows } from '../lib/clip.js';
-import { IpclipError } from '../lib/errors.js';
-import { wrapNativeError } from '../lib/native.js';
-import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/safetensors.js';
-import type { Tensor } from '../lib/tensor.js';
+import { Clip, clipLogits, softmaxRows } from '../lib/clip/clip.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { wrapNativeError } from '../lib/native/binding.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/io/safetensors.js';
+import type { Tensor } from '../lib/core/tensor.js';
 import {
   CLIP_TINY, FIXTURE_IMAGES, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, floatData, maxAbsDiff, readGolden,
 } from './helpers/fixtures.js';
@@ -51,7 +51,7 @@ describe('native errors', () => {
     const saved = process.env.IPCLIP_ADDON;
     process.env.IPCLIP_ADDON = join(tmpdir(), 'no-such-dir', 'ipclip.node');
     try {
-      const fresh = await import('../lib/native.js');
+      const fresh = await import('../lib/native/binding.js');
       let err: { code?: string; message?: string } = {};
       try { fresh.loadNative(); } catch (e) { err = e as typeof err; }
       expect(err.code).toBe('ERR_ADDON_MISSING');

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import {
   BadImagesError, DomainDataset, SPLIT_PRESETS, assertSameClasses, checkImageFile, inTrainingSplit, splitCounts,
-} from '../lib/data.js';
+} from '../lib/data/dataset.js';
 
 let root = '';
 

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeUnseen, runDemo } from '../lib/demo.js';
+import { describeUnseen, runDemo } from '../lib/tools/demo.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 
 describe('describeUnseen', () => {

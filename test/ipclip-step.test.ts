@@ -6,11 +6,11 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clip } from '../lib/clip.js';
-import { IPPrompt } from '../lib/prompt.js';
-import { readSafetensors, writeSafetensors, type SafetensorsContent, type TensorToWrite } from '../lib/safetensors.js';
-import type { Tensor } from '../lib/tensor.js';
-import { IPTrainer, type TrainBatch } from '../lib/trainer.js';
+import { Clip } from '../lib/clip/clip.js';
+import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { readSafetensors, writeSafetensors, type SafetensorsContent, type TensorToWrite } from '../lib/io/safetensors.js';
+import type { Tensor } from '../lib/core/tensor.js';
+import { IPTrainer, type TrainBatch } from '../lib/ipclip/trainer/trainer.js';
 import { EXACT, clipBudget, lossScale, lossWeights, maxAbs, relToScale } from './helpers/exactness.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, floatData, shared } from './helpers/fixtures.js';
 

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import ts from 'typescript';
-import { DomainDataset } from '../lib/data.js';
-import { BatchLoader, cycle, cyclePosition, type Batch } from '../lib/loader.js';
+import { DomainDataset } from '../lib/data/dataset.js';
+import { BatchLoader, cycle, cyclePosition, type Batch } from '../lib/data/loader.js';
 
 const repo = fileURLToPath(new URL('../', import.meta.url));
 const MEAN = [0.48145466, 0.4578275, 0.40821073];
@@ -183,12 +183,12 @@ describe('BatchLoader with worker threads (compiled)', () => {
   it('gives the same batches as the in-thread path and reports bad images', async () => {
     const out = await mkdtemp(path.join(tmpdir(), 'ipclip-loader-js-'));
     try {
-      await transpileClosure(['loader.ts', 'data.ts'], out);
+      await transpileClosure(['data/loader.ts', 'data/dataset.ts'], out);
       await writeFile(path.join(out, 'package.json'), '{"type":"module"}');
       await symlink(path.join(repo, 'node_modules'), path.join(out, 'node_modules'));
       await writeFile(path.join(out, 'run.mjs'), `
-        import { DomainDataset } from './data.js';
-        import { BatchLoader } from './loader.js';
+        import { DomainDataset } from './data/dataset.js';
+        import { BatchLoader } from './data/loader.js';
         const [root, size] = [process.argv[2], Number(process.argv[3])];
         const ds = await DomainDataset.fromFolder(root, { domain: 'dom' });
         const result = {};
@@ -207,7 +207,7 @@ describe('BatchLoader with worker threads (compiled)', () => {
         // A worker that cannot start (simulated: the script now throws in workers; this thread keeps its
         // already-loaded copy) must not lose work: the loader falls back to this thread.
         const { readFileSync, writeFileSync } = await import('node:fs');
-        const workerFile = new URL('./loader-worker.js', import.meta.url);
+        const workerFile = new URL('./data/loader-worker.js', import.meta.url);
         writeFileSync(workerFile, "import { workerData } from 'node:worker_threads';\\n" +
           "if (workerData && workerData.ipclipLoaderWorker) throw new Error('cannot start');\\n" + readFileSync(workerFile, 'utf8'));
         const broken = new BatchLoader(ds, { batchSize: 2, size, seed: 42, transform: { augment: 'train' }, workers: 2, prefetch: 2 });
@@ -249,7 +249,8 @@ async function transpileClosure(entries: string[], outDir: string): Promise<void
     if (done.has(file)) continue;
     done.add(file);
     const source = await readFile(path.join(repo, 'lib', file), 'utf8');
-    for (const m of source.matchAll(/from\s+'\.\/([\w-]+)\.js'/g)) todo.push(`${m[1]}.ts`);
+    for (const m of source.matchAll(/from\s+'(\.{1,2}\/[\w\/.-]+)\.js'/g)) todo.push(path.posix.join(path.posix.dirname(file), `${m[1]}.ts`));
+    await mkdir(path.dirname(path.join(outDir, file)), { recursive: true });
     const js = ts.transpileModule(source, {
       compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
     }).outputText;

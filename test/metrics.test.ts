@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   accuracy, binomialTestGreater, binomialTestLess, confusionMatrix, macroF1, ownershipEvidence, protectionMetrics,
-} from '../lib/metrics.js';
+} from '../lib/ipclip/metrics.js';
 
 /** Direct binomial pmf with exact integer binomial coefficients (independent of the log-space code). */
 function pmf(i: number, n: number, p: number): number {

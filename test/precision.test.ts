@@ -3,10 +3,10 @@
 // rounding would bias every output stay fp32: logit_scale (ln 100 is 4.59375 in bf16, a 1 % scale error), the
 // LayerNorm parameters and the class/positional embeddings.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clip, type ClipConfig } from '../lib/clip.js';
-import { IpclipError } from '../lib/errors.js';
-import { IPPrompt } from '../lib/prompt.js';
-import { Rng } from '../lib/rng.js';
+import { Clip, type ClipConfig } from '../lib/clip/clip.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { Rng } from '../lib/core/rng.js';
 import { U32, U_BF16, clipBudget, relToScale } from './helpers/exactness.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 

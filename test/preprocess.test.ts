@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { CLIP_MEAN, CLIP_STD, decodeImage, normalizeToChw, type RawImage } from '../lib/image.js';
-import { loadNative, callNative } from '../lib/native.js';
-import { cropRaw, preprocess, resizeImage, resizeShorterCenterCrop, shorterSideSize } from '../lib/preprocess.js';
+import { CLIP_MEAN, CLIP_STD, decodeImage, normalizeToChw, type RawImage } from '../lib/image/decode.js';
+import { loadNative, callNative } from '../lib/native/binding.js';
+import { cropRaw, preprocess, resizeImage, resizeShorterCenterCrop, shorterSideSize } from '../lib/image/preprocess.js';
 
 const fixtures = fileURLToPath(new URL('../../shared/fixtures/text-image/', import.meta.url));
 const haveFixtures = existsSync(fixtures);

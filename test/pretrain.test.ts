@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { learnMerges, writeOpenAiVocab } from '../lib/bpe-train.js';
-import { Clip } from '../lib/clip.js';
-import { IpclipError } from '../lib/errors.js';
-import type { RawImage } from '../lib/image.js';
-import { loadNative } from '../lib/native.js';
-import { ClipPretrainer, cosineWarmupLr, cropToTensor, type PretrainConfig } from '../lib/pretrain.js';
-import { readSafetensors } from '../lib/safetensors.js';
+import { learnMerges, writeOpenAiVocab } from '../lib/clip/tokenizer/train.js';
+import { Clip } from '../lib/clip/clip.js';
+import { IpclipError } from '../lib/core/errors.js';
+import type { RawImage } from '../lib/image/decode.js';
+import { loadNative } from '../lib/native/binding.js';
+import { ClipPretrainer, cosineWarmupLr, cropToTensor, type PretrainConfig } from '../lib/pretrain/pretrainer.js';
+import { readSafetensors } from '../lib/io/safetensors.js';
 
 // A tiny CLIP: 16 px images in 8 px patches, one block per tower, heads = width/64 as the loader expects.
 const CONFIG: PretrainConfig = {

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clip } from '../lib/clip.js';
-import { IpclipError } from '../lib/errors.js';
-import { preprocess } from '../lib/preprocess.js';
-import { IPPrompt, argmaxRows, contextSize, promptText } from '../lib/prompt.js';
-import { Rng } from '../lib/rng.js';
-import type { ImageTensor } from '../lib/tensor.js';
+import { Clip } from '../lib/clip/clip.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { preprocess } from '../lib/image/preprocess.js';
+import { IPPrompt, argmaxRows, contextSize, promptText } from '../lib/ipclip/prompt.js';
+import { Rng } from '../lib/core/rng.js';
+import type { ImageTensor } from '../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
 
 const NAMES = ['alarm_clock', 'backpack', 'bike'];

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clip } from '../lib/clip.js';
-import { IpclipError } from '../lib/errors.js';
-import { IPPrompt } from '../lib/prompt.js';
-import { importReleaseCheckpoint, readReleaseCheckpoint } from '../lib/release.js';
-import { readSafetensors, writeSafetensors } from '../lib/safetensors.js';
+import { Clip } from '../lib/clip/clip.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { importReleaseCheckpoint, readReleaseCheckpoint } from '../lib/ipclip/release.js';
+import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { ensureDist } from './helpers/dist.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, floatData, maxAbsDiff, shared } from './helpers/fixtures.js';
 

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IpclipError } from '../lib/errors.js';
-import { METRIC_SENTENCES, renderReport, thumbnail, writeReport, type ReportData, type ReportPoint } from '../lib/report.js';
-import { niceTicks, smooth } from '../lib/report/svg.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { METRIC_SENTENCES, renderReport, thumbnail, writeReport, type ReportData, type ReportPoint } from '../lib/tools/report/report.js';
+import { niceTicks, smooth } from '../lib/tools/report/svg.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUT_DIR = fileURLToPath(new URL('../out/', import.meta.url));

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runRecordOf } from '../lib/checkpoint.js';
-import { DomainDataset } from '../lib/data.js';
-import { refuseTrainingImages } from '../lib/evaluator.js';
+import { runRecordOf } from '../lib/ipclip/checkpoint.js';
+import { DomainDataset } from '../lib/data/dataset.js';
+import { refuseTrainingImages } from '../lib/ipclip/evaluator.js';
 
 let root = '';
 beforeAll(async () => {

@@ -2,10 +2,10 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { IpclipError } from '../lib/errors.js';
+import { IpclipError } from '../lib/core/errors.js';
 import {
   bfloat16ToFloat, halfToFloat, readSafetensors, readSafetensorsScalar, writeSafetensors,
-} from '../lib/safetensors.js';
+} from '../lib/io/safetensors.js';
 import { CLIP_TINY, HAVE_SHARED, readGolden } from './helpers/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ipclip-st-'));

@@ -3,12 +3,12 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import { IpclipError } from '../lib/errors.js';
-import { Rng } from '../lib/rng.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { Rng } from '../lib/core/rng.js';
 import {
   SYNTH_CLASSES, SYNTH_COLOURS, SYNTH_DOMAINS, SYNTH_VERSION, captionFor, generateSynthDomains,
   renderContactSheet, renderSynthImage, synthFileName, type SynthDomain, type SynthManifest,
-} from '../lib/synth.js';
+} from '../lib/tools/synth/synth.js';
 
 const SIZE = 64;
 let tmp: string;

@@ -5,10 +5,10 @@
 // holds whatever BLAS, vector width (ATEN_CPU_CAPABILITY) or thread count sums in which order, and that a real
 // difference (a wrong mask, a dropped token, a mixed-up row) exceeds by many orders of magnitude.
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../lib/native.js';
-import type { NativePromptModel } from '../lib/prompt.js';
-import { Rng } from '../lib/rng.js';
-import type { FloatTensor } from '../lib/tensor.js';
+import { loadNative } from '../lib/native/binding.js';
+import type { NativePromptModel } from '../lib/ipclip/prompt.js';
+import { Rng } from '../lib/core/rng.js';
+import type { FloatTensor } from '../lib/core/tensor.js';
 import { EXACT, lossScale, maxAbs, relToScale } from './helpers/exactness.js';
 import { testThreads } from './helpers/threads.js';
 

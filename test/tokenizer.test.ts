@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ClipTokenizer, htmlUnescape } from '../lib/tokenizer.js';
-import { learnMerges, writeOpenAiVocab } from '../lib/bpe-train.js';
-import { IpclipError } from '../lib/errors.js';
-import { Rng } from '../lib/rng.js';
+import { ClipTokenizer, htmlUnescape } from '../lib/clip/tokenizer/tokenizer.js';
+import { learnMerges, writeOpenAiVocab } from '../lib/clip/tokenizer/train.js';
+import { IpclipError } from '../lib/core/errors.js';
+import { Rng } from '../lib/core/rng.js';
 
 const SHARED = fileURLToPath(new URL('../../shared/', import.meta.url));
 const VOCAB = join(SHARED, 'vocab/bpe_simple_vocab_16e6.txt.gz');

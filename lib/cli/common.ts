@@ -5,10 +5,10 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Clip } from '../clip.js';
-import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from '../data.js';
-import { IpclipError } from '../errors.js';
-import { setThreads } from '../native.js';
+import { Clip } from '../clip/clip.js';
+import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from '../data/dataset.js';
+import { IpclipError } from '../core/errors.js';
+import { setThreads } from '../native/binding.js';
 import { UsageError, choice, int, str, type FlagSpec, type Io, type Parsed } from './args.js';
 
 /** The package root (this file is `lib/cli/common.ts` or `dist/cli/common.js`). */

@@ -1,13 +1,13 @@
 /**
- * `ipclip demo`: the README's main job (see lib/demo.ts). Exit code 0 when both targets pass, 1 when one fails.
+ * `ipclip demo`: the README's main job (see lib/tools/demo.ts). Exit code 0 when both targets pass, 1 when one fails.
  */
 import { existsSync } from 'node:fs';
-import { runDemo } from '../demo.js';
-import { IpclipError } from '../errors.js';
+import { runDemo } from '../tools/demo.js';
+import { IpclipError } from '../core/errors.js';
 import { bool, int, positiveNumber, str, type Command, type Io, type Parsed } from './args.js';
 import { DEFAULT_MODEL, printJson, withInterrupt } from './common.js';
 
-/** `ipclip demo` (lib/demo.ts). */
+/** `ipclip demo` (lib/tools/demo.ts). */
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'Protect photo against sketch on SynthDomains with the shipped CLIP; print the table, write out/report.html.',

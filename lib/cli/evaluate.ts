@@ -3,12 +3,12 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { readCheckpoint, type RunRecord } from '../checkpoint.js';
-import { DomainDataset, SPLIT_RULE } from '../data.js';
-import { IpclipError } from '../errors.js';
-import { Evaluator, refuseTrainingImages } from '../evaluator.js';
-import { IPPrompt } from '../prompt.js';
-import { SCENARIOS, authorizedImages, isProtectionScenario, isScenario, referenceFits } from '../scenarios.js';
+import { readCheckpoint, type RunRecord } from '../ipclip/checkpoint.js';
+import { DomainDataset, SPLIT_RULE } from '../data/dataset.js';
+import { IpclipError } from '../core/errors.js';
+import { Evaluator, refuseTrainingImages } from '../ipclip/evaluator.js';
+import { IPPrompt } from '../ipclip/prompt.js';
+import { SCENARIOS, authorizedImages, isProtectionScenario, isScenario, referenceFits } from '../ipclip/scenario.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainTest, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,

@@ -2,9 +2,9 @@
  * `ipclip predict` (classify images with a protected prompt) and `ipclip info` (what a checkpoint holds).
  */
 import { existsSync, statSync } from 'node:fs';
-import { readCheckpoint } from '../checkpoint.js';
-import { IpclipError } from '../errors.js';
-import { IPPrompt } from '../prompt.js';
+import { readCheckpoint } from '../ipclip/checkpoint.js';
+import { IpclipError } from '../core/errors.js';
+import { IPPrompt } from '../ipclip/prompt.js';
 import { UsageError, bool, int, required, type Command, type Io, type Parsed } from './args.js';
 import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, resolveCheckpoint, table } from './common.js';
 

@@ -4,9 +4,9 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { DomainDataset } from '../data.js';
-import { IpclipError } from '../errors.js';
-import { importReleaseCheckpoint } from '../release.js';
+import { DomainDataset } from '../data/dataset.js';
+import { IpclipError } from '../core/errors.js';
+import { importReleaseCheckpoint } from '../ipclip/release.js';
 import { UsageError, bool, list, str, type Command, type Io, type Parsed } from './args.js';
 import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, printJson } from './common.js';
 

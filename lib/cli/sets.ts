@@ -2,9 +2,9 @@
  * Which test sets a trained prompt is scored on, per scenario (method §5's "evaluated on" column), and the
  * per-set results as the CLI prints them.
  */
-import type { DomainDataset } from '../data.js';
-import { AUTHORIZED_SET, type EvalSet, type EvaluationReport } from '../evaluator.js';
-import type { Scenario } from '../scenarios.js';
+import type { DomainDataset } from '../data/dataset.js';
+import { AUTHORIZED_SET, type EvalSet, type EvaluationReport } from '../ipclip/evaluator.js';
+import type { Scenario } from '../ipclip/scenario.js';
 import { domainTest, pct, table, type SplitFlags } from './common.js';
 
 /** Suffix of a watermarked set's name. */

@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProgressBar } from '../progress.js';
-import { SYNTH_CLASSES, SYNTH_DOMAINS, generateSynthDomains, renderContactSheet } from '../synth.js';
+import { ProgressBar } from '../tools/progress.js';
+import { SYNTH_CLASSES, SYNTH_DOMAINS, generateSynthDomains, renderContactSheet } from '../tools/synth/synth.js';
 import { bool, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import { JSON_FLAG, PACKAGE_ROOT, printJson, withInterrupt } from './common.js';
 
@@ -84,7 +84,7 @@ export const pretrainCommand: Command = {
     'image-size': { type: 'string', value: 'px', help: 'input resolution of the model (default 32)' },
     quiet: { type: 'boolean', help: 'no progress lines' },
   },
-  details: `Runs scripts/pretrain.mjs, which drives ClipPretrainer (lib/pretrain.ts): renders SynthDomains, learns
+  details: `Runs scripts/pretrain.mjs, which drives ClipPretrainer (lib/pretrain/pretrainer.ts): renders SynthDomains, learns
 the vocabulary, trains both towers contrastively, evaluates zero-shot per domain and writes model.safetensors,
 config.json, vocab.txt.gz, eval.json and the model card README.md into --out.`,
   async run(p: Parsed): Promise<number> {

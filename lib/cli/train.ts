@@ -5,21 +5,21 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readCheckpoint } from '../checkpoint.js';
-import { DomainDataset } from '../data.js';
-import { IpclipError } from '../errors.js';
-import { Evaluator } from '../evaluator.js';
-import { ProgressBar } from '../progress.js';
-import { IPPrompt } from '../prompt.js';
-import { PROTECTION_SCENARIOS, SCENARIOS, type ProtectionScenario, type Scenario } from '../scenarios.js';
-import { PAIRINGS, type Pairing } from '../streams.js';
-import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../trainer.js';
+import { readCheckpoint } from '../ipclip/checkpoint.js';
+import { DomainDataset } from '../data/dataset.js';
+import { IpclipError } from '../core/errors.js';
+import { Evaluator } from '../ipclip/evaluator.js';
+import { ProgressBar } from '../tools/progress.js';
+import { IPPrompt } from '../ipclip/prompt.js';
+import { PROTECTION_SCENARIOS, SCENARIOS, type ProtectionScenario, type Scenario } from '../ipclip/scenario.js';
+import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
+import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, printJson, splitSizes, withInterrupt,
 } from './common.js';
 import { evaluationPlan, rowsOf, rowsTable, type EvalPlan, type SetRow } from './sets.js';
-import type { BadImage } from '../data.js';
+import type { BadImage } from '../data/dataset.js';
 
 /** Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, the shell's convention). */
 export const EXIT_INTERRUPTED = 130;

@@ -9,7 +9,7 @@
 
 namespace ipclip::binding {
 
-// A JS Error whose `code` property is one of lib/errors.ts's codes.
+// A JS Error whose `code` property is one of lib/core/errors.ts's codes.
 inline Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message) {
   auto err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, code));

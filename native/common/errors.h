@@ -1,5 +1,5 @@
 // The one exception type the native core throws for bad input. It carries the same stable `code` strings
-// as lib/errors.ts (ERR_FILE_NOT_FOUND, ERR_BAD_FILE, ERR_INVALID_ARGUMENT, ...) so the binding can turn it
+// as lib/core/errors.ts (ERR_FILE_NOT_FOUND, ERR_BAD_FILE, ERR_INVALID_ARGUMENT, ...) so the binding can turn it
 // into a JS IpclipError without guessing.
 #pragma once
 

@@ -1,7 +1,7 @@
 // Shared test helpers: where ../shared lives, golden tensors, comparisons, and the device tests run on.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { readSafetensors, type SafetensorsContent } from '../../lib/safetensors.js';
+import { readSafetensors, type SafetensorsContent } from '../../lib/io/safetensors.js';
 
 /** `../shared` beside the repository (read-only material; never copied into the repo). */
 export const SHARED_DIR = fileURLToPath(new URL('../../../shared/', import.meta.url));

@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clip } from '../../lib/clip.js';
-import { addonPath } from '../../lib/native.js';
-import type { Tensor } from '../../lib/tensor.js';
+import { Clip } from '../../lib/clip/clip.js';
+import { addonPath } from '../../lib/native/binding.js';
+import type { Tensor } from '../../lib/core/tensor.js';
 import { CLIP_TINY, FIXTURE_IMAGES, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { codeOf } from './helpers.js';
 

@@ -2,7 +2,7 @@
 // fresh dist/ for tests that run the `ipclip` command.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import { IpclipError } from '../../lib/errors.js';
+import { IpclipError } from '../../lib/core/errors.js';
 
 /** The IpclipError code a promise (or a throwing function) ends with; fails the test if it resolves or throws anything else. */
 export async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Clip } from '../../lib/clip.js';
-import { decodeImage } from '../../lib/image.js';
-import { Rng } from '../../lib/rng.js';
-import type { Tensor } from '../../lib/tensor.js';
+import { Clip } from '../../lib/clip/clip.js';
+import { decodeImage } from '../../lib/image/decode.js';
+import { Rng } from '../../lib/core/rng.js';
+import type { Tensor } from '../../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { codeOf, entry, joinSafetensors, splitSafetensors } from './helpers.js';
 

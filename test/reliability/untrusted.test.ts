@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { METADATA_KEY, readCheckpoint } from '../../lib/checkpoint.js';
-import { Clip } from '../../lib/clip.js';
-import { IPPrompt } from '../../lib/prompt.js';
-import { readSafetensors, writeSafetensors } from '../../lib/safetensors.js';
+import { METADATA_KEY, readCheckpoint } from '../../lib/ipclip/checkpoint.js';
+import { Clip } from '../../lib/clip/clip.js';
+import { IPPrompt } from '../../lib/ipclip/prompt.js';
+import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { joinSafetensors, splitSafetensors } from './helpers.js';
 

@@ -1,0 +1,362 @@
+/**
+ * {@link Clip}: a CLIP model running natively (libtorch), with its tokenizer and preprocessing.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { IpclipError, check } from '../core/errors.js';
+import { isRawImage, type ImageInput } from '../image/decode.js';
+import {
+  callNative, callNativeSync, loadNative,
+  type ClipConfig, type ClipDtype, type ClipInfo, type NativeClipModel,
+} from '../native/binding.js';
+import { preprocess as preprocessImages } from '../image/preprocess.js';
+import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/tensor.js';
+import { ClipTokenizer } from './tokenizer/tokenizer.js';
+
+export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/binding.js';
+
+/** Options of {@link Clip.load}. */
+export interface ClipLoadOptions {
+  /** `'cpu'` (default), `'cuda'` or `'cuda:N'`. */
+  device?: string;
+  /**
+   * Compute dtype (default `'float32'`). `float16` needs CUDA; `bfloat16` works on CPU and CUDA; `float64` (CPU
+   * only) returns `Float64Array` results and is meant for exactness checks. In half precision, `logit_scale`,
+   * the LayerNorm parameters and the embedding tables stay fp32 (LayerNorm is computed in fp32).
+   */
+  dtype?: ClipDtype;
+  /**
+   * A tokenizer vocabulary: OpenAI's `bpe_simple_vocab_16e6.txt.gz`, or a Hugging Face `vocab.json` (with
+   * `merges.txt` beside it) or folder. Without it, a vocabulary beside the weights is used if there is one.
+   */
+  vocab?: string;
+  /** libtorch intra-op threads (a process-wide setting). */
+  threads?: number;
+}
+
+/** Images for {@link Clip.encodeImage}: a preprocessed tensor `[N,3,S,S]`, or images to preprocess. */
+export type ClipImages = ImageTensor | ImageInput | ImageInput[];
+
+/** Token ids for {@link Clip.encodeText}: `[N, ctx]`, ctx at most the model's context length. */
+export type TokenIds = Tensor<Int32Array> | Tensor<BigInt64Array>;
+
+/** Options of {@link Clip.encodeImage}. */
+export interface EncodeImageOptions {
+  /** Also return the residual stream after every vision block, `[layers, N, tokens, width]`. */
+  returnLayers?: boolean;
+  /** Also return each block's per-token mean and std, `[layers, N, 2, width]` (IP-CLIP, method §1). */
+  returnStats?: boolean;
+}
+
+/** The result of {@link Clip.encodeImage} with `returnLayers` or `returnStats`. */
+export interface ImageEncoding {
+  /** `[N, D]`, not normalised. */
+  embeds: FloatTensor;
+  layers?: FloatTensor;
+  stats?: FloatTensor;
+}
+
+/** Options of {@link Clip.encodeText}. */
+export interface EncodeTextOptions {
+  /** Cut texts longer than the context (last id EOT) instead of rejecting with `ERR_TEXT_TOO_LONG`. */
+  truncate?: boolean;
+}
+
+/** Options of {@link Clip.classify}. */
+export interface ClassifyOptions {
+  /** Prompt template; `{}` is replaced by the label. Default `'a photo of a {}.'`. */
+  template?: string;
+  /** Truncate over-long prompts instead of rejecting. */
+  truncate?: boolean;
+}
+
+/** One label's probability for one image. */
+export interface Prediction {
+  label: string;
+  score: number;
+}
+
+/** Vocabulary files looked for beside the weights, in this order. */
+export const VOCAB_FILE_NAMES: readonly string[] = ['vocab.txt.gz', 'bpe_simple_vocab_16e6.txt.gz'];
+
+function isImageTensor(x: unknown): x is ImageTensor {
+  return typeof x === 'object' && x !== null && !isRawImage(x) && !(x instanceof Uint8Array)
+    && 'shape' in x && 'data' in x;
+}
+
+function isTokenIds(x: unknown): x is TokenIds {
+  return typeof x === 'object' && x !== null && !Array.isArray(x) && 'shape' in x && 'data' in x;
+}
+
+/** The vocabulary to use for weights at `path`: the explicit one, or one found beside the weights. */
+function findVocab(path: string): string | undefined {
+  let dir: string;
+  try {
+    dir = statSync(path).isDirectory() ? path : dirname(path);
+  } catch {
+    return undefined;
+  }
+  for (const name of VOCAB_FILE_NAMES) if (existsSync(join(dir, name))) return join(dir, name);
+  if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) return join(dir, 'vocab.json');
+  return undefined;
+}
+
+/**
+ * Logits `[N, M]` of CLIP: `scale · cos(image_i, text_j)` (both sides L2-normalised here), as OpenAI's
+ * `logits_per_image`.
+ */
+export function clipLogits(imageEmbeds: FloatTensor, textEmbeds: FloatTensor, logitScale: number): Tensor {
+  check(imageEmbeds.shape.length === 2 && textEmbeds.shape.length === 2 && imageEmbeds.shape[1] === textEmbeds.shape[1],
+    `clipLogits: expected [N,D] and [M,D] embeddings, got [${imageEmbeds.shape}] and [${textEmbeds.shape}]`);
+  const [n, d] = imageEmbeds.shape as [number, number];
+  const m = textEmbeds.shape[0]!;
+  const norms = (t: FloatTensor, rows: number) => Array.from({ length: rows }, (_, r) => {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += t.data[r * d + k]! ** 2;
+    return Math.sqrt(s) || 1; // a zero embedding has cosine 0 with everything
+  });
+  const ni = norms(imageEmbeds, n);
+  const nt = norms(textEmbeds, m);
+  const out = new Float32Array(n * m);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += imageEmbeds.data[i * d + k]! * textEmbeds.data[j * d + k]!;
+      out[i * m + j] = (logitScale * s) / (ni[i]! * nt[j]!);
+    }
+  }
+  return { data: out, shape: [n, m] };
+}
+
+/** Row-wise softmax of `[N, M]` logits (numerically stable). */
+export function softmaxRows(logits: FloatTensor): Tensor {
+  const [n, m] = logits.shape as [number, number];
+  const out = new Float32Array(n * m);
+  for (let i = 0; i < n; i++) {
+    const row = logits.data.subarray(i * m, (i + 1) * m);
+    const max = Math.max(...row);
+    let sum = 0;
+    for (let j = 0; j < m; j++) sum += (out[i * m + j] = Math.exp(row[j]! - max));
+    for (let j = 0; j < m; j++) out[i * m + j]! /= sum;
+  }
+  return { data: out, shape: [n, m] };
+}
+
+/**
+ * A CLIP model (ViT image tower and text transformer, OpenAI's architecture) running in libtorch.
+ *
+ * ```ts
+ * const clip = await Clip.load('ViT-B-16.safetensors', { vocab: 'bpe_simple_vocab_16e6.txt.gz' });
+ * const ranked = await clip.classify(['cat.jpg'], ['cat', 'dog']);
+ * clip.dispose();
+ * ```
+ *
+ * Every heavy call returns a Promise computed on a libuv worker thread. Calls on one model run one after the other
+ * (a queue in JS, so concurrent callers never tie up several worker threads). After {@link dispose}, calls reject
+ * with `ERR_DISPOSED`.
+ */
+export class Clip implements Disposable {
+  /** The architecture, inferred from the weights. */
+  readonly config: ClipConfig;
+  /** Where the model came from and how it runs. */
+  readonly info: ClipInfo;
+  /** The tokenizer (from `vocab` or found beside the weights), or `null` when there is none. */
+  readonly tokenizer: ClipTokenizer | null;
+  /** exp(logit_scale): the factor on cosine similarities in {@link classify}. */
+  readonly logitScale: number;
+
+  #native: NativeClipModel | null;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(native: NativeClipModel, tokenizer: ClipTokenizer | null) {
+    this.#native = native;
+    this.config = callNativeSync(() => native.config);
+    this.info = callNativeSync(() => native.info);
+    this.tokenizer = tokenizer;
+    this.logitScale = this.info.logitScale;
+  }
+
+  /**
+   * Loads a CLIP checkpoint, telling the format apart by content: an OpenAI-named `.safetensors` file, a Hugging
+   * Face `CLIPModel` folder (`config.json` + `model.safetensors`), or an OpenAI TorchScript release (`.pt`).
+   *
+   * The tokenizer comes from `options.vocab`, else from a vocabulary beside the weights (in the weights' folder:
+   * `vocab.txt.gz`, `bpe_simple_vocab_16e6.txt.gz`, or `vocab.json` + `merges.txt`), else there is none and text
+   * must be given as token ids.
+   *
+   * Rejects with `ERR_FILE_NOT_FOUND`, `ERR_BAD_FILE`, `ERR_BAD_WEIGHTS`, `ERR_DEVICE` or `ERR_INVALID_ARGUMENT`.
+   */
+  static async load(path: string, options: ClipLoadOptions = {}): Promise<Clip> {
+    check(typeof path === 'string' && path.length > 0, 'Clip.load: path must be a non-empty string');
+    check(options !== null && typeof options === 'object', 'Clip.load: options must be an object');
+    const { device = 'cpu', dtype = 'float32', vocab, threads } = options;
+    check(typeof device === 'string', `Clip.load: device must be a string such as 'cpu' or 'cuda:0'`);
+    check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64',
+      `Clip.load: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16', 'bfloat16' or 'float64')`);
+    check(threads === undefined || (Number.isInteger(threads) && threads >= 1 && threads <= 1024),
+      `Clip.load: threads must be an integer between 1 and 1024 (got ${String(threads)})`);
+    check(vocab === undefined || (typeof vocab === 'string' && vocab.length > 0), 'Clip.load: vocab must be a path');
+    // The tokenizer first: a bad vocabulary fails fast, before seconds of weight loading.
+    const vocabPath = vocab ?? findVocab(path);
+    const tokenizer = vocabPath === undefined ? null : ClipTokenizer.fromFile(vocabPath);
+    const native = await callNative(() => loadNative().loadClip(path, { device, dtype, ...(threads ? { threads } : {}) }));
+    return new Clip(native, tokenizer);
+  }
+
+  /**
+   * A CLIP of the given architecture with OpenAI-style random weights (deterministic for a `seed`): for benchmarks
+   * at real sizes and for tests, without a checkpoint. Its `logitScale` is OpenAI's initial 1/0.07.
+   */
+  static async random(config: ClipConfig, options: Omit<ClipLoadOptions, 'threads'> & { seed?: number } = {}): Promise<Clip> {
+    check(config !== null && typeof config === 'object', 'Clip.random: config must be a ClipConfig');
+    check(options !== null && typeof options === 'object', 'Clip.random: options must be an object');
+    const { device = 'cpu', dtype = 'float32', vocab, seed = 0 } = options;
+    check(Number.isSafeInteger(seed) && seed >= 0, `Clip.random: seed must be a non-negative integer (got ${String(seed)})`);
+    const tokenizer = vocab === undefined ? null : ClipTokenizer.fromFile(vocab);
+    const native = await callNative(() => loadNative().createRandomClip(config, { seed, device, dtype }));
+    return new Clip(native, tokenizer);
+  }
+
+  /** Whether {@link dispose} was called. */
+  get disposed(): boolean {
+    return this.#native === null;
+  }
+
+  /**
+   * The raw bound model, for other native areas (prompt models take it). Throws `ERR_DISPOSED`.
+   * @internal
+   */
+  get nativeModel(): NativeClipModel {
+    if (!this.#native) throw new IpclipError('ERR_DISPOSED', 'this CLIP model has been disposed');
+    return this.#native;
+  }
+
+  /** Runs `fn` after every earlier call on this model has settled; rejects `ERR_DISPOSED` once disposed. */
+  #enqueue<T>(what: string, fn: (native: NativeClipModel) => Promise<T>): Promise<T> {
+    const run = this.#queue.then(() => {
+      const native = this.#native;
+      if (!native) throw new IpclipError('ERR_DISPOSED', `${what}: this CLIP model has been disposed`);
+      return callNative(() => fn(native));
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #checkLive(what: string): void {
+    if (!this.#native) throw new IpclipError('ERR_DISPOSED', `${what}: this CLIP model has been disposed`);
+  }
+
+  /** Decodes and preprocesses images (paths or encoded bytes) into `[N,3,S,S]` at this model's input size. */
+  async preprocess(inputs: ImageInput | ImageInput[]): Promise<ImageTensor> {
+    this.#checkLive('preprocess');
+    return preprocessImages(inputs, { size: this.config.vision.imageSize });
+  }
+
+  /** Validates a preprocessed batch against this model's input shape. */
+  #checkImageTensor(t: ImageTensor): void {
+    const s = this.config.vision.imageSize;
+    const expected = `[N,3,${s},${s}]`;
+    check(t.data instanceof Float32Array, `encodeImage: image tensor data must be a Float32Array of shape ${expected}`);
+    check(Array.isArray(t.shape) && t.shape.length === 4 && t.shape[1] === 3 && t.shape[2] === s && t.shape[3] === s
+      && Number.isInteger(t.shape[0]) && t.shape[0]! >= 0,
+      `encodeImage: images must have shape ${expected}, got [${String(t.shape)}]`);
+    if (t.shape[0] === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'encodeImage: the batch is empty');
+    check(t.data.length === numel(t.shape),
+      `encodeImage: data has ${t.data.length} values but shape [${t.shape}] needs ${numel(t.shape)}`);
+    for (let i = 0; i < t.data.length; i++) {
+      if (!Number.isFinite(t.data[i]!)) throw new IpclipError('ERR_NON_FINITE', `encodeImage: image value ${i} is ${t.data[i]}`);
+    }
+  }
+
+  /**
+   * Image embeddings `[N, D]` (not normalised, as OpenAI's `encode_image`). `images` is a preprocessed tensor or
+   * images to preprocess (paths, encoded bytes, decoded RGB). With `returnLayers` / `returnStats` the result is an
+   * {@link ImageEncoding} with the per-layer data too.
+   */
+  encodeImage(images: ClipImages): Promise<FloatTensor>;
+  encodeImage(images: ClipImages, options: EncodeImageOptions & ({ returnLayers: true } | { returnStats: true })): Promise<ImageEncoding>;
+  encodeImage(images: ClipImages, options?: EncodeImageOptions): Promise<FloatTensor | ImageEncoding>;
+  async encodeImage(images: ClipImages, options: EncodeImageOptions = {}): Promise<FloatTensor | ImageEncoding> {
+    this.#checkLive('encodeImage');
+    check(options !== null && typeof options === 'object', 'encodeImage: options must be an object');
+    const layers = options.returnLayers === true;
+    const stats = options.returnStats === true;
+    const batch = isImageTensor(images) ? images : await this.preprocess(images as ImageInput | ImageInput[]);
+    this.#checkImageTensor(batch);
+    const out = await this.#enqueue('encodeImage', (n) => n.encodeImage(batch.data, [...batch.shape], { layers, stats }));
+    if (!layers && !stats) return out.embeds;
+    return { embeds: out.embeds, ...(out.layers ? { layers: out.layers } : {}), ...(out.stats ? { stats: out.stats } : {}) };
+  }
+
+  /** Token ids `[N, contextLength]` for texts; needs a tokenizer. */
+  tokenize(texts: string | readonly string[], options: EncodeTextOptions = {}): Tensor<Int32Array> {
+    if (!this.tokenizer) {
+      throw new IpclipError('ERR_INVALID_ARGUMENT',
+        'this CLIP has no tokenizer: pass `vocab` to Clip.load (e.g. bpe_simple_vocab_16e6.txt.gz) or give token ids');
+    }
+    return this.tokenizer.tokenize(texts, { contextLength: this.config.text.contextLength, truncate: options.truncate ?? false });
+  }
+
+  /**
+   * Text embeddings `[N, D]` (not normalised, as OpenAI's `encode_text`) of texts (tokenized with
+   * {@link tokenizer}) or of token ids `[N, ctx]` (ctx ≤ the context length; rows padded with 0 after EOT).
+   * Over-long texts reject with `ERR_TEXT_TOO_LONG` unless `truncate`.
+   */
+  async encodeText(texts: string | readonly string[] | TokenIds, options: EncodeTextOptions = {}): Promise<FloatTensor> {
+    this.#checkLive('encodeText');
+    const ids = typeof texts === 'string' || Array.isArray(texts) ? this.tokenize(texts as string[], options) : texts;
+    check(isTokenIds(ids), 'encodeText: expected a string, an array of strings or token ids { data, shape: [N, ctx] }');
+    const { contextLength, vocabSize } = this.config.text;
+    check(ids.data instanceof Int32Array || ids.data instanceof BigInt64Array, 'encodeText: token ids must be an Int32Array or BigInt64Array');
+    check(Array.isArray(ids.shape) && ids.shape.length === 2 && Number.isInteger(ids.shape[0]) && ids.shape[0]! >= 0,
+      `encodeText: token ids must have shape [N, ctx] with ctx <= ${contextLength}, got [${String(ids.shape)}]`);
+    if (ids.shape[0] === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'encodeText: the batch is empty');
+    const ctx = ids.shape[1]!;
+    if (Number.isInteger(ctx) && ctx > contextLength) {
+      throw new IpclipError('ERR_TEXT_TOO_LONG', `encodeText: rows of ${ctx} tokens exceed the context length ${contextLength}`);
+    }
+    check(Number.isInteger(ctx) && ctx >= 2, `encodeText: token ids must have shape [N, ctx] with 2 <= ctx <= ${contextLength}`);
+    check(ids.data.length === numel(ids.shape), `encodeText: data has ${ids.data.length} ids but shape [${ids.shape}] needs ${numel(ids.shape)}`);
+    for (let i = 0; i < ids.data.length; i++) {
+      const v = Number(ids.data[i]);
+      check(v >= 0 && v < vocabSize, `encodeText: token id ${v} at ${i} is outside [0, ${vocabSize})`);
+    }
+    return this.#enqueue('encodeText', (n) => n.encodeText(ids.data, [...ids.shape]));
+  }
+
+  /**
+   * Zero-shot classification: for each image, every label with its probability, most likely first. Probabilities
+   * are the softmax of `logitScale · cos(image, text)` with text = `template` filled with the label.
+   */
+  async classify(images: ClipImages, labels: readonly string[], options: ClassifyOptions = {}): Promise<Prediction[][]> {
+    this.#checkLive('classify');
+    check(Array.isArray(labels), 'classify: labels must be an array of strings');
+    if (labels.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'classify: no labels given');
+    check(labels.every((l) => typeof l === 'string'), 'classify: every label must be a string');
+    check(new Set(labels).size === labels.length, 'classify: labels must be distinct');
+    const template = options.template ?? 'a photo of a {}.';
+    check(typeof template === 'string' && template.includes('{}'), 'classify: template must be a string containing {}');
+    const prompts = labels.map((l) => template.replaceAll('{}', l));
+    const ids = this.tokenize(prompts, { truncate: options.truncate ?? false });
+    const [imageEmbeds, textEmbeds] = await Promise.all([this.encodeImage(images), this.encodeText(ids)]);
+    const probs = softmaxRows(clipLogits(imageEmbeds, textEmbeds, this.logitScale));
+    const m = labels.length;
+    return Array.from({ length: imageEmbeds.shape[0]! }, (_, i) =>
+      labels.map((label, j) => ({ label, score: probs.data[i * m + j]! })).sort((a, b) => b.score - a.score));
+  }
+
+  /**
+   * Frees the native model. Work already running finishes (it holds its own reference); queued and later calls
+   * reject with `ERR_DISPOSED`. Calling it twice is harmless.
+   */
+  dispose(): void {
+    const native = this.#native;
+    this.#native = null;
+    native?.dispose();
+  }
+
+  /** Same as {@link dispose}, for `using clip = await Clip.load(...)`. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

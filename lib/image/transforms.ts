@@ -1,0 +1,65 @@
+/**
+ * The per-sample transform the data loader applies to each stream (method §5–6): decode, optional watermark at
+ * the original resolution, then the test, train or strong augmentation, and finally CLIP's normalisation.
+ */
+import { check } from '../core/errors.js';
+import { decodeImage, normalizeToChw, type ImageInput, type RawImage } from './decode.js';
+import { hflip, randomResizedCrop, strongAugment, watermark } from './augment.js';
+import { resizeShorterCenterCrop } from './preprocess.js';
+import type { Rng } from '../core/rng.js';
+import type { ImageTensor } from '../core/tensor.js';
+
+/**
+ * `test`: resize the shorter side + centre crop; `train`: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3) +
+ * horizontal flip with probability 0.5; `strong`: resize + centre crop, RandAugment (10 picks, p 0.5), Cutout.
+ */
+export type AugmentKind = 'test' | 'train' | 'strong';
+
+/** What to do to one sample: watermark it (the ownership/authorization key) or not, and how to augment it. */
+export interface TransformSpec {
+  watermark?: boolean;
+  augment: AugmentKind;
+}
+
+const KINDS: readonly AugmentKind[] = ['test', 'train', 'strong'];
+
+/**
+ * Decodes `input` and turns it into a `size`×`size` RGB image as `spec` says. Random choices come from `rng`
+ * only, so a seeded generator reproduces the sample exactly.
+ */
+export async function applyTransform(
+  input: ImageInput, spec: TransformSpec, size: number, rng: Rng, opts: { maxPixels?: number } = {},
+): Promise<RawImage> {
+  check(typeof spec === 'object' && spec !== null && KINDS.includes(spec.augment),
+    `transform augment must be one of ${KINDS.join(', ')} (got ${String(spec?.augment)})`);
+  check(Number.isInteger(size) && size > 0, `size must be a positive integer (got ${size})`);
+  let img = await decodeImage(input, opts);
+  if (spec.watermark) img = watermark(img);
+  switch (spec.augment) {
+    case 'test':
+      return resizeShorterCenterCrop(img, size);
+    case 'train': {
+      const out = await randomResizedCrop(img, size, rng);
+      return rng.chance(0.5) ? hflip(out) : out;
+    }
+    case 'strong':
+      return strongAugment(img, size, rng);
+  }
+}
+
+/**
+ * The unauthorized stream's per-sample choice in the applicability-authorization scenario: 40% watermark +
+ * strong augmentation, 20% clean + normal training augmentation, 40% clean + strong augmentation.
+ */
+export function authorizationMixture(rng: Rng): TransformSpec {
+  const u = rng.next();
+  if (u < 0.4) return { watermark: true, augment: 'strong' };
+  if (u < 0.6) return { watermark: false, augment: 'train' };
+  return { watermark: false, augment: 'strong' };
+}
+
+/** Normalises equally sized transformed images into CLIP's input tensor `[N, 3, S, S]`. */
+export function toImageTensor(images: RawImage[]): ImageTensor {
+  const data = normalizeToChw(images);
+  return { data, shape: [images.length, 3, images[0].height, images[0].width] };
+}

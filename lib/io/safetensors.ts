@@ -1,0 +1,261 @@
+/**
+ * Safetensors files: reading through the native hostile-file reader (every offset, size and overlap checked), and
+ * writing in TypeScript, atomically (a temporary file beside the target, fsync, rename).
+ *
+ * Format: 8 bytes little-endian header length N, N bytes of JSON header
+ * (`{"__metadata__": {k: v}, name: {dtype, shape, data_offsets: [begin, end]}, ...}`), then the data section.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { IpclipError, check } from '../core/errors.js';
+import { callNative, loadNative, type SafetensorsDtype } from '../native/binding.js';
+
+export type { SafetensorsDtype } from '../native/binding.js';
+
+/** Typed arrays tensors are read into and written from. */
+export type TensorData =
+  | Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array;
+
+/** One tensor of a safetensors file. F16 and BF16 are widened to Float32Array; `dtype` keeps the file's type. */
+export interface SafetensorsTensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  data: TensorData;
+}
+
+/** A whole safetensors file. */
+export interface SafetensorsContent {
+  tensors: Record<string, SafetensorsTensor>;
+  metadata: Record<string, string>;
+}
+
+/** A tensor to write: its data type decides the dtype (Float32Array → F32, BigInt64Array → I64, …). */
+export interface TensorToWrite {
+  data: TensorData;
+  shape: readonly number[];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Half-precision conversions
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** IEEE binary16 bits → number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24; // subnormal (and zero)
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** bfloat16 bits → number (the upper half of a float32). */
+export function bfloat16ToFloat(b: number): number {
+  u32[0] = (b & 0xffff) << 16;
+  return f32[0]!;
+}
+
+function widen(bytes: Buffer, dtype: 'F16' | 'BF16'): Float32Array {
+  const n = bytes.length / 2;
+  const out = new Float32Array(n);
+  const conv = dtype === 'F16' ? halfToFloat : bfloat16ToFloat;
+  for (let i = 0; i < n; i++) out[i] = conv(bytes.readUInt16LE(2 * i));
+  return out;
+}
+
+/** Copies raw little-endian bytes into a fresh (hence aligned) typed array of the dtype. */
+function toTyped(bytes: Buffer, dtype: SafetensorsDtype): TensorData {
+  // Node Buffers may sit at any offset of a shared pool: copy into an own ArrayBuffer before viewing it.
+  const own = (): ArrayBuffer => {
+    const ab = new ArrayBuffer(bytes.length);
+    new Uint8Array(ab).set(bytes);
+    return ab;
+  };
+  switch (dtype) {
+    case 'F32': return new Float32Array(own());
+    case 'F64': return new Float64Array(own());
+    case 'F16': case 'BF16': return widen(bytes, dtype);
+    case 'I64': return new BigInt64Array(own());
+    case 'I32': return new Int32Array(own());
+    case 'I16': return new Int16Array(own());
+    case 'I8': return new Int8Array(own());
+    case 'U8': case 'BOOL': return new Uint8Array(own());
+    default: throw new IpclipError('ERR_BAD_FILE', `unsupported safetensors dtype ${String(dtype)}`);
+  }
+}
+
+function assertLittleEndian(): void {
+  if (endianness() !== 'LE') throw new IpclipError('ERR_NATIVE', 'safetensors I/O needs a little-endian machine');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading
+
+/**
+ * Reads a safetensors file. The file is treated as hostile: the native reader bounds the header, checks every
+ * offset and size against the file and the dtype, and rejects overlaps. Rejects with `ERR_FILE_NOT_FOUND` or
+ * `ERR_BAD_FILE` (the message names the problem).
+ */
+export async function readSafetensors(path: string): Promise<SafetensorsContent> {
+  check(typeof path === 'string' && path.length > 0, 'readSafetensors: path must be a non-empty string');
+  assertLittleEndian();
+  const raw = await callNative(() => loadNative().readSafetensors(path));
+  const tensors: Record<string, SafetensorsTensor> = {};
+  for (const [name, t] of Object.entries(raw.tensors)) {
+    tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: toTyped(t.data, t.dtype) };
+  }
+  return { tensors, metadata: { ...raw.metadata } };
+}
+
+/** Longest header {@link readSafetensorsScalar} reads (the native reader's limit). */
+const MAX_HEADER_BYTES = 100_000_000;
+
+/**
+ * Reads one scalar (any shape with one element) from a safetensors file without loading the rest: the header and
+ * that tensor's bytes only. Returns `undefined` when the file has no such tensor. Used to learn `logit_scale` of a
+ * checkpoint cheaply. Rejects with `ERR_BAD_FILE` when the header is malformed.
+ */
+export async function readSafetensorsScalar(path: string, name: string): Promise<number | undefined> {
+  assertLittleEndian();
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new IpclipError('ERR_FILE_NOT_FOUND', `${path}: cannot open (${(err as Error).message})`, { cause: err });
+  }
+  const bad = (why: string) => new IpclipError('ERR_BAD_FILE', `${path}: ${why}`);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw bad('not a regular file');
+    const size = st.size;
+    const head = Buffer.alloc(8);
+    if (size < 8 || (await fh.read(head, 0, 8, 0)).bytesRead !== 8) throw bad('shorter than the 8-byte header length');
+    const len = head.readBigUInt64LE(0);
+    if (len === 0n || len > BigInt(MAX_HEADER_BYTES) || len > BigInt(size - 8)) throw bad(`invalid header length ${len}`);
+    const text = Buffer.alloc(Number(len));
+    await fh.read(text, 0, text.length, 8);
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(text.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw bad('header is not valid JSON');
+    }
+    if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('header is not a JSON object');
+    if (name === '__metadata__' || !Object.hasOwn(header, name)) return undefined;
+    const entry = header[name] as { dtype?: unknown; data_offsets?: unknown } | null;
+    if (entry === null || typeof entry !== 'object') throw bad(`tensor ${name} is not an object`);
+    const widths: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
+    const dtype = String(entry.dtype);
+    const offsets = entry.data_offsets;
+    const w = widths[dtype];
+    if (!w || !Array.isArray(offsets) || offsets.length !== 2) throw bad(`tensor ${name} is not a floating-point scalar`);
+    const [b, e] = offsets as number[];
+    const start = 8 + Number(len) + b!;
+    if (!Number.isSafeInteger(b) || e !== b! + w || start + w > size) throw bad(`tensor ${name} has bad data_offsets`);
+    const buf = Buffer.alloc(w);
+    await fh.read(buf, 0, w, start);
+    if (dtype === 'F32') return buf.readFloatLE(0);
+    if (dtype === 'F64') return buf.readDoubleLE(0);
+    return dtype === 'F16' ? halfToFloat(buf.readUInt16LE(0)) : bfloat16ToFloat(buf.readUInt16LE(0));
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing
+
+function dtypeOf(data: TensorData, name: string): SafetensorsDtype {
+  if (data instanceof Float32Array) return 'F32';
+  if (data instanceof Float64Array) return 'F64';
+  if (data instanceof BigInt64Array) return 'I64';
+  if (data instanceof Int32Array) return 'I32';
+  if (data instanceof Int16Array) return 'I16';
+  if (data instanceof Int8Array) return 'I8';
+  if (data instanceof Uint8Array) return 'U8';
+  throw new IpclipError('ERR_INVALID_ARGUMENT', `writeSafetensors: tensor ${JSON.stringify(name)} data must be a typed array (Float32Array, Int32Array, BigInt64Array, Uint8Array, …)`);
+}
+
+/** Builds the file's header and data chunks; validates names, shapes and metadata. */
+function encode(tensors: Record<string, TensorToWrite>, metadata: Record<string, string>): Buffer[] {
+  check(tensors !== null && typeof tensors === 'object', 'writeSafetensors: tensors must be an object of { data, shape }');
+  check(metadata !== null && typeof metadata === 'object', 'writeSafetensors: metadata must be an object of strings');
+  const header: Record<string, unknown> = {};
+  const meta = Object.entries(metadata);
+  if (meta.length > 0) {
+    for (const [k, v] of meta) check(typeof v === 'string', `writeSafetensors: metadata ${JSON.stringify(k)} must be a string`);
+    header.__metadata__ = Object.fromEntries(meta.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  // Sorted names make the file a function of its content (stable fingerprints and diffs).
+  for (const name of Object.keys(tensors).sort()) {
+    check(name.length > 0 && name !== '__metadata__', `writeSafetensors: invalid tensor name ${JSON.stringify(name)}`);
+    const t = tensors[name]!;
+    check(t !== null && typeof t === 'object', `writeSafetensors: tensor ${JSON.stringify(name)} must be { data, shape }`);
+    const dtype = dtypeOf(t.data, name);
+    check(Array.isArray(t.shape) && t.shape.length <= 8 && t.shape.every((d) => Number.isSafeInteger(d) && d >= 0),
+      `writeSafetensors: tensor ${JSON.stringify(name)} shape must be at most 8 non-negative integers`);
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    check(count === t.data.length,
+      `writeSafetensors: tensor ${JSON.stringify(name)} has ${t.data.length} elements but shape [${t.shape.join(',')}] needs ${count}`);
+    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    header[name] = { dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.length] };
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  // Pad with spaces (valid JSON whitespace) so the data section starts 8-byte aligned.
+  const jsonBytes = Buffer.byteLength(json);
+  json += ' '.repeat((8 - (jsonBytes % 8)) % 8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  head.write(json, 8, 'utf8');
+  return [head, ...chunks];
+}
+
+/**
+ * Writes tensors (and optional string metadata) as a safetensors file, atomically: the content goes to a temporary
+ * file in the same folder, is fsynced, then renamed over `path`. On failure the temporary file is removed and an
+ * existing file at `path` is left intact. Names are sorted; the header is padded to 8 bytes.
+ * Rejects with `ERR_INVALID_ARGUMENT` for bad tensors and `ERR_IO` when the write fails (missing folder,
+ * permissions, disk full).
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  check(typeof path === 'string' && path.length > 0, 'writeSafetensors: path must be a non-empty string');
+  assertLittleEndian();
+  const chunks = encode(tensors, metadata);
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(tmp, 'wx');
+    for (const chunk of chunks) {
+      let done = 0;
+      while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;
+    }
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, path);
+  } catch (err) {
+    if (fh) await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    throw new IpclipError('ERR_IO', `cannot write ${path} (${code}: ${(err as Error).message})`, { cause: err });
+  }
+  // Make the rename itself durable; some file systems refuse to fsync a folder, which is harmless.
+  try {
+    const d = await open(dir, 'r');
+    await d.sync().catch(() => undefined);
+    await d.close();
+  } catch { /* best effort */ }
+}

@@ -1,0 +1,267 @@
+/**
+ * {@link Evaluator}: accuracy and macro-F1 of a protected prompt on test sets (method §6), zero-shot CLIP on the
+ * same images, the project's protection metrics against an unprotected reference (method §7), and the
+ * ownership-verification evidence (method §5).
+ */
+import * as path from 'node:path';
+import type { RunRecord } from './checkpoint.js';
+import type { Clip } from '../clip/clip.js';
+import { SPLIT_RULE, inTrainingSplit, type BadImage, type DomainDataset, type SplitInfo } from '../data/dataset.js';
+import { IpclipError, check } from '../core/errors.js';
+import { BatchLoader } from '../data/loader.js';
+import {
+  accuracy, macroF1, ownershipEvidence, protectionMetrics, type OwnershipEvidence, type ProtectionMetrics,
+} from './metrics.js';
+import type { IPPrompt } from './prompt.js';
+import type { ImageTensor } from '../core/tensor.js';
+
+/** A test set: a dataset (test transform), optionally watermarked (the ownership / authorization key). */
+export type EvalSet = DomainDataset | { dataset: DomainDataset; watermark?: boolean };
+
+/** Options of {@link Evaluator}. */
+export interface EvaluatorOptions {
+  /** Images per forward pass (default 32). */
+  batchSize?: number;
+  /** Also report zero-shot CLIP per set (default true). */
+  zeroShot?: boolean;
+  /** Zero-shot prompt template, `{}` replaced by the class name (`_` as spaces). Default `'a photo of a {}.'`. */
+  template?: string;
+  /** Loader worker threads (default: the loader's). */
+  workers?: number;
+}
+
+/** Scores of one model on one set. */
+export interface SetResult {
+  accuracy: number;
+  macroF1: number;
+  n: number;
+  correct: number;
+}
+
+/** What {@link Evaluator.evaluate} returns. */
+export interface EvaluationReport {
+  /** The protected prompt per set: `authorized` and the names of the unauthorized sets. */
+  sets: Record<string, SetResult>;
+  authorized: string;
+  unauthorized: string[];
+  /** Method §7 metrics from the reference's accuracies; null without a reference. */
+  metrics: ProtectionMetrics | null;
+  /** The reference prompt per set; null without a reference. */
+  reference: Record<string, SetResult> | null;
+  /** Zero-shot CLIP accuracy per set; null when disabled. */
+  zeroShot: Record<string, number> | null;
+  /** 1 / number of classes. */
+  chance: number;
+  /** Images the sets' datasets left out (`onBadImage: 'skip'`). */
+  skippedImages: BadImage[];
+}
+
+/** What {@link Evaluator.evaluateOwnership} returns. */
+export interface OwnershipReport {
+  clean: SetResult;
+  watermarked: SetResult;
+  evidence: OwnershipEvidence;
+}
+
+/** Name under which the authorized set is reported. */
+export const AUTHORIZED_SET = 'authorized';
+
+type Predictor = (images: ImageTensor) => Promise<Int32Array>;
+
+/**
+ * Evaluates protected prompts.
+ *
+ * ```ts
+ * const report = await new Evaluator(clip).evaluate(prompt, { authorized: testA, unauthorized: { clipart: testC }, reference });
+ * report.sets.clipart.accuracy; report.metrics?.protection;
+ * ```
+ */
+export class Evaluator {
+  private readonly batchSize: number;
+  private readonly withZeroShot: boolean;
+  private readonly template: string;
+  private readonly workers?: number;
+
+  /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options. */
+  constructor(readonly clip: Clip, opts: EvaluatorOptions = {}) {
+    check(opts !== null && typeof opts === 'object', 'Evaluator: options must be an object');
+    this.batchSize = opts.batchSize ?? 32;
+    check(Number.isInteger(this.batchSize) && this.batchSize > 0, `Evaluator: batchSize must be a positive integer, got ${this.batchSize}`);
+    this.withZeroShot = opts.zeroShot ?? true;
+    this.template = opts.template ?? 'a photo of a {}.';
+    check(typeof this.template === 'string' && this.template.includes('{}'), 'Evaluator: template must contain {}');
+    this.workers = opts.workers;
+  }
+
+  /**
+   * Accuracy and macro-F1 of `prompt` (its own instance prompts) on the authorized set and every unauthorized
+   * set; zero-shot CLIP on each; with `reference`, the reference prompt on each and the method §7 metrics.
+   * @throws IpclipError `ERR_MISMATCH` (a set or the reference with other class names), `ERR_EMPTY_INPUT`,
+   * `ERR_INVALID_ARGUMENT`, loader and native errors.
+   */
+  async evaluate(prompt: IPPrompt, sets: {
+    authorized: EvalSet; unauthorized: Record<string, EvalSet> | EvalSet; reference?: IPPrompt;
+    /** The prompt's run record (`readCheckpoint(file).meta.run`): sets holding its training images are refused. */
+    run?: RunRecord;
+  }): Promise<EvaluationReport> {
+    check(sets !== null && typeof sets === 'object', 'evaluate: expected { authorized, unauthorized, reference? }');
+    const uSets: Record<string, EvalSet> = isEvalSet(sets.unauthorized) ? { unauthorized: sets.unauthorized } : { ...sets.unauthorized };
+    const uNames = Object.keys(uSets);
+    if (uNames.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'evaluate: no unauthorized sets given');
+    check(!uNames.includes(AUTHORIZED_SET), `evaluate: '${AUTHORIZED_SET}' is reserved for the authorized set`);
+    const reference = sets.reference;
+    if (reference) sameNames(reference.classNames, prompt.classNames, 'the reference prompt');
+    const named: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
+    if (sets.run !== undefined) for (const [name, set] of named) refuseTrainingImages(sets.run, name, set);
+    const zs = this.withZeroShot ? await this.zeroShotPredictor(prompt.classNames) : null;
+    const all: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
+    const report: EvaluationReport = {
+      sets: {}, authorized: AUTHORIZED_SET, unauthorized: uNames, metrics: null,
+      reference: reference ? {} : null, zeroShot: zs ? {} : null, chance: 1 / prompt.numClasses, skippedImages: [],
+    };
+    const seen = new Set<string>();
+    for (const [, set] of named) {
+      const d = isDataset(set) ? set : (set as { dataset?: unknown } | null)?.dataset;
+      for (const b of isDataset(d) ? d.skipped ?? [] : []) if (!seen.has(b.path)) { seen.add(b.path); report.skippedImages.push(b); }
+    }
+    for (const [name, set] of all) {
+      const models: Predictor[] = [(x) => prompt.predict(x)];
+      if (reference) models.push((x) => reference.predict(x));
+      if (zs) models.push(zs);
+      const { results } = await this.run(set, prompt.classNames, models);
+      report.sets[name] = results[0]!;
+      if (reference) report.reference![name] = results[1]!;
+      if (zs) report.zeroShot![name] = results[results.length - 1]!.accuracy;
+    }
+    if (reference) {
+      const ref = report.reference!;
+      report.metrics = protectionMetrics(
+        { acc: report.sets[AUTHORIZED_SET]!.accuracy, ref: ref[AUTHORIZED_SET]!.accuracy },
+        uNames.map((n) => ({ acc: report.sets[n]!.accuracy, ref: ref[n]!.accuracy })),
+        report.chance);
+    }
+    return report;
+  }
+
+  /** Accuracy and macro-F1 of `prompt` on one set. */
+  async evaluateSet(prompt: IPPrompt, set: EvalSet): Promise<SetResult> {
+    return (await this.run(set, prompt.classNames, [(x) => prompt.predict(x)])).results[0]!;
+  }
+
+  /** Zero-shot CLIP on one set, with the template and `classNames` (`_` as spaces). */
+  async zeroShot(set: EvalSet, classNames: readonly string[]): Promise<SetResult> {
+    return (await this.run(set, classNames, [await this.zeroShotPredictor(classNames)])).results[0]!;
+  }
+
+  /**
+   * Ownership evidence (method §5): the prompt on the clean test set and on the same images watermarked, with a
+   * one-sided binomial test of each against chance ({@link ownershipEvidence}; `alpha` default 0.01).
+   */
+  async evaluateOwnership(prompt: IPPrompt, cleanTest: DomainDataset, opts: { watermark?: boolean; alpha?: number } = {}): Promise<OwnershipReport> {
+    check(opts.watermark !== false, 'evaluateOwnership compares clean with watermarked images: watermark cannot be false');
+    const clean = await this.evaluateSet(prompt, { dataset: cleanTest, watermark: false });
+    const watermarked = await this.evaluateSet(prompt, { dataset: cleanTest, watermark: true });
+    const evidence = ownershipEvidence(
+      { correct: clean.correct, n: clean.n }, { correct: watermarked.correct, n: watermarked.n }, prompt.numClasses,
+      opts.alpha !== undefined ? { alpha: opts.alpha } : {});
+    return { clean, watermarked, evidence };
+  }
+
+  /** Runs every model over the set's batches (each image decoded once) and scores them. */
+  private async run(set: EvalSet, classNames: readonly string[], models: Predictor[]): Promise<{ results: SetResult[] }> {
+    const { dataset, watermark } = isDataset(set) ? { dataset: set, watermark: false } : set;
+    check(dataset !== null && typeof dataset === 'object' && Array.isArray(dataset.samples), 'evaluate: each set must be a DomainDataset or { dataset, watermark }');
+    if (dataset.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', `evaluate: the set '${dataset.domain}' has no samples`);
+    sameNames(dataset.classNames, classNames, `the set '${dataset.domain}'`);
+    const loader = new BatchLoader(dataset, {
+      batchSize: this.batchSize, size: this.clip.config.vision.imageSize, seed: 0, shuffle: false,
+      transform: { augment: 'test', watermark: watermark === true },
+      ...(this.workers !== undefined ? { workers: this.workers } : {}),
+    });
+    const preds = models.map(() => new Int32Array(dataset.length));
+    const labels = new Int32Array(dataset.length);
+    let at = 0;
+    try {
+      for await (const b of loader.epoch(0)) {
+        labels.set(b.labels, at);
+        for (const [i, m] of models.entries()) preds[i]!.set(await m(b.images), at);
+        at += b.labels.length;
+      }
+    } finally {
+      await loader.close();
+    }
+    const results = preds.map((p) => {
+      const acc = accuracy(p, labels);
+      return { accuracy: acc, macroF1: macroF1(p, labels, classNames.length), n: labels.length, correct: Math.round(acc * labels.length) };
+    });
+    return { results };
+  }
+
+  /** Zero-shot CLIP: argmax over classes of ⟨image embedding, normalised text embedding⟩. */
+  private async zeroShotPredictor(classNames: readonly string[]): Promise<Predictor> {
+    const texts = classNames.map((c) => this.template.replaceAll('{}', c.replace(/_/g, ' ')));
+    const t = await this.clip.encodeText(texts);
+    const [c, d] = t.shape as [number, number];
+    const text = Float32Array.from(t.data);
+    for (let j = 0; j < c; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += text[j * d + k]! ** 2;
+      const norm = Math.sqrt(s) || 1;
+      for (let k = 0; k < d; k++) text[j * d + k]! /= norm;
+    }
+    return async (images) => {
+      const f = await this.clip.encodeImage(images);
+      const n = f.shape[0]!;
+      const out = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        let best = 0;
+        let bestScore = -Infinity;
+        for (let j = 0; j < c; j++) {
+          let s = 0;
+          for (let k = 0; k < d; k++) s += f.data[i * d + k]! * text[j * d + k]!;
+          if (s > bestScore) { bestScore = s; best = j; }
+        }
+        out[i] = best;
+      }
+      return out;
+    };
+  }
+}
+
+/**
+ * Refuses (`ERR_MISMATCH`) a set holding images of the run's training splits: a folder dataset of a training
+ * domain under the recorded root whose images fall in the recorded training key range ({@link inTrainingSplit}).
+ */
+export function refuseTrainingImages(run: RunRecord, name: string, set: EvalSet): void {
+  check(run !== null && typeof run === 'object', 'evaluate: run must be a run record (readCheckpoint(file).meta.run)');
+  const dataset = isDataset(set) ? set : (set as { dataset?: unknown } | null)?.dataset;
+  if (!isDataset(dataset)) return; // reported by the evaluation itself
+  if (!run.data || !dataset.root || path.resolve(dataset.root) !== run.data.resolved) return;
+  const domains: [string, SplitInfo | null][] = [[run.authorized, run.split], [run.unauthorized ?? '', run.unauthorizedSplit]];
+  for (const [domain, info] of domains) {
+    if (info === null || domain === '' || dataset.domain !== domain) continue;
+    if (info.version !== SPLIT_RULE.version) {
+      throw new IpclipError('ERR_MISMATCH', `evaluate: the run's split of '${domain}' was cut with rule ${info.rule}/${info.version}; ` +
+        `this version cuts ${SPLIT_RULE.name}/${SPLIT_RULE.version}, so its training images cannot be told apart`);
+    }
+    const hits = dataset.samples.filter((s) => typeof s.path === 'string' && inTrainingSplit(info, dataset.root, domain, s.path));
+    if (hits.length > 0) {
+      throw new IpclipError('ERR_MISMATCH', `evaluate: set '${name}' holds ${hits.length} of ${dataset.length} images from the run's ` +
+        `training split of '${domain}' (e.g. ${hits[0]!.path}); score the run's test split (seed ${info.seed}, ` +
+        `${info.sizes ? `sizes ${info.sizes.train}/${info.sizes.test}` : `trainFraction ${info.trainFraction}`})`);
+    }
+  }
+}
+
+function isDataset(x: unknown): x is DomainDataset {
+  return typeof x === 'object' && x !== null && Array.isArray((x as DomainDataset).samples);
+}
+
+function isEvalSet(x: unknown): x is EvalSet {
+  return isDataset(x) || (typeof x === 'object' && x !== null && isDataset((x as { dataset?: unknown }).dataset));
+}
+
+function sameNames(a: readonly string[], b: readonly string[], what: string): void {
+  const same = a.length === b.length && a.every((c, i) => c === b[i]);
+  if (!same) throw new IpclipError('ERR_MISMATCH', `${what} has classes [${a.join(', ')}] but the prompt has [${b.join(', ')}]`);
+}

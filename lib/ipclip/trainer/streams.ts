@@ -1,0 +1,87 @@
+/**
+ * Which samples each training step feeds to the two streams: the epoch layout of the authorized stream and how
+ * the unauthorized stream is drawn beside it (method §5–6). A pure function of the step index, so an interrupted
+ * run resumes at any step with exactly the samples (and, through the loaders' seeds, the augmentations) an
+ * uninterrupted run gets there.
+ */
+import { check } from '../../core/errors.js';
+import { cycledDraws, type BatchLoader, type Draw } from '../../data/loader.js';
+import type { Preset } from '../schedule.js';
+import type { UnauthorizedSource } from '../scenario.js';
+
+/**
+ * How U's samples sit beside A's when U is drawn from the authorized images (ownership, target-free,
+ * authorization, reference):
+ * - `paired`: U's sample b of a step is A's sample b of that step under U's transform, so MSE and KL compare the
+ *   same image under the two transforms (the `paper` preset's default);
+ * - `independent`: U runs through the authorized images in a shuffle of its own, as the authors' release draws it
+ *   (the `official` preset's default), so U's sample b is usually another image than A's sample b.
+ * A scenario with a dataset of its own for U (target-specified) is always `independent`.
+ */
+export type Pairing = 'paired' | 'independent';
+
+/** Every accepted {@link Pairing}. */
+export const PAIRINGS: readonly Pairing[] = ['paired', 'independent'];
+
+/**
+ * The pairing a run uses: `requested` if given, else `paired` for the paper preset and `independent` for the
+ * official one; always `independent` when U has a dataset of its own.
+ * @throws IpclipError `ERR_INVALID_ARGUMENT` for an unknown pairing, or `paired` with a U dataset of its own.
+ */
+export function resolvePairing(source: UnauthorizedSource, preset: Preset, requested?: Pairing): Pairing {
+  check(requested === undefined || PAIRINGS.includes(requested), `pairing must be one of ${PAIRINGS.join(', ')}, got ${String(requested)}`);
+  if (source === 'own') {
+    check(requested !== 'paired', "pairing 'paired' needs a scenario whose unauthorized stream is drawn from the authorized images");
+    return 'independent';
+  }
+  return requested ?? (preset === 'official' ? 'independent' : 'paired');
+}
+
+/** The samples of one training step. `a` and `u` always have the same length. */
+export interface StepDraws {
+  /** A's epoch (0-based) and batch within it. */
+  epoch: number;
+  batch: number;
+  a: Draw[];
+  u: Draw[];
+}
+
+/**
+ * The step-by-step sample plan of a run.
+ *
+ * - An epoch is one pass over A: A's loader order of that epoch cut into its batches (the loader's batch
+ *   layout: batches of B, a shorter last one; with `mergeSingleLast`, a last batch of a single image joins the
+ *   one before it). Every A sample is in every epoch exactly once.
+ * - `independent` U: the endless concatenation of U's loader orders (pass 0, pass 1, …); each step takes the
+ *   next |A batch| samples of it, wrapping into U's next pass mid-batch. U's pass boundaries are not A's.
+ * - `paired` U: the same dataset indices as A's batch, drawn as pass `epoch` of U's loader (U's own seed, so its
+ *   random crops differ from A's).
+ */
+export class StreamSchedule {
+  /** Steps per epoch. */
+  readonly perEpoch: number;
+  private readonly aPerEpoch: number;
+
+  constructor(private readonly a: BatchLoader, private readonly u: BatchLoader, readonly pairing: Pairing) {
+    check(PAIRINGS.includes(pairing), `pairing must be one of ${PAIRINGS.join(', ')}, got ${String(pairing)}`);
+    check(pairing === 'independent' || u.dataset.length === a.dataset.length, 'paired streams need the same images');
+    this.perEpoch = a.batchesPerEpoch();
+    const [, end] = a.batchRange(this.perEpoch - 1);
+    this.aPerEpoch = end; // samples per epoch: the whole split unless the loader drops its last batch
+  }
+
+  /** The samples of global step `step` (0-based; epoch `floor(step / perEpoch)`). */
+  at(step: number): StepDraws {
+    check(Number.isSafeInteger(step) && step >= 0, `step must be a non-negative integer, got ${step}`);
+    const epoch = Math.floor(step / this.perEpoch), batch = step % this.perEpoch;
+    const a = this.a.drawsOf(epoch, batch);
+    if (this.pairing === 'paired') return { epoch, batch, a, u: a.map((d) => ({ epoch, index: d.index })) };
+    const [start] = this.a.batchRange(batch);
+    return { epoch, batch, a, u: cycledDraws(this.u, epoch * this.aPerEpoch + start, a.length) };
+  }
+
+  /** Steps `from, from + 1, …, to − 1`. */
+  *steps(from: number, to: number): Generator<StepDraws> {
+    for (let s = from; s < to; s++) yield this.at(s);
+  }
+}

@@ -1,0 +1,360 @@
+/**
+ * The raw native addon (`build/Release/ipclip.node`): its hand-written TypeScript types, how it is found and
+ * loaded, and how its errors become {@link IpclipError}s. Public code uses the classes built on top
+ * ({@link Clip}); this module is for them and for tools that need the raw binding.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { IpclipError, type IpclipErrorCode } from '../core/errors.js';
+import type { FloatTensor, Tensor } from '../core/tensor.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Types of the raw binding (kept by hand in step with native/binding/*.cpp)
+
+/**
+ * The MLP nonlinearity of a tower: `quick_gelu` (x·σ(1.702x), OpenAI's CLIP) or `gelu` (the exact erf GELU,
+ * most LAION/OpenCLIP models). Read from Hugging Face's `hidden_act` or open_clip's `quick_gelu`.
+ */
+export type ClipActivation = 'quick_gelu' | 'gelu';
+
+/** Architecture of a loaded CLIP, inferred from its weights. */
+export interface ClipConfig {
+  /** Joint embedding dimension D. */
+  embedDim: number;
+  /** `activation` is always reported; as input (`Clip.random`) it defaults to `quick_gelu`. */
+  vision: { width: number; layers: number; heads: number; patchSize: number; imageSize: number; activation?: ClipActivation };
+  text: { width: number; layers: number; heads: number; contextLength: number; vocabSize: number; activation?: ClipActivation };
+}
+
+/** Where a loaded CLIP came from and how it runs. */
+export interface ClipInfo {
+  /** `'openai-safetensors'`, `'huggingface'`, `'torchscript'`, or `'random'` for {@link Clip.random}. */
+  format: string;
+  /** A short hash of the weights (identifies the model in checkpoints). */
+  fingerprint: string;
+  /** `'cpu'` or `'cuda:N'`. */
+  device: string;
+  /** Compute dtype: `'float32'`, `'float16'`, `'bfloat16'` or `'float64'`. */
+  dtype: string;
+  /** Bytes of parameters held natively. */
+  bytes: number;
+  /** The path it was loaded from. */
+  source: string;
+  /** exp(logit_scale) of the checkpoint: the factor on cosine similarities in CLIP's logits. */
+  logitScale: number;
+  /**
+   * CUDA only: whether matrix products and convolutions may round inputs to TF32. Loading a `float32` model on
+   * CUDA switches TF32 off process-wide (cuBLAS and cuDNN), so this is `false` for it.
+   */
+  tf32?: boolean;
+}
+
+/**
+ * Compute dtypes a model can be loaded in. `float64` (CPU only) is for exactness checks and reference
+ * computations: results then come back as `Float64Array`, and an IP prompt on such a model runs in float64 too.
+ */
+export type ClipDtype = 'float32' | 'float16' | 'bfloat16' | 'float64';
+
+/** Options of the raw `loadClip`. */
+export interface NativeLoadOptions {
+  device?: string;
+  dtype?: ClipDtype;
+  threads?: number;
+}
+
+/** The raw result of `ClipModel.encodeImage`. */
+export interface NativeImageOutput {
+  embeds: FloatTensor;
+  layers?: FloatTensor;
+  stats?: FloatTensor;
+}
+
+/** The raw bound CLIP (native/binding/ClipModel.cpp). Its methods run on libuv worker threads. */
+export interface NativeClipModel {
+  readonly config: ClipConfig;
+  readonly info: ClipInfo;
+  encodeImage(data: Float32Array, shape: number[], opts?: { layers?: boolean; stats?: boolean }): Promise<NativeImageOutput>;
+  encodeText(ids: Int32Array | BigInt64Array, shape: number[]): Promise<FloatTensor>;
+  dispose(): void;
+}
+
+/** Safetensors dtypes the native reader accepts. */
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
+/** The raw result of `readSafetensors`: tensors as little-endian bytes. */
+export interface NativeSafetensors {
+  tensors: Record<string, { dtype: SafetensorsDtype; shape: number[]; data: Buffer }>;
+  metadata: Record<string, string>;
+}
+
+/** What libtorch this addon runs on. */
+export interface RuntimeInfo {
+  torchVersion: string;
+  cudaAvailable: boolean;
+  cudaDevices: number;
+  /** libtorch's intra-op thread count. */
+  threads: number;
+}
+
+/** Everything the addon exports. Optional members arrive with later native areas (prompt, pretrainer). */
+export interface NativeAddon {
+  loadClip(path: string, opts?: NativeLoadOptions): Promise<NativeClipModel>;
+  /** A CLIP of the given architecture with OpenAI-style random initialisation (benchmarks, tests). */
+  createRandomClip(config: ClipConfig, opts?: { seed?: number; device?: string; dtype?: ClipDtype }): Promise<NativeClipModel>;
+  readSafetensors(path: string): Promise<NativeSafetensors>;
+  runtimeInfo(): RuntimeInfo;
+  setThreads(n: number): void;
+  /** The bound class (for `instanceof` checks); models are made by `loadClip`. */
+  ClipModel: abstract new (...args: never[]) => NativeClipModel;
+  /** An IP-CLIP prompt over a loaded CLIP: class token ids [C, contextLength] (synchronous, cheap). */
+  createPrompt: CreatePrompt;
+  /** A contrastive pretrainer of a fresh, randomly initialised CLIP (native/binding/Pretrainer.cpp). */
+  createPretrainer(config: ClipConfig, opts: { seed: number; device: string }): NativePretrainer;
+  /** Median milliseconds of an n×n float32 matrix product with the addon's libtorch (the bench's peak). */
+  benchMatmul(n: number, repeats?: number): Promise<number>;
+  /**
+   * PIL-exact antialiased bicubic resize of 8-bit RGB pixels (native/binding/Resample.cpp) on a worker thread.
+   * `data` is read in place: it must not be changed or transferred until the promise settles. `threads` (1–64;
+   * default: up to 4 for images of 1.4 MP or more, else 1) never changes the result.
+   */
+  resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number, threads?: number): Promise<Buffer>;
+  /** A torch.save file through the torch-free restricted unpickler (native/binding/TorchReader.cpp). */
+  readTorchCheckpoint(path: string): Promise<NativeTorchCheckpoint>;
+  /** Rows of a CLIP's token embedding: ids [N, T] → [N, T, Wt] float32. */
+  tokenEmbeddings(clip: NativeClipModel, ids: Int32Array, shape: number[]): Promise<Tensor>;
+}
+
+/** The raw result of `readTorchCheckpoint`: every tensor and scalar leaf with its key path from the root. */
+export interface NativeTorchCheckpoint {
+  tensors: { path: string[]; dtype: SafetensorsDtype; shape: number[]; data: Buffer }[];
+  scalars: { path: string[]; value: number | string | boolean | null }[];
+}
+// ---------------------------------------------------------------------------------------------------------------
+// IP-CLIP prompt models (native/binding/PromptModel.cpp)
+
+/** Scenario names the native step accepts (`reference`: CE_A only). */
+export type NativeScenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
+
+/** Options of the native training step. */
+export interface NativeStepOptions {
+  scenario: NativeScenario;
+  preset: 'paper' | 'official';
+  lr: number;
+  weightDecay?: number;
+  /** false: loss and gradients only, no Adam step. */
+  update?: boolean;
+  returnOutputs?: boolean;
+  trainEnhancer?: boolean;
+  /**
+   * Copy this step's gradients to the host for {@link NativePromptModel.gradients} (default: only when `update`
+   * is false). Training steps leave them on the device: no copy, no wait for a GPU.
+   */
+  keepGradients?: boolean;
+}
+
+/** The loss terms of one step, unclamped, and the total. */
+export interface LossTerms {
+  loss: number;
+  ceA: number;
+  ceU: number;
+  ceSelf: number;
+  ceCross: number;
+  mse: number;
+  kl: number;
+  entropy: number;
+}
+
+/** What the native step returns. */
+export interface NativeStepResult {
+  terms: LossTerms;
+  /** True when the loss or a gradient was not finite and the update was skipped. */
+  skipped: boolean;
+  outputs?: { zA: FloatTensor; zU: FloatTensor; zSelf: FloatTensor; zCross: FloatTensor; domainA: FloatTensor; domainU: FloatTensor };
+}
+
+/** The float16 dynamic loss scale: the factor, and the finite steps counted towards its next doubling. */
+export interface LossScaleState {
+  scale: number;
+  goodSteps: number;
+}
+
+/** Adam's state: step count and moments keyed `exp_avg.<name>` / `exp_avg_sq.<name>`, and the loss scale. */
+export interface NativeOptimizerState {
+  step: number;
+  tensors: Record<string, FloatTensor>;
+  /** Always returned; optional on input (absent: the prompt's current scale is kept). */
+  lossScale?: LossScaleState;
+}
+
+/** What the vision tower gives the prompt, per batch: `embeds` `[B,D]` (normalised), `stats` `[L,B,2,W]`. */
+export interface NativeVisionFeatures {
+  embeds: FloatTensor;
+  stats: FloatTensor;
+}
+
+/** The raw bound prompt model. Mutating calls are async: they queue behind running work on a worker thread. */
+export interface NativePromptModel {
+  readonly numClasses: number;
+  readonly nCtx: number;
+  readonly dims: { layers: number; visionWidth: number; textWidth: number; embedDim: number; imageSize: number };
+  /** Updates skipped so far because of a non-finite loss or gradient. */
+  readonly skippedSteps: number;
+  state(): Promise<Record<string, FloatTensor>>;
+  setState(state: Record<string, FloatTensor>): Promise<void>;
+  logits(images: Float32Array, shape: number[], opts?: { domain?: boolean; embeds?: boolean }):
+    Promise<{ logits: FloatTensor; domain?: FloatTensor; embeds?: FloatTensor }>;
+  bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: FloatTensor }>;
+  resetBanks(): Promise<void>;
+  step(imagesA: Float32Array, shapeA: number[], labelsA: Int32Array, imagesU: Float32Array, shapeU: number[], labelsU: Int32Array,
+    opts: NativeStepOptions): Promise<NativeStepResult>;
+  /** The frozen vision tower alone: normalised embeddings `[B,D]` and per-layer token mean/std `[L,B,2,W]` (fp32, or fp64). */
+  encodeVision(images: Float32Array, shape: number[]): Promise<NativeVisionFeatures>;
+  /** {@link NativePromptModel.step} from {@link NativePromptModel.encodeVision}'s output (`featU` unused by `reference`). */
+  stepFeatures(featA: NativeVisionFeatures, labelsA: Int32Array, featU: NativeVisionFeatures, labelsU: Int32Array,
+    opts: NativeStepOptions): Promise<NativeStepResult>;
+  /**
+   * The last step's gradients (a synchronous copy of the host copies the step made). Throws
+   * `ERR_INVALID_ARGUMENT` after a step that did not keep them (see {@link NativeStepOptions.keepGradients}).
+   */
+  gradients(): Record<string, FloatTensor>;
+  optimizerState(): Promise<NativeOptimizerState>;
+  setOptimizerState(s: NativeOptimizerState): Promise<void>;
+  dispose(): void;
+}
+
+export type CreatePrompt = (clip: NativeClipModel, classTokens: Int32Array, shape: [number, number],
+  opts: { nCtx: number; seed: number; textPath?: 'fast' | 'naive'; bankSize?: number }) => NativePromptModel;
+
+
+// ---------------------------------------------------------------------------------------------------------------
+// The CLIP pretrainer (native/binding/Pretrainer.cpp)
+
+/** What one optimiser step reports. */
+export interface PretrainStepStats {
+  /** Symmetric InfoNCE loss of the batch, before the update. */
+  loss: number;
+  /** Fraction of images whose best-scoring caption in the batch is one of theirs (identical captions count). */
+  accuracy: number;
+  /** exp(logit_scale) after the update: the factor on cosine similarities (starts at 1/0.07, at most 100). */
+  logitScale: number;
+}
+
+/** The raw bound pretrainer (native/binding/Pretrainer.cpp). Its promises run on libuv worker threads. */
+export interface NativePretrainer {
+  readonly config: ClipConfig;
+  readonly steps: number;
+  step(images: Float32Array, imageShape: number[], ids: Int32Array, idsShape: number[],
+    opts: { lr: number; weightDecay: number; gradClip?: number }): Promise<PretrainStepStats>;
+  state(): Promise<Record<string, Tensor>>;
+  encodeImage(images: Float32Array, shape: number[]): Promise<Tensor>;
+  encodeText(ids: Int32Array, shape: number[]): Promise<Tensor>;
+  dispose(): void;
+}
+
+
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading
+
+/** The package root: the nearest folder above this module holding package.json (works from lib/ and dist/). */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new IpclipError('ERR_ADDON_MISSING', 'cannot find the ipclip package root (no package.json above lib/)');
+    dir = up;
+  }
+}
+
+/** Where the addon is loaded from: `$IPCLIP_ADDON` if set, else `<package>/build/Release/ipclip.node`. */
+export function addonPath(): string {
+  const override = process.env.IPCLIP_ADDON;
+  if (override) return resolve(override);
+  return join(packageRoot(), 'build', 'Release', 'ipclip.node');
+}
+
+const BUILD_HELP =
+  'Build it with `npx ipclip build` (in a clone of the repository: `npm run build:native`). ' +
+  'It needs cmake, a C++17 compiler and libtorch; on Debian/Ubuntu: ' +
+  '`sudo apt-get install cmake g++ libtorch-dev libopenblas-dev`.';
+
+let cached: NativeAddon | undefined;
+
+/**
+ * Loads the native addon once per process (or worker thread) and returns it.
+ * Throws `ERR_ADDON_MISSING` (naming the build command) when it is not built or cannot be loaded.
+ */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    throw new IpclipError('ERR_ADDON_MISSING', `the ipclip native addon is not built (${path} is missing). ${BUILD_HELP}`);
+  }
+  try {
+    cached = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (err) {
+    // Typically a libtorch shared library that moved or was uninstalled since the build.
+    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new IpclipError('ERR_ADDON_MISSING', `the ipclip native addon at ${path} cannot be loaded (${why}). ${BUILD_HELP}`, { cause: err });
+  }
+  return cached;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors
+
+const CODES: ReadonlySet<string> = new Set<IpclipErrorCode>([
+  'ERR_INVALID_ARGUMENT', 'ERR_EMPTY_INPUT', 'ERR_FILE_NOT_FOUND', 'ERR_BAD_FILE', 'ERR_BAD_IMAGE', 'ERR_BAD_WEIGHTS',
+  'ERR_MISMATCH', 'ERR_TEXT_TOO_LONG', 'ERR_NON_FINITE', 'ERR_DISPOSED', 'ERR_DEVICE', 'ERR_ADDON_MISSING', 'ERR_IO',
+  'ERR_ABORTED', 'ERR_NATIVE',
+]);
+
+/**
+ * Turns whatever the addon threw into an {@link IpclipError} with the same code and message (so callers can use
+ * `instanceof IpclipError`). Errors without a known code become `ERR_NATIVE`; IpclipErrors pass through.
+ */
+export function wrapNativeError(err: unknown): IpclipError {
+  if (err instanceof IpclipError) return err;
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return new IpclipError(typeof code === 'string' && CODES.has(code) ? (code as IpclipErrorCode) : 'ERR_NATIVE', err.message, { cause: err });
+  }
+  return new IpclipError('ERR_NATIVE', String(err));
+}
+
+/** Runs a native call (synchronous part and promise) and rethrows its failures through {@link wrapNativeError}. */
+export async function callNative<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw wrapNativeError(err);
+  }
+}
+
+/** Synchronous variant of {@link callNative} for getters and setters. */
+export function callNativeSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw wrapNativeError(err);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Runtime helpers (public)
+
+/** The libtorch version, CUDA availability and thread count of the loaded addon. */
+export function runtimeInfo(): RuntimeInfo {
+  return callNativeSync(() => loadNative().runtimeInfo());
+}
+
+/** Sets libtorch's intra-op thread count for the whole process (1–1024). */
+export function setThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new IpclipError('ERR_INVALID_ARGUMENT', `threads must be an integer between 1 and 1024 (got ${String(n)})`);
+  }
+  callNativeSync(() => loadNative().setThreads(n));
+}
