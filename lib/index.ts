@@ -41,10 +41,10 @@ export * from './ipclip/metrics.js';
 
 // --- IP-CLIP (prompt models, training, protection): exported below by their modules --------------------------------
 export {
-  IPPrompt, BANK_SIZE, BANK_NAMES, argmaxRows, contextSize, promptText, isPromptParameter,
+  PromptModel, BANK_SIZE, BANK_NAMES, argmaxRows, contextSize, promptText, isPromptParameter,
   type PromptOptions, type PromptLoadOptions, type PromptPrediction, type LossTerms,
   type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeScenario,
-} from './ipclip/prompt.js';
+} from './ipclip/prompt-model.js';
 export {
   IPTrainer, CHECKPOINT_FILE,
   type TrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMeta, readCheckpoint, runDifference, writeCheckpoint, type CheckpointMeta, type RunRecord } from '../lib/ipclip/checkpoint.js';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/io/safetensors.js';
 import type { ImageTensor } from '../lib/core/tensor.js';
@@ -48,12 +48,12 @@ describe.skipIf(!HAVE_SHARED)('checkpoints', () => {
   });
 
   it('save → load gives the identical state and logits (banks included), with metadata', async () => {
-    using prompt = await IPPrompt.create(clip, NAMES, { seed: 4 });
+    using prompt = await PromptModel.create(clip, NAMES, { seed: 4 });
     await prompt.updateBanks(randomImages(6, 2), Int32Array.from([0, 1, 2, 3, 4, 0]), 'unauthorized');
     const file = join(dir, 'p.safetensors');
     await prompt.save(file);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]); // the temporary file was renamed
-    using loaded = await IPPrompt.load(clip, file);
+    using loaded = await PromptModel.load(clip, file);
     expect(loaded.classNames).toEqual(NAMES);
     expect(loaded.seed).toBe(4);
     const [a, b] = [await prompt.state(), await loaded.state()];
@@ -74,10 +74,10 @@ describe.skipIf(!HAVE_SHARED)('checkpoints', () => {
     for (const [name, t] of Object.entries(fx.tensors)) if (name.startsWith('state.')) release[name.slice(6)] = { data: t.data, shape: t.shape };
     const file = join(dir, 'release.safetensors');
     await writeSafetensors(file, release);
-    expect(await codeOf(IPPrompt.load(clip, file))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(PromptModel.load(clip, file))).toBe('ERR_INVALID_ARGUMENT');
     // Four classes cannot hold a bank of 5 classes × 5 slots: another class list.
-    expect(await codeOf(IPPrompt.load(clip, file, { classNames: NAMES.slice(0, 4) }))).toBe('ERR_MISMATCH');
-    using p = await IPPrompt.load(clip, file, { classNames: NAMES });
+    expect(await codeOf(PromptModel.load(clip, file, { classNames: NAMES.slice(0, 4) }))).toBe('ERR_MISMATCH');
+    using p = await PromptModel.load(clip, file, { classNames: NAMES });
     const state = await p.state();
     expect(Array.from(state['image_tokens.lin.weight']!.data)).toEqual(Array.from(fx.tensors['state.image_tokens.lin.weight']!.data as Float32Array));
     expect(Object.keys(state).some((k) => k.startsWith('style_mapping_tokens.'))).toBe(false);
@@ -87,36 +87,36 @@ describe.skipIf(!HAVE_SHARED)('checkpoints', () => {
     // A release state missing a prompt parameter is incomplete.
     delete release['image_tokens.lin.weight'];
     await writeSafetensors(file, release);
-    expect(await codeOf(IPPrompt.load(clip, file, { classNames: NAMES }))).toBe('ERR_BAD_WEIGHTS');
+    expect(await codeOf(PromptModel.load(clip, file, { classNames: NAMES }))).toBe('ERR_BAD_WEIGHTS');
   });
 
   it('refuses a checkpoint of another CLIP or other class names (ERR_MISMATCH)', async () => {
-    using prompt = await IPPrompt.create(clip, NAMES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, NAMES, { seed: 1 });
     const file = join(dir, 'm.safetensors');
     await prompt.save(file);
-    expect(await codeOf(IPPrompt.load(clip, file, { classNames: [...NAMES].reverse() }))).toBe('ERR_MISMATCH');
+    expect(await codeOf(PromptModel.load(clip, file, { classNames: [...NAMES].reverse() }))).toBe('ERR_MISMATCH');
     const other = join(dir, 'other.safetensors');
     await editMeta(file, other, (m) => { (m.clip as { fingerprint: string }).fingerprint = 'not-this-clip'; });
-    expect(await codeOf(IPPrompt.load(clip, other))).toBe('ERR_MISMATCH');
+    expect(await codeOf(PromptModel.load(clip, other))).toBe('ERR_MISMATCH');
     await editMeta(file, other, (m) => { (m.clip as { config: { embedDim: number } }).config.embedDim = 512; });
-    expect(await codeOf(IPPrompt.load(clip, other))).toBe('ERR_MISMATCH');
+    expect(await codeOf(PromptModel.load(clip, other))).toBe('ERR_MISMATCH');
   });
 
   it('rejects malformed metadata as ERR_BAD_FILE and never treats it as anything but data', async () => {
-    using prompt = await IPPrompt.create(clip, NAMES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, NAMES, { seed: 1 });
     const file = join(dir, 'b.safetensors');
     await prompt.save(file);
     const bad = join(dir, 'bad.safetensors');
     const c = await readSafetensors(file);
     await writeSafetensors(bad, c.tensors as Record<string, TensorToWrite>, { ipclip: '{not json' });
-    expect(await codeOf(IPPrompt.load(clip, bad))).toBe('ERR_BAD_FILE');
+    expect(await codeOf(PromptModel.load(clip, bad))).toBe('ERR_BAD_FILE');
     await editMeta(file, bad, (m) => { m.classNames = 'alarm_clock'; });
-    expect(await codeOf(IPPrompt.load(clip, bad))).toBe('ERR_BAD_FILE');
+    expect(await codeOf(PromptModel.load(clip, bad))).toBe('ERR_BAD_FILE');
     await editMeta(file, bad, (m) => { m.format = 99; });
-    expect(await codeOf(IPPrompt.load(clip, bad))).toBe('ERR_BAD_FILE');
+    expect(await codeOf(PromptModel.load(clip, bad))).toBe('ERR_BAD_FILE');
     expect(() => parseMeta('{"format":1,"classNames":["a"],"clip":{"config":{},"fingerprint":"x"},"seed":0,"nCtx":10}'))
       .toThrow(/clip\.config/);
-    expect(await codeOf(IPPrompt.load(clip, join(dir, 'missing.safetensors')))).toBe('ERR_FILE_NOT_FOUND');
+    expect(await codeOf(PromptModel.load(clip, join(dir, 'missing.safetensors')))).toBe('ERR_FILE_NOT_FOUND');
   });
 
   it('round-trips optimiser moments and training metadata (NaN means survive as NaN)', async () => {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDist } from './helpers/dist.js';
 import { Clip } from '../lib/clip/clip.js';
 import { ProgressBar, formatDuration, renderBar } from '../lib/tools/progress.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { SYNTH_CLASSES, SYNTH_DOMAINS } from '../lib/tools/synth/synth.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 
@@ -165,7 +165,7 @@ describe.skipIf(!HAVE_SHARED)('ipclip on tiny SynthDomains with the clip-tiny fi
     const preds = JSON.parse(p.stdout) as { image: string; label: string; score: number; top: { label: string; score: number }[] }[];
     const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
     try {
-      using prompt = await IPPrompt.load(clip, join(run, 'last.safetensors'));
+      using prompt = await PromptModel.load(clip, join(run, 'last.safetensors'));
       const lib = await prompt.classify(images);
       expect(preds.map((x) => x.label)).toEqual(lib.map((x) => x.label));
       preds.forEach((x, i) => {

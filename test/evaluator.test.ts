@@ -14,7 +14,7 @@ import { Evaluator } from '../lib/ipclip/evaluator.js';
 import { decodeImage } from '../lib/image/decode.js';
 import { binomialTestGreater, macroF1 } from '../lib/ipclip/metrics.js';
 import { preprocess } from '../lib/image/preprocess.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
 
@@ -48,8 +48,8 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
   let root: string;
   let a: DomainDataset;
   let u: DomainDataset;
-  let prompt: IPPrompt;
-  let reference: IPPrompt;
+  let prompt: PromptModel;
+  let reference: PromptModel;
 
   beforeAll(async () => {
     clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE });
@@ -58,8 +58,8 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
     await makeDomain(root, 'two', 2);
     a = await DomainDataset.fromFolder(root, { domain: 'one' });
     u = await DomainDataset.fromFolder(root, { domain: 'two' });
-    prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
-    reference = await IPPrompt.create(clip, CLASSES, { seed: 2 });
+    prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
+    reference = await PromptModel.create(clip, CLASSES, { seed: 2 });
   });
   afterAll(() => {
     prompt?.dispose();
@@ -69,7 +69,7 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
   });
 
   /** Predictions of `p` on the test transform of `d` (optionally watermarked first), computed without the Evaluator. */
-  async function predictions(p: IPPrompt, d: DomainDataset, marked = false): Promise<Int32Array> {
+  async function predictions(p: PromptModel, d: DomainDataset, marked = false): Promise<Int32Array> {
     const inputs = await Promise.all(d.samples.map(async (s) => (marked ? watermark(await decodeImage(s.path!)) : s.path!)));
     return p.predict(await preprocess(inputs, { size: 32 }));
   }
@@ -132,7 +132,7 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
     expect(await codeOf(ev.evaluate(prompt, { authorized: a, unauthorized: {} }))).toBe('ERR_EMPTY_INPUT');
     expect(await codeOf(ev.evaluate(prompt, { authorized: a, unauthorized: { authorized: u } }))).toBe('ERR_INVALID_ARGUMENT');
     expect(await codeOf(ev.evaluateSet(prompt, DomainDataset.fromSamples([], CLASSES)))).toBe('ERR_EMPTY_INPUT');
-    using four = await IPPrompt.create(clip, [...CLASSES, 'cyan']);
+    using four = await PromptModel.create(clip, [...CLASSES, 'cyan']);
     expect(await codeOf(ev.evaluate(prompt, { authorized: a, unauthorized: u, reference: four }))).toBe('ERR_MISMATCH');
     expect(() => new Evaluator(clip, { template: 'no placeholder' })).toThrow(IpclipError);
   });

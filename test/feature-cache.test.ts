@@ -12,7 +12,7 @@ import { DomainDataset, type Sample } from '../lib/data/dataset.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { BatchLoader } from '../lib/data/loader.js';
 import { callNative, type NativeVisionFeatures } from '../lib/native/binding.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { learningRate } from '../lib/ipclip/schedule.js';
 import type { FloatTensor } from '../lib/core/tensor.js';
@@ -91,7 +91,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
   }
 
   it('stepFeatures(encodeVision(x)) gives the same terms and gradients as step(x) (float64, 1e-10 of scale)', async () => {
-    using prompt = await IPPrompt.create(clip64, CLASSES, { seed: 4 });
+    using prompt = await PromptModel.create(clip64, CLASSES, { seed: 4 });
     const native = prompt.native;
     const rng = new Rng(11);
     const xA = randomImages(rng, 3), xU = randomImages(rng, 3);
@@ -124,7 +124,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     // Ownership's transforms under the cache are the test transform (A) and watermark + test transform (U):
     // both deterministic, so the image path fed by loaders with exactly those transforms, in the trainer's
     // batch order (the A loader's seed), is the same computation with the vision tower run every step.
-    using cachedPrompt = await IPPrompt.create(clip64, CLASSES, { seed: 9 });
+    using cachedPrompt = await PromptModel.create(clip64, CLASSES, { seed: 9 });
     const native = cachedPrompt.native;
     const encode = native.encodeVision.bind(native);
     const callsAtIteration: number[] = [];
@@ -140,7 +140,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     // One pass per stream (A and watermarked U), in batches of bankBatchSize, all before the first step.
     expect(callsAtIteration).toEqual([0, 0, 0, 0, 0, 0]);
 
-    using imagePrompt = await IPPrompt.create(clip64, CLASSES, { seed: 9 });
+    using imagePrompt = await PromptModel.create(clip64, CLASSES, { seed: 9 });
     const plain = new IPTrainer(clip64, imagePrompt, opts);
     await plain.buildBanks({ authorized: data });
     const loader = (transform: { watermark?: boolean; augment: 'test' }) => new BatchLoader(data, {
@@ -162,7 +162,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     // order that fp32 rounding and Adam would turn into parameter differences of order 1e-5.
     expect(maxRelToScale(await cachedPrompt.state(), await imagePrompt.state())).toBeLessThanOrEqual(EXACT);
     // The comparison is not vacuous: training moved the parameters far more than the tolerance.
-    using fresh = await IPPrompt.create(clip64, CLASSES, { seed: 9 });
+    using fresh = await PromptModel.create(clip64, CLASSES, { seed: 9 });
     expect(maxAbsDiff(await fresh.state(), await cachedPrompt.state())).toBeGreaterThan(1e-3);
   });
 
@@ -170,17 +170,17 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ipclip-fcache-'));
     try {
       const cachedOpts = { ...opts, scenario: 'target-free' as const, featureCache: true };
-      using whole = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      using whole = await PromptModel.create(clip, CLASSES, { seed: 6 });
       await new IPTrainer(clip, whole, cachedOpts).fit({ authorized: data });
-      using resumed = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      using resumed = await PromptModel.create(clip, CLASSES, { seed: 6 });
       const stop = new AbortController();
       const first = new IPTrainer(clip, resumed, { ...cachedOpts, checkpointDir: dir, signal: stop.signal, onProgress: (p) => { if (p.iteration === 3) stop.abort(); } });
       expect(await codeOf(first.fit({ authorized: data }))).toBe('ERR_ABORTED');
       // The same run without the cache would mix two augmentation rules: its checkpoint is refused.
-      using other = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      using other = await PromptModel.create(clip, CLASSES, { seed: 6 });
       expect(await codeOf(new IPTrainer(clip, other, { ...cachedOpts, featureCache: false, checkpointDir: dir }).fit({ authorized: data })))
         .toBe('ERR_MISMATCH');
-      using again = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+      using again = await PromptModel.create(clip, CLASSES, { seed: 6 });
       const r = await new IPTrainer(clip, again, { ...cachedOpts, checkpointDir: dir }).fit({ authorized: data });
       expect(r.resumedFrom).toBe(3);
       expect(maxAbsDiff(await whole.state(), await again.state())).toBe(0);
@@ -190,7 +190,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
   });
 
   it('refuses features whose shapes do not match the model with ERR_INVALID_ARGUMENT', async () => {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     const native = prompt.native;
     const x = randomImages(new Rng(2), 2);
     const f = await native.encodeVision(x.data, x.shape);

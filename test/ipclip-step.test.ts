@@ -1,5 +1,5 @@
 // Parity with the authors' released trainer: one IP-CLIP step on clip-tiny (../shared/fixtures/ipclip-step).
-// The release's state is imported through IPPrompt.load (its own format, converted to safetensors), the banks
+// The release's state is imported through PromptModel.load (its own format, converted to safetensors), the banks
 // are rebuilt from the recorded bank batches, and the four preset × scenario cases must give the recorded
 // terms, logits, domain tokens and gradients.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { readSafetensors, writeSafetensors, type SafetensorsContent, type TensorToWrite } from '../lib/io/safetensors.js';
 import type { Tensor } from '../lib/core/tensor.js';
 import { IPTrainer, type TrainBatch } from '../lib/ipclip/trainer/trainer.js';
@@ -104,7 +104,7 @@ describe.skipIf(!HAVE)('IP-CLIP step parity with the release (ipclip-step fixtur
   let terms: Record<string, Record<string, number>>;
   let dir: string;
   let releaseFile: string;
-  let prompt: IPPrompt;
+  let prompt: PromptModel;
   let batchA: TrainBatch;
   let batchU: TrainBatch;
   let tol: Tolerances;
@@ -120,7 +120,7 @@ describe.skipIf(!HAVE)('IP-CLIP step parity with the release (ipclip-step fixtur
     const state: Record<string, TensorToWrite> = {};
     for (const [name, t] of Object.entries(fx.tensors)) if (name.startsWith('state.')) state[name.slice(6)] = { data: t.data, shape: t.shape };
     await writeSafetensors(releaseFile, state);
-    prompt = await IPPrompt.load(clip, releaseFile, { classNames });
+    prompt = await PromptModel.load(clip, releaseFile, { classNames });
     batchA = { images: tensor(fx, 'inputs.imagesA'), labels: labels(fx, 'inputs.labelsA') };
     batchU = { images: tensor(fx, 'inputs.imagesU'), labels: labels(fx, 'inputs.labelsU') };
     tol = { eps: clipBudget(clip.config), s: clip.logitScale, classes: classNames.length, embedDim: clip.config.embedDim };
@@ -155,7 +155,7 @@ describe.skipIf(!HAVE)('IP-CLIP step parity with the release (ipclip-step fixtur
   });
 
   it('rebuilds the same banks from the bank batches (authorized and unauthorized rules)', async () => {
-    const p = await IPPrompt.load(clip, releaseFile, { classNames });
+    const p = await PromptModel.load(clip, releaseFile, { classNames });
     try {
       await p.resetBanks();
       const empty = await p.state();
@@ -209,8 +209,8 @@ describe.skipIf(!HAVE)('IP-CLIP step parity with the release (ipclip-step fixtur
     // Two computations of the same function: proven in float64, where the comparison does not depend on which
     // summation order this CPU's kernels take (fp32 differs between machines by ~1e-7 of the logit scale).
     const clip64 = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: 'cpu', dtype: 'float64' });
-    const fast = await IPPrompt.load(clip64, releaseFile, { classNames });
-    const slow = await IPPrompt.load(clip64, releaseFile, { classNames, textPath: 'naive' });
+    const fast = await PromptModel.load(clip64, releaseFile, { classNames });
+    const slow = await PromptModel.load(clip64, releaseFile, { classNames, textPath: 'naive' });
     try {
       const images = tensor(fx, 'inputs.bankImagesA');
       const [lf, ln] = [(await fast.logits(images)).logits, (await slow.logits(images)).logits];

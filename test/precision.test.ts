@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip, type ClipConfig } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { U32, U_BF16, clipBudget, relToScale } from './helpers/exactness.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
@@ -91,8 +91,8 @@ describe.skipIf(!HAVE_SHARED)('IP prompt on a float64 CLIP', () => {
     const c32 = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
     const c64 = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, dtype: 'float64' });
     try {
-      using p32 = await IPPrompt.create(c32, ['cat', 'dog', 'bird'], { seed: 3 });
-      using p64 = await IPPrompt.create(c64, ['cat', 'dog', 'bird'], { seed: 3 });
+      using p32 = await PromptModel.create(c32, ['cat', 'dog', 'bird'], { seed: 3 });
+      using p64 = await PromptModel.create(c64, ['cat', 'dog', 'bird'], { seed: 3 });
       const [s32, s64] = [await p32.state(), await p64.state()];
       for (const [k, t] of Object.entries(s64)) {
         expect(t.data, k).toBeInstanceOf(Float64Array);
@@ -152,7 +152,7 @@ describe.skipIf(!HAVE_SHARED)('bfloat16 clip-tiny', () => {
       // The scale the prompt applies, measured without bf16 noise: feed the step unit embeddings e_k (k < D) with
       // one image's statistics in every row. Every row then has the same class prompts, so zA[k, c] = s·t_c[k]
       // and Σ_k zA[k, c]² = s²·‖t_c‖² = s² (text features are unit vectors, normalised in fp32).
-      using p16 = await IPPrompt.create(c16, ['cat', 'dog', 'bird'], { seed: 3 });
+      using p16 = await PromptModel.create(c16, ['cat', 'dog', 'bird'], { seed: 3 });
       const size = c16.config.vision.imageSize;
       const one = await p16.native.encodeVision(images(8, 1, size).data, [1, 3, size, size]);
       const D = c16.config.embedDim;
@@ -175,7 +175,7 @@ describe.skipIf(!HAVE_SHARED)('bfloat16 clip-tiny', () => {
 
       // And on images: within bf16 rounding of the fp32 prompt's logits, both scaled by the same s (each tower
       // stage rounds its output to bf16, a relative U_BF16, over 6 stages per block and 4 more; f and t both).
-      using p32 = await IPPrompt.create(c32, ['cat', 'dog', 'bird'], { seed: 3 });
+      using p32 = await PromptModel.create(c32, ['cat', 'dog', 'bird'], { seed: 3 });
       const x = images(9, 4, size);
       const [z32, z16] = [(await p32.logits(x)).logits, (await p16.logits(x)).logits];
       const stages = 6 * (c16.config.vision.layers + c16.config.text.layers) + 4;

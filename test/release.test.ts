@@ -10,7 +10,7 @@ import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { importReleaseCheckpoint, readReleaseCheckpoint } from '../lib/ipclip/release.js';
 import { readSafetensors, writeSafetensors } from '../lib/io/safetensors.js';
 import { ensureDist } from './helpers/dist.js';
@@ -291,10 +291,10 @@ describe.skipIf(!HAVE_SHARED)('ipclip import-release', () => {
   });
   afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
-  it('IPPrompt.load of the release\'s state dict names the import path instead of a bare unknown tensor', async () => {
+  it('PromptModel.load of the release\'s state dict names the import path instead of a bare unknown tensor', async () => {
     const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
     try {
-      const err = await IPPrompt.load(clip, SAFE, { classNames }).then(() => null, (e: unknown) => e);
+      const err = await PromptModel.load(clip, SAFE, { classNames }).then(() => null, (e: unknown) => e);
       expect(err).toBeInstanceOf(IpclipError);
       expect((err as IpclipError).code).toBe('ERR_BAD_WEIGHTS');
       expect((err as Error).message).toMatch(/token_(prefix|suffix).*importReleaseCheckpoint/);
@@ -303,7 +303,7 @@ describe.skipIf(!HAVE_SHARED)('ipclip import-release', () => {
     }
   });
 
-  it('writes our checkpoint format, which IPPrompt.load reads back to the release\'s logits', async () => {
+  it('writes our checkpoint format, which PromptModel.load reads back to the release\'s logits', async () => {
     const out = join(dir, 'imported.safetensors');
     const r = run([PTH, ...CLIP_ARGS, '--classes', classNames.join(','), '--out', out, '--json']);
     expect(r.stderr).toBe('');
@@ -312,7 +312,7 @@ describe.skipIf(!HAVE_SHARED)('ipclip import-release', () => {
     expect(summary).toMatchObject({ out, format: 'torch', epoch: 50, classNames });
     const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH });
     try {
-      using prompt = await IPPrompt.load(clip, out);  // our metadata: no classNames needed
+      using prompt = await PromptModel.load(clip, out);  // our metadata: no classNames needed
       expect(prompt.classNames).toEqual(classNames);
       const expected = await readSafetensors(EXPECTED);
       const probe = { data: floatData(expected, 'probe'), shape: expected.tensors.probe!.shape as [number, number, number, number] };

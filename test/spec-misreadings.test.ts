@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { readSafetensors, writeSafetensors, type SafetensorsContent, type TensorToWrite } from '../lib/io/safetensors.js';
 import type { Tensor } from '../lib/core/tensor.js';
 import { IPTrainer, type TrainBatch } from '../lib/ipclip/trainer/trainer.js';
@@ -90,7 +90,7 @@ describe.skipIf(!HAVE)('spec checks a misreading would fail (clip-tiny, ipclip-s
   for (const name of CASES) {
     it(`${name}: CE_U above 5 is the constant 5, with no gradient; below 5 it counts with weight −1`, async () => {
       const [preset, scenario] = name.split('/') as ['official' | 'paper', 'target-specified' | 'target-free'];
-      const prompt = await IPPrompt.load(clip, releaseFile, { classNames });
+      const prompt = await PromptModel.load(clip, releaseFile, { classNames });
       try {
         const trainer = new IPTrainer(clip, prompt, { scenario, preset });
         // U's labels enter the loss only through CE_U (every other term uses A's labels or none): three labellings
@@ -139,7 +139,7 @@ describe.skipIf(!HAVE)('spec checks a misreading would fail (clip-tiny, ipclip-s
     const wd = weightDecay ?? 5e-4;
     it(`applies Adam with coupled L2 weight decay ${wd}${weightDecay === undefined ? ' (the default)' : ''}, bias correction, over 3 steps`, async () => {
       const [b1, b2, eps, lr] = [0.9, 0.999, 1e-8, 2e-3];
-      const prompt = await IPPrompt.load(clip, releaseFile, { classNames });
+      const prompt = await PromptModel.load(clip, releaseFile, { classNames });
       try {
         const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', preset: 'paper', ...(weightDecay === undefined ? {} : { weightDecay }) });
         const batchU = { images: imagesU, labels: labels(fx, 'inputs.labelsU') };

@@ -14,7 +14,7 @@ import { DomainDataset, type Sample } from '../lib/data/dataset.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { BatchLoader, cycledDraws, type Batch } from '../lib/data/loader.js';
 import { preprocess } from '../lib/image/preprocess.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { referenceFits, referenceStreams, trainingStreams } from '../lib/ipclip/scenario.js';
 import { StreamSchedule, resolvePairing } from '../lib/ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type StepTerms, type TrainBatch, type TrainerOptions } from '../lib/ipclip/trainer/trainer.js';
@@ -160,7 +160,7 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
   });
 
   async function record(opts: TrainerOptions, data: { authorized: DomainDataset; unauthorized?: DomainDataset }) {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     const trainer = new RecordingTrainer(clip, prompt, { workers: 0, ...opts });
     const result = await trainer.fit(data);
     return { fed: trainer.fed, result, trainer };
@@ -275,7 +275,7 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
     for (const f of marked.fed) f.a.indices.forEach((_, k) => expect(looksWatermarked(pixels(f.a, k))).toBe(true));
     for (const f of clean.fed) f.a.indices.forEach((_, k) => expect(isDark(pixels(f.a, k))).toBe(true));
     expect(marked.trainer.options.referenceFor).toBe('authorization');
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     expect(() => new IPTrainer(clip, prompt, { scenario: 'ownership', referenceFor: 'authorization' })).toThrow(/reference scenario only/);
     expect(() => new IPTrainer(clip, prompt, { scenario: 'reference', referenceFor: 'reference' as 'ownership' })).toThrow(IpclipError);
     // A checkpoint of one reference does not resume as the other.

@@ -6,7 +6,7 @@
 // difference (a wrong mask, a dropped token, a mixed-up row) exceeds by many orders of magnitude.
 import { describe, expect, it } from 'vitest';
 import { loadNative } from '../lib/native/binding.js';
-import type { NativePromptModel } from '../lib/ipclip/prompt.js';
+import type { NativePromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import type { FloatTensor } from '../lib/core/tensor.js';
 import { EXACT, lossScale, maxAbs, relToScale } from './helpers/exactness.js';

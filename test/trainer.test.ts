@@ -9,7 +9,7 @@ import { Clip } from '../lib/clip/clip.js';
 import { DomainDataset } from '../lib/data/dataset.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { preprocess } from '../lib/image/preprocess.js';
-import { IPPrompt } from '../lib/ipclip/prompt.js';
+import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { bankStreams, trainingStreams } from '../lib/ipclip/scenario.js';
 import { learningRate } from '../lib/ipclip/schedule.js';
@@ -111,12 +111,12 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  async function accuracyOn(prompt: IPPrompt, d: DomainDataset): Promise<number> {
+  async function accuracyOn(prompt: PromptModel, d: DomainDataset): Promise<number> {
     const preds = await prompt.classify(await preprocess(d.samples.map((s) => s.path!), { size: 32 }));
     return preds.filter((p, i) => p.index === d.samples[i]!.label).length / d.length;
   }
 
-  async function stateOf(prompt: IPPrompt): Promise<Record<string, Tensor>> {
+  async function stateOf(prompt: PromptModel): Promise<Record<string, Tensor>> {
     return prompt.state();
   }
 
@@ -129,9 +129,9 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     // The colour classes transfer across the two textures, so an unprotected prompt trained on A alone (the
     // reference, CE_A only) also works on U; the protected prompt must work on A and fail on U.
     const opts = { epochs: 12, batchSize: 4, lr: 0.01, seed: 1 };
-    using reference = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using reference = await PromptModel.create(clip, CLASSES, { seed: 1 });
     await new IPTrainer(clip, reference, { ...opts, scenario: 'reference' }).fit({ authorized: dots });
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     const before = { a: await accuracyOn(prompt, dots), u: await accuracyOn(prompt, stripes) };
     const seen: number[] = [];
     const trainer = new IPTrainer(clip, prompt, {
@@ -152,7 +152,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
   });
 
   it('builds banks by the rules: authorized slots only for correct predictions', async () => {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 2 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 2 });
     const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 4, seed: 2 });
     await trainer.buildBanks({ authorized: dots, unauthorized: stripes });
     const s = await prompt.state();
@@ -178,7 +178,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
 
   /** Runs `fit` to completion (resuming whatever `dir` holds), returning the final state. */
   async function fitAll(opts: TrainerOptions, data: { authorized: DomainDataset; unauthorized?: DomainDataset }) {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 5 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
     const trainer = new IPTrainer(clip, prompt, opts);
     const result = await trainer.fit(data);
     return { state: await stateOf(prompt), result, skipped: trainer.skippedUpdates };
@@ -193,7 +193,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     const dir = mkdtempSync(join(root, 'ck-'));
     const ctrl = new AbortController();
     {
-      using prompt = await IPPrompt.create(clip, CLASSES, { seed: 5 });
+      using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
       const trainer = new IPTrainer(clip, prompt, {
         ...base, checkpointDir: dir, signal: ctrl.signal, onProgress: (p) => { if (p.iteration === 4) ctrl.abort(); },
       });
@@ -213,7 +213,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     const clean = await fitAll(base, { authorized: dots });
     const dir = mkdtempSync(join(root, 'ck-'));
     {
-      using prompt = await IPPrompt.create(clip, CLASSES, { seed: 5 });
+      using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
       const trainer = new IPTrainer(clip, prompt, { ...base, checkpointDir: dir, onProgress: (p) => { if (p.iteration === 5) throw new Error('simulated crash'); } });
       await expect(trainer.fit({ authorized: dots })).rejects.toThrow('simulated crash');
     }
@@ -223,7 +223,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
   });
 
   it('reference training optimises CE_A only', async () => {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     const trainer = new IPTrainer(clip, prompt, { scenario: 'reference', epochs: 1, batchSize: 4 });
     await trainer.fit({ authorized: dots });
     const batch = { images: await preprocess(dots.samples.slice(0, 4).map((s) => s.path!), { size: 32 }), labels: Int32Array.from(dots.samples.slice(0, 4), (s) => s.label) };
@@ -234,7 +234,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
   });
 
   it('refuses bad inputs with clear errors and leaves the prompt untouched', async () => {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 1 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 4 });
     const empty = DomainDataset.fromSamples([], CLASSES);
     expect(await codeOf(trainer.fit({ authorized: empty, unauthorized: stripes }))).toBe('ERR_EMPTY_INPUT');

@@ -7,7 +7,7 @@ import { readCheckpoint, type RunRecord } from '../ipclip/checkpoint.js';
 import { DomainDataset, SPLIT_RULE } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
 import { Evaluator, refuseTrainingImages } from '../ipclip/evaluator.js';
-import { IPPrompt } from '../ipclip/prompt.js';
+import { PromptModel } from '../ipclip/prompt-model.js';
 import { SCENARIOS, authorizedImages, isProtectionScenario, isScenario, referenceFits } from '../ipclip/scenario.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
@@ -142,11 +142,11 @@ far each unauthorized accuracy fell from the reference's towards chance; protect
     if (refFile) await checkReference(refFile, scenario);
     const plan = await evaluationPlan(scenario, root, authorized, others, split);
     const clip = await loadClipFromFlags(p);
-    const prompts: IPPrompt[] = [];
+    const prompts: PromptModel[] = [];
     try {
-      const prompt = await IPPrompt.load(clip, file);
+      const prompt = await PromptModel.load(clip, file);
       prompts.push(prompt);
-      const reference = refFile ? await IPPrompt.load(clip, refFile, { classNames: [...prompt.classNames] }) : undefined;
+      const reference = refFile ? await PromptModel.load(clip, refFile, { classNames: [...prompt.classNames] }) : undefined;
       if (reference) prompts.push(reference);
       const report = await new Evaluator(clip, { zeroShot: !bool(p, 'no-zero-shot') }).evaluate(prompt, {
         authorized: plan.authorized, unauthorized: plan.unauthorized, ...(reference ? { reference } : {}), ...(run ? { run } : {}),
@@ -200,7 +200,7 @@ watermarked accuracy is not. The exit code is 0 whenever the test ran (read the 
     if (run) refuseTrainingImages(run, authorized, test);
     const clip = await loadClipFromFlags(p);
     try {
-      using prompt = await IPPrompt.load(clip, file);
+      using prompt = await PromptModel.load(clip, file);
       const r = await new Evaluator(clip, { zeroShot: false }).evaluateOwnership(prompt, test, { alpha });
       if (bool(p, 'json')) {
         printJson(io, { checkpoint: file, n: r.clean.n, clean: r.clean, watermarked: r.watermarked, ...r.evidence });

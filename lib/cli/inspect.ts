@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readCheckpoint } from '../ipclip/checkpoint.js';
 import { IpclipError } from '../core/errors.js';
-import { IPPrompt } from '../ipclip/prompt.js';
+import { PromptModel } from '../ipclip/prompt-model.js';
 import { UsageError, bool, int, required, type Command, type Io, type Parsed } from './args.js';
 import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, resolveCheckpoint, table } from './common.js';
 
@@ -31,7 +31,7 @@ export const predictCommand: Command = {
     }
     const clip = await loadClipFromFlags(p);
     try {
-      using prompt = await IPPrompt.load(clip, file);
+      using prompt = await PromptModel.load(clip, file);
       const preds = await prompt.classify(p.positionals);
       const results = preds.map((pr, i) => {
         const ranked = pr.scores.map((score, c) => ({ label: prompt.classNames[c]!, score })).sort((x, y) => y.score - x.score);

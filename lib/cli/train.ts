@@ -10,7 +10,7 @@ import { DomainDataset } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
 import { Evaluator } from '../ipclip/evaluator.js';
 import { ProgressBar } from '../tools/progress.js';
-import { IPPrompt } from '../ipclip/prompt.js';
+import { PromptModel } from '../ipclip/prompt-model.js';
 import { PROTECTION_SCENARIOS, SCENARIOS, type ProtectionScenario, type Scenario } from '../ipclip/scenario.js';
 import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
@@ -134,9 +134,9 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
       `${skippedImages.slice(0, 3).map((b) => b.path).join(', ')}${skippedImages.length > 3 ? ', ...' : ''}`);
   }
   const clip = await loadClipFromFlags(p);
-  let prompt: IPPrompt | undefined;
+  let prompt: PromptModel | undefined;
   try {
-    prompt = await IPPrompt.create(clip, a.train.classNames, { seed });
+    prompt = await PromptModel.create(clip, a.train.classNames, { seed });
     const file = join(out, CHECKPOINT_FILE);
     if (bool(p, 'fresh')) await rm(file, { force: true });
     const resuming = existsSync(file);

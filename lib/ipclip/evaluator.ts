@@ -12,7 +12,7 @@ import { BatchLoader } from '../data/loader.js';
 import {
   accuracy, macroF1, ownershipEvidence, protectionMetrics, type OwnershipEvidence, type ProtectionMetrics,
 } from './metrics.js';
-import type { IPPrompt } from './prompt.js';
+import type { PromptModel } from './prompt-model.js';
 import type { ImageTensor } from '../core/tensor.js';
 
 /** A test set: a dataset (test transform), optionally watermarked (the ownership / authorization key). */
@@ -99,8 +99,8 @@ export class Evaluator {
    * @throws IpclipError `ERR_MISMATCH` (a set or the reference with other class names), `ERR_EMPTY_INPUT`,
    * `ERR_INVALID_ARGUMENT`, loader and native errors.
    */
-  async evaluate(prompt: IPPrompt, sets: {
-    authorized: EvalSet; unauthorized: Record<string, EvalSet> | EvalSet; reference?: IPPrompt;
+  async evaluate(prompt: PromptModel, sets: {
+    authorized: EvalSet; unauthorized: Record<string, EvalSet> | EvalSet; reference?: PromptModel;
     /** The prompt's run record (`readCheckpoint(file).meta.run`): sets holding its training images are refused. */
     run?: RunRecord;
   }): Promise<EvaluationReport> {
@@ -144,7 +144,7 @@ export class Evaluator {
   }
 
   /** Accuracy and macro-F1 of `prompt` on one set. */
-  async evaluateSet(prompt: IPPrompt, set: EvalSet): Promise<SetResult> {
+  async evaluateSet(prompt: PromptModel, set: EvalSet): Promise<SetResult> {
     return (await this.run(set, prompt.classNames, [(x) => prompt.predict(x)])).results[0]!;
   }
 
@@ -157,7 +157,7 @@ export class Evaluator {
    * Ownership evidence (method §5): the prompt on the clean test set and on the same images watermarked, with a
    * one-sided binomial test of each against chance ({@link ownershipEvidence}; `alpha` default 0.01).
    */
-  async evaluateOwnership(prompt: IPPrompt, cleanTest: DomainDataset, opts: { watermark?: boolean; alpha?: number } = {}): Promise<OwnershipReport> {
+  async evaluateOwnership(prompt: PromptModel, cleanTest: DomainDataset, opts: { watermark?: boolean; alpha?: number } = {}): Promise<OwnershipReport> {
     check(opts.watermark !== false, 'evaluateOwnership compares clean with watermarked images: watermark cannot be false');
     const clean = await this.evaluateSet(prompt, { dataset: cleanTest, watermark: false });
     const watermarked = await this.evaluateSet(prompt, { dataset: cleanTest, watermark: true });

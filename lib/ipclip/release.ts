@@ -13,7 +13,7 @@ import type { Clip } from '../clip/clip.js';
 import { isIgnoredReleaseName } from './checkpoint.js';
 import { IpclipError, check } from '../core/errors.js';
 import { callNative, loadNative, type NativeTorchCheckpoint } from '../native/binding.js';
-import { IPPrompt, contextSize, promptText } from './prompt.js';
+import { PromptModel, contextSize, promptText } from './prompt-model.js';
 import { bfloat16ToFloat, halfToFloat, readSafetensors, type TensorData } from '../io/safetensors.js';
 import type { Tensor } from '../core/tensor.js';
 
@@ -43,7 +43,7 @@ export interface ImportReleaseOptions {
 /** What {@link importReleaseCheckpoint} returns. */
 export interface ImportedRelease {
   /** The prompt with the release's parameters, ready for `logits` / `classify` / `save`. */
-  prompt: IPPrompt;
+  prompt: PromptModel;
   format: 'torch' | 'safetensors';
   epoch?: number;
   /** Names found and not loaded (`style_mapping_tokens.*`; the checked token buffers are not listed). */
@@ -126,7 +126,7 @@ function floatTensor(name: string, dtype: string, shape: number[], data: Buffer 
 }
 
 /**
- * Imports a release checkpoint (`model.pth.tar-N` or its state dict as safetensors) as an {@link IPPrompt} on
+ * Imports a release checkpoint (`model.pth.tar-N` or its state dict as safetensors) as an {@link PromptModel} on
  * `clip` for `classNames`. The stored `token_prefix` (the SOT embedding) and `token_suffix` (class name, '.',
  * EOT, padding) are compared with this CLIP's token embeddings of the same prompts.
  * @throws IpclipError `ERR_MISMATCH` whose message says whether the CLIP (SOT / padding embeddings, widths,
@@ -152,8 +152,8 @@ export async function importReleaseCheckpoint(file: string, opts: ImportReleaseO
     if (isIgnoredReleaseName(name)) ignored.push(name);
     else state[name] = t;
   }
-  // IPPrompt.create checks the class names (distinct, non-empty, fit the context) before the comparison.
-  const prompt = await IPPrompt.create(clip, classNames, { seed: opts.seed ?? 0, ...(opts.textPath ? { textPath: opts.textPath } : {}) });
+  // PromptModel.create checks the class names (distinct, non-empty, fit the context) before the comparison.
+  const prompt = await PromptModel.create(clip, classNames, { seed: opts.seed ?? 0, ...(opts.textPath ? { textPath: opts.textPath } : {}) });
   try {
     await checkTokenBuffers(file, clip, classNames, prefix, suffix);
     await prompt.setState(state);

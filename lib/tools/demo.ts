@@ -14,7 +14,7 @@ import { Evaluator } from '../ipclip/evaluator.js';
 import { protectionMetrics, type ProtectionMetrics } from '../ipclip/metrics.js';
 import { setThreads } from '../native/binding.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
-import { IPPrompt } from '../ipclip/prompt.js';
+import { PromptModel } from '../ipclip/prompt-model.js';
 import { thumbnail, writeReport, type ReportData, type ReportPoint, type ReportSample } from './report/report.js';
 import type { ProtectionScenario, Scenario } from '../ipclip/scenario.js';
 import { generateSynthDomains } from './synth/synth.js';
@@ -125,7 +125,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   // 2. Model.
   if (opts.threads !== undefined) setThreads(opts.threads);
   const clip = await Clip.load(opts.clip, { ...(opts.vocab ? { vocab: opts.vocab } : {}), ...(opts.device ? { device: opts.device } : {}) });
-  const prompts: IPPrompt[] = [];
+  const prompts: PromptModel[] = [];
   try {
     const classNames = splits[authorized]!.train.classNames;
     const chance = 1 / classNames.length;
@@ -133,8 +133,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       `${splits[authorized]!.train.length} training images per domain, ${o.epochs} epochs at lr ${o.lr} (the paper: ${PAPER_EPOCHS} at ${PAPER_LR}; fewer suffice on this small dataset)`);
 
     // 3. The two training runs, curves recorded per iteration.
-    const train = async (scenario: Scenario, label: string, referenceFor?: ProtectionScenario): Promise<{ prompt: IPPrompt; points: ReportPoint[] }> => {
-      const prompt = await IPPrompt.create(clip, classNames, { seed: o.seed });
+    const train = async (scenario: Scenario, label: string, referenceFor?: ProtectionScenario): Promise<{ prompt: PromptModel; points: ReportPoint[] }> => {
+      const prompt = await PromptModel.create(clip, classNames, { seed: o.seed });
       prompts.push(prompt);
       const points: ReportPoint[] = [];
       let pbar: ProgressBar | undefined;

@@ -17,7 +17,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint, writeCheckpoint } from '../../lib/ipclip/checkpoint.js';
 import { Clip } from '../../lib/clip/clip.js';
-import { IPPrompt, isPromptParameter } from '../../lib/ipclip/prompt.js';
+import { PromptModel, isPromptParameter } from '../../lib/ipclip/prompt-model.js';
 import { preprocess } from '../../lib/image/preprocess.js';
 import { Rng } from '../../lib/core/rng.js';
 import type { Tensor } from '../../lib/core/tensor.js';
@@ -184,7 +184,7 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
         const ck = await readCheckpoint(file);
         iteration = ck.meta!.training!.iteration;
         expect(iteration).toBeLessThanOrEqual(TOTAL);
-        const p = await IPPrompt.load(clip, file);
+        const p = await PromptModel.load(clip, file);
         p.dispose();
       }
       if (r.signal === 'SIGKILL') {
@@ -215,7 +215,7 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
   }, 600_000);
 
   it('a full disk (a small tmpfs): writing a checkpoint is ERR_IO and the previous one stays intact', async (ctx) => {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 5 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
     const state = await prompt.state();
     const meta = prompt.metadata();
     const probe = join(tmp, 'probe.safetensors');
@@ -245,7 +245,7 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
   });
 
   it('a non-finite loss skips the update, is counted and reported in the checkpoint; NaN state is refused at load', async () => {
-    using prompt = await IPPrompt.create(clip, CLASSES, { seed: 6 });
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 6 });
     const dir = join(tmp, 'nonfinite');
     const trainer = new IPTrainer(clip, prompt, { scenario: 'ownership', batchSize: 4, checkpointDir: dir });
     const images = await preprocess(CLASSES.map((c) => join(data, DOMAIN, c, '0.png')).concat(join(data, DOMAIN, 'red', '1.png')), { size: 32 });
@@ -269,6 +269,6 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
     (ck.state[name]!.data as Float32Array)[0] = NaN;
     const poisoned = join(dir, 'nan.safetensors');
     await writeCheckpoint(poisoned, { state: ck.state, meta: ck.meta! });
-    expect(await codeOf(IPPrompt.load(clip, poisoned))).toBe('ERR_NON_FINITE');
+    expect(await codeOf(PromptModel.load(clip, poisoned))).toBe('ERR_NON_FINITE');
   });
 });

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METADATA_KEY, readCheckpoint } from '../../lib/ipclip/checkpoint.js';
 import { Clip } from '../../lib/clip/clip.js';
-import { IPPrompt } from '../../lib/ipclip/prompt.js';
+import { PromptModel } from '../../lib/ipclip/prompt-model.js';
 import { readSafetensors, writeSafetensors } from '../../lib/io/safetensors.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { joinSafetensors, splitSafetensors } from './helpers.js';
@@ -52,7 +52,7 @@ describe.skipIf(!HAVE_SHARED)('untrusted checkpoint metadata', () => {
 
   it('a prompt checkpoint with path- and script-like class names and extra metadata is data only', async () => {
     const names = ['../../etc/passwd', `$(touch ${sentinel})`, '<script>alert(1)</script>'];
-    using prompt = await IPPrompt.create(clip, names, { seed: 1 });
+    using prompt = await PromptModel.create(clip, names, { seed: 1 });
     const file = join(tmp, 'prompt.safetensors');
     const doc = { ...prompt.metadata(), ...hostile() };
     const state = await prompt.state();
@@ -60,7 +60,7 @@ describe.skipIf(!HAVE_SHARED)('untrusted checkpoint metadata', () => {
     const ck = await readCheckpoint(file);
     expect(ck.meta!.classNames).toEqual(names);
     expect(Object.keys(ck.meta!)).not.toContain('path'); // unknown fields are dropped, not carried along
-    using again = await IPPrompt.load(clip, file);
+    using again = await PromptModel.load(clip, file);
     expect(again.classNames).toEqual(names);
     const after = await again.state();
     for (const [k, t] of Object.entries(state)) expect(maxAbsDiff(after[k]!.data, t.data), k).toBe(0);

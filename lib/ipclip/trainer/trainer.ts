@@ -1,5 +1,5 @@
 /**
- * {@link IPTrainer}: trains an {@link IPPrompt} in one of the scenarios of method §5 (or the unprotected
+ * {@link IPTrainer}: trains an {@link PromptModel} in one of the scenarios of method §5 (or the unprotected
  * reference of method §7): bank construction, the training loop over the two data streams, the learning-rate
  * schedule, progress, checkpoints and exact resumption.
  */
@@ -14,7 +14,7 @@ import type { BadImage, DomainDataset } from '../../data/dataset.js';
 import { IpclipError, check } from '../../core/errors.js';
 import { BatchLoader, type TransformChoice } from '../../data/loader.js';
 import { callNative, type NativeStepResult as RawStepResult } from '../../native/binding.js';
-import { checkImages, type IPPrompt, type LossTerms, type NativeStepResult } from '../prompt.js';
+import { checkImages, type PromptModel, type LossTerms, type NativeStepResult } from '../prompt-model.js';
 import { Rng } from '../../core/rng.js';
 import {
   bankStreams, checkScenario, isProtectionScenario, PROTECTION_SCENARIOS, trainingStreams, withoutRandomCrop,
@@ -197,7 +197,7 @@ export class IPTrainer {
   private runRecord?: RunRecord;
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or a prompt made on another CLIP. */
-  constructor(readonly clip: Clip, readonly prompt: IPPrompt, opts: TrainerOptions) {
+  constructor(readonly clip: Clip, readonly prompt: PromptModel, opts: TrainerOptions) {
     check(opts !== null && typeof opts === 'object', 'IPTrainer: options are required');
     check(prompt !== null && typeof prompt === 'object' && prompt.clip === clip, 'IPTrainer: the prompt must have been made on this clip');
     checkScenario(opts.scenario);
@@ -274,7 +274,7 @@ export class IPTrainer {
 
   /**
    * One training step on an authorized and an unauthorized batch of the same size: every loss term, the
-   * gradients (kept for {@link IPPrompt.gradients} with `update: false` or `keepGradients`) and, unless
+   * gradients (kept for {@link PromptModel.gradients} with `update: false` or `keepGradients`) and, unless
    * `update: false`, one Adam update at `lr` (default:
    * the options' `lr`; {@link fit} passes the schedule's). Images with NaN/Inf reject with `ERR_NON_FINITE`.
    * {@link fit} (without the feature cache) takes every step through this method, with the loaders' batches

@@ -1,6 +1,8 @@
 /**
- * {@link IPPrompt}: the trainable IP prompt of IP-CLIP (method §2) on a frozen {@link Clip}, with its
- * enhancement module and feature banks (method §3). The numerics run natively (native/binding/PromptModel.cpp);
+ * {@link PromptModel}: everything IP-CLIP learns and keeps on top of a frozen {@link Clip}: the IP prompt
+ * (method §2), its enhancement module, its feature banks (method §3), and the optimiser and loss-scale state that
+ * training resumes from. One name in every layer: this class, the binding class and the core class are all
+ * `PromptModel`. The numerics run natively (native/binding/PromptModel.cpp);
  * this class builds the class prompts, checks inputs, and reads and writes checkpoints.
  */
 import type { Clip } from '../clip/clip.js';
@@ -15,7 +17,7 @@ import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/
 /** Slots per class of each feature bank (method §3). */
 export const BANK_SIZE = 5;
 
-/** Options of {@link IPPrompt.create}. */
+/** Options of {@link PromptModel.create}. */
 export interface PromptOptions {
   /** Seed of the parameter initialisation (default 0): the same seed gives the same parameters everywhere. */
   seed?: number;
@@ -26,7 +28,7 @@ export interface PromptOptions {
   textPath?: 'fast' | 'naive';
 }
 
-/** Options of {@link IPPrompt.load}. */
+/** Options of {@link PromptModel.load}. */
 export interface PromptLoadOptions {
   /** Required for the release's state (no metadata); otherwise checked against the file's. */
   classNames?: string[];
@@ -63,12 +65,12 @@ export function contextSize(layers: number): number {
  * classifier that works on the authorized domain and fails elsewhere once trained ({@link IPTrainer}).
  *
  * ```ts
- * const prompt = await IPPrompt.create(clip, ['cat', 'dog'], { seed: 1 });
+ * const prompt = await PromptModel.create(clip, ['cat', 'dog'], { seed: 1 });
  * const [p] = await prompt.classify(['cat.jpg']);   // { label, index, scores }
  * await prompt.save('prompt.safetensors');
  * ```
  */
-export class IPPrompt implements Disposable {
+export class PromptModel implements Disposable {
   /** Number of context tokens (2·layers + 4). */
   readonly nCtx: number;
   #native: NativePromptModel | null;
@@ -94,21 +96,21 @@ export class IPPrompt implements Disposable {
    * @throws IpclipError `ERR_INVALID_ARGUMENT` (no tokenizer, bad names or options, a name too long),
    * `ERR_EMPTY_INPUT` (no class names), `ERR_DISPOSED`, `ERR_ADDON_MISSING`.
    */
-  static async create(clip: Clip, classNames: readonly string[], opts: PromptOptions = {}): Promise<IPPrompt> {
-    check(clip !== null && typeof clip === 'object' && typeof clip.config === 'object', 'IPPrompt.create: clip must be a loaded Clip');
-    check(Array.isArray(classNames), 'IPPrompt.create: classNames must be an array of strings');
-    if (classNames.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'IPPrompt.create: no class names given');
-    check(classNames.every((c) => typeof c === 'string' && c.trim().length > 0), 'IPPrompt.create: every class name must be a non-empty string');
-    check(new Set(classNames).size === classNames.length, 'IPPrompt.create: class names must be distinct');
-    check(opts !== null && typeof opts === 'object', 'IPPrompt.create: options must be an object');
+  static async create(clip: Clip, classNames: readonly string[], opts: PromptOptions = {}): Promise<PromptModel> {
+    check(clip !== null && typeof clip === 'object' && typeof clip.config === 'object', 'PromptModel.create: clip must be a loaded Clip');
+    check(Array.isArray(classNames), 'PromptModel.create: classNames must be an array of strings');
+    if (classNames.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'PromptModel.create: no class names given');
+    check(classNames.every((c) => typeof c === 'string' && c.trim().length > 0), 'PromptModel.create: every class name must be a non-empty string');
+    check(new Set(classNames).size === classNames.length, 'PromptModel.create: class names must be distinct');
+    check(opts !== null && typeof opts === 'object', 'PromptModel.create: options must be an object');
     const seed = opts.seed ?? 0;
-    check(Number.isSafeInteger(seed) && seed >= 0, `IPPrompt.create: seed must be a non-negative integer, got ${String(seed)}`);
+    check(Number.isSafeInteger(seed) && seed >= 0, `PromptModel.create: seed must be a non-negative integer, got ${String(seed)}`);
     const textPath = opts.textPath ?? 'fast';
-    check(textPath === 'fast' || textPath === 'naive', `IPPrompt.create: textPath must be 'fast' or 'naive', got ${String(textPath)}`);
+    check(textPath === 'fast' || textPath === 'naive', `PromptModel.create: textPath must be 'fast' or 'naive', got ${String(textPath)}`);
     const tokenizer = clip.tokenizer;
     if (!tokenizer) {
       throw new IpclipError('ERR_INVALID_ARGUMENT',
-        'IPPrompt.create: this CLIP has no tokenizer; load it with `vocab` (e.g. bpe_simple_vocab_16e6.txt.gz) to build class prompts');
+        'PromptModel.create: this CLIP has no tokenizer; load it with `vocab` (e.g. bpe_simple_vocab_16e6.txt.gz) to build class prompts');
     }
     const nCtx = contextSize(clip.config.vision.layers);
     const ctx = clip.config.text.contextLength;
@@ -128,7 +130,7 @@ export class IPPrompt implements Disposable {
     });
     const addon = loadNative();
     const native = callNativeSync(() => addon.createPrompt(clip.nativeModel, data, [classNames.length, ctx], { nCtx, seed, textPath, bankSize: BANK_SIZE }));
-    return new IPPrompt(clip, Object.freeze([...classNames]), seed, textPath, native);
+    return new PromptModel(clip, Object.freeze([...classNames]), seed, textPath, native);
   }
 
   /**
@@ -139,8 +141,8 @@ export class IPPrompt implements Disposable {
    * CLIP), `ERR_INVALID_ARGUMENT` (release file without `classNames`), `ERR_BAD_WEIGHTS` (missing or unknown
    * parameters), `ERR_FILE_NOT_FOUND`, `ERR_BAD_FILE`.
    */
-  static async load(clip: Clip, file: string, opts: PromptLoadOptions = {}): Promise<IPPrompt> {
-    check(opts !== null && typeof opts === 'object', 'IPPrompt.load: options must be an object');
+  static async load(clip: Clip, file: string, opts: PromptLoadOptions = {}): Promise<PromptModel> {
+    check(opts !== null && typeof opts === 'object', 'PromptModel.load: options must be an object');
     const content = await readCheckpoint(file);
     const meta = content.meta;
     let classNames: readonly string[];
@@ -150,10 +152,10 @@ export class IPPrompt implements Disposable {
       classNames = meta.classNames;
     } else {
       check(opts.classNames !== undefined,
-        `IPPrompt.load: ${file} has no ipclip metadata (the release's format): pass classNames`);
+        `PromptModel.load: ${file} has no ipclip metadata (the release's format): pass classNames`);
       classNames = opts.classNames;
     }
-    const prompt = await IPPrompt.create(clip, classNames, { seed: opts.seed ?? meta?.seed ?? 0, textPath: opts.textPath });
+    const prompt = await PromptModel.create(clip, classNames, { seed: opts.seed ?? meta?.seed ?? 0, textPath: opts.textPath });
     try {
       await prompt.loadState(content.state, file);
     } catch (err) {

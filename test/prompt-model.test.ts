@@ -1,4 +1,4 @@
-// IPPrompt on the clip-tiny fixture: construction, seeded initialisation, class prompts, inference, errors.
+// PromptModel on the clip-tiny fixture: construction, seeded initialisation, class prompts, inference, errors.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { preprocess } from '../lib/image/preprocess.js';
-import { IPPrompt, argmaxRows, contextSize, promptText } from '../lib/ipclip/prompt.js';
+import { PromptModel, argmaxRows, contextSize, promptText } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import type { ImageTensor } from '../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
@@ -34,7 +34,7 @@ describe('class prompt text', () => {
   });
 });
 
-describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
+describe.skipIf(!HAVE_SHARED)('PromptModel', () => {
   let clip: Clip;
   let dir: string;
 
@@ -48,7 +48,7 @@ describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
   });
 
   it('initialises identically for the same seed and differently for another', async () => {
-    const [a, b, c] = await Promise.all([1, 1, 2].map((seed) => IPPrompt.create(clip, NAMES, { seed })));
+    const [a, b, c] = await Promise.all([1, 1, 2].map((seed) => PromptModel.create(clip, NAMES, { seed })));
     const [sa, sb, sc] = await Promise.all([a, b, c].map((p) => p.state()));
     expect(Object.keys(sa).sort()).toEqual(Object.keys(sb).sort());
     for (const k of Object.keys(sa)) expect(Array.from(sa[k]!.data), k).toEqual(Array.from(sb[k]!.data));
@@ -66,7 +66,7 @@ describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
   });
 
   it('classifies a tensor: argmax of its logits, softmax scores, batched like one call', async () => {
-    using prompt = await IPPrompt.create(clip, NAMES, { seed: 3 });
+    using prompt = await PromptModel.create(clip, NAMES, { seed: 3 });
     const images = randomImages(5, 7);
     const { logits } = await prompt.logits(images);
     expect(logits.shape).toEqual([5, 3]);
@@ -83,7 +83,7 @@ describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
   });
 
   it('classifies image files through CLIP test preprocessing', async () => {
-    using prompt = await IPPrompt.create(clip, NAMES, { seed: 3 });
+    using prompt = await PromptModel.create(clip, NAMES, { seed: 3 });
     const files = await Promise.all([[250, 20, 20], [20, 200, 40]].map(async ([r, g, b], i) => {
       const f = join(dir, `img${i}.png`);
       await sharp({ create: { width: 40 + 9 * i, height: 36, channels: 3, background: { r: r!, g: g!, b: b! } } }).png().toFile(f);
@@ -95,7 +95,7 @@ describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
   });
 
   it('gives the image-dependent domain tokens and embeddings on request', async () => {
-    using prompt = await IPPrompt.create(clip, NAMES, { seed: 3 });
+    using prompt = await PromptModel.create(clip, NAMES, { seed: 3 });
     const out = await prompt.logits(randomImages(2, 1), { domain: true, embeds: true });
     expect(out.domain!.shape).toEqual([2, 3, 128]);
     expect(out.embeds!.shape).toEqual([2, 32]);
@@ -104,17 +104,17 @@ describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
   });
 
   it('rejects bad inputs with clear codes', async () => {
-    expect(await codeOf(IPPrompt.create(clip, []))).toBe('ERR_EMPTY_INPUT');
-    expect(await codeOf(IPPrompt.create(clip, ['a', 'a']))).toBe('ERR_INVALID_ARGUMENT');
-    expect(await codeOf(IPPrompt.create(clip, NAMES, { seed: -1 }))).toBe('ERR_INVALID_ARGUMENT');
-    expect(await codeOf(IPPrompt.create(clip, NAMES, { textPath: 'slow' as 'fast' }))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(PromptModel.create(clip, []))).toBe('ERR_EMPTY_INPUT');
+    expect(await codeOf(PromptModel.create(clip, ['a', 'a']))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(PromptModel.create(clip, NAMES, { seed: -1 }))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(PromptModel.create(clip, NAMES, { textPath: 'slow' as 'fast' }))).toBe('ERR_INVALID_ARGUMENT');
     // 10 context tokens + SOT + '.' + EOT leave 64 of 77 for the name: 70 words do not fit.
     const long = Array.from({ length: 70 }, () => 'word').join('_');
-    const err = await IPPrompt.create(clip, ['ok', long]).catch((e: unknown) => e as IpclipError);
+    const err = await PromptModel.create(clip, ['ok', long]).catch((e: unknown) => e as IpclipError);
     expect(err).toBeInstanceOf(IpclipError);
     expect((err as IpclipError).code).toBe('ERR_INVALID_ARGUMENT');
     expect((err as IpclipError).message).toContain(long);
-    using prompt = await IPPrompt.create(clip, NAMES);
+    using prompt = await PromptModel.create(clip, NAMES);
     const nan = randomImages(2, 1);
     nan.data[100] = NaN;
     expect(await codeOf(prompt.logits(nan))).toBe('ERR_NON_FINITE');
@@ -127,14 +127,14 @@ describe.skipIf(!HAVE_SHARED)('IPPrompt', () => {
     const bare = await Clip.load(CLIP_TINY.openaiSafetensors, { device: TEST_DEVICE });
     try {
       expect(bare.tokenizer).toBeNull();
-      expect(await codeOf(IPPrompt.create(bare, NAMES))).toBe('ERR_INVALID_ARGUMENT');
+      expect(await codeOf(PromptModel.create(bare, NAMES))).toBe('ERR_INVALID_ARGUMENT');
     } finally {
       bare.dispose();
     }
   });
 
   it('refuses calls after dispose', async () => {
-    const prompt = await IPPrompt.create(clip, NAMES);
+    const prompt = await PromptModel.create(clip, NAMES);
     prompt.dispose();
     prompt.dispose();
     expect(prompt.disposed).toBe(true);
