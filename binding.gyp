@@ -11,7 +11,7 @@
     {
       "target_name": "ipclip",
       "sources": [
-        "<!@(node -p \"['common','clip','ipclip','binding'].flatMap((d) => { try { return require('fs').readdirSync('native/' + d).filter((f) => f.endsWith('.cpp')).sort().map((f) => 'native/' + d + '/' + f); } catch { return []; } }).join(' ')\")"
+        "<!@(node -p \"['common','clip','ipclip','pretrain','binding'].flatMap((d) => { try { return require('fs').readdirSync('native/' + d).filter((f) => f.endsWith('.cpp')).sort().map((f) => 'native/' + d + '/' + f); } catch { return []; } }).join(' ')\")"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

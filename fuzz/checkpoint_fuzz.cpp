@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/clip/safetensors.h"
+#include "../native/common/safetensors.h"
 #include "../native/common/json.h"
 
 using namespace ipclip;

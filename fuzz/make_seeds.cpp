@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "../native/clip/safetensors.h"
+#include "../native/common/safetensors.h"
 
 using namespace ipclip;
 

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../native/clip/safetensors.h"
+#include "../native/common/safetensors.h"
 
 using namespace ipclip;
 

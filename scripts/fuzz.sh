@@ -19,7 +19,7 @@ fi
 
 out=.cache/fuzz
 mkdir -p "$out" test/native/regressions
-lib="native/clip/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
+lib="native/common/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
 flags="-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 echo "== building fuzzers with clang++ ($flags)"
 # shellcheck disable=SC2086

@@ -2,7 +2,7 @@
  * Contrastive pretraining of a small CLIP from scratch ({@link ClipPretrainer}): both towers are trained on
  * image–caption pairs with CLIP's symmetric InfoNCE loss and learnable temperature, AdamW, a linear warm-up
  * and a cosine decay. The model is saved with OpenAI's parameter names so {@link Clip.load} reads it back.
- * The native side is native/clip/pretrain.cpp (loss, optimiser) and native/clip/init.cpp (initialisation).
+ * The native side is native/pretrain/pretrain.cpp (loss, optimiser) and native/clip/init.cpp (initialisation).
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

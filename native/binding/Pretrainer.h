@@ -5,7 +5,7 @@
 #include <memory>
 #include <mutex>
 
-#include "clip/pretrain.h"
+#include "pretrain/pretrain.h"
 
 namespace ipclip::binding {
 

@@ -4,7 +4,7 @@
 
 #include "binding/register.h"
 #include "binding/worker.h"
-#include "clip/safetensors.h"
+#include "common/safetensors.h"
 
 namespace ipclip::binding {
 

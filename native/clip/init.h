@@ -1,5 +1,5 @@
 // Random initialisation of a CLIP from a seed, as OpenAI's `CLIP.initialize_parameters` does it, so the
-// project can pretrain its own small CLIP from scratch (native/clip/pretrain.h).
+// project can pretrain its own small CLIP from scratch (native/pretrain/pretrain.h).
 #pragma once
 #include <cstdint>
 

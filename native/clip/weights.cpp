@@ -9,7 +9,7 @@
 #include <regex>
 #include <set>
 
-#include "clip/safetensors.h"
+#include "common/safetensors.h"
 #include "common/errors.h"
 #include "common/json.h"
 

@@ -1,4 +1,4 @@
-#include "clip/pretrain.h"
+#include "pretrain/pretrain.h"
 
 #include <torch/nn/utils/clip_grad.h>
 

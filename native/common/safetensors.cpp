@@ -9,8 +9,8 @@
 #include <set>
 #include <string_view>
 
-#include "../common/json.h"
-#include "../common/untrusted.h"
+#include "json.h"
+#include "untrusted.h"
 
 namespace ipclip {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "../common/errors.h"
+#include "errors.h"
 
 namespace ipclip {
 
