@@ -195,7 +195,7 @@ Napi::Value PromptModel::create(const Napi::CallbackInfo& info) {
   auto ids = longTensorFrom(env, info[1], info[2], "createPrompt");
   IPCLIP_CHECK_ARG(env, ids.dim() == 2, "createPrompt: class tokens must have shape [C, contextLength]");
   IPCLIP_CHECK_ARG(env, ids.size(0) >= 2, "createPrompt: IP-CLIP needs at least 2 classes");
-  IPClipOptions opts;
+  PromptModelOptions opts;
   if (info.Length() > 3 && info[3].IsObject()) {
     auto o = info[3].As<Napi::Object>();
     double seed = optionNumber(o, "seed", 1);
@@ -212,7 +212,7 @@ Napi::Value PromptModel::create(const Napi::CallbackInfo& info) {
   h->clip = clip;
   guarded(env, [&] {
     std::lock_guard<std::mutex> lock(clip->mutex);
-    h->core = std::make_unique<IPClip>(clip->model, ids, opts);
+    h->core = std::make_unique<ipclip::PromptModel>(clip->model, ids, opts);
     h->bytes = h->core->parameterBytes();
     return 0;
   });
@@ -351,7 +351,7 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, imagesA.size(0) >= 2,
                      "step: batches need at least 2 images (the enhancement branch normalises over the batch)");
   }
-  return startStep(env, Value(), h, "ipclip.prompt.step", opts.keepGradients, [=](IPClip& core) {
+  return startStep(env, Value(), h, "ipclip.prompt.step", opts.keepGradients, [=](ipclip::PromptModel& core) {
     return core.step(imagesA, labelsA, imagesU, labelsU, opts);
   });
 }
@@ -397,7 +397,7 @@ Napi::Value PromptModel::stepFeatures(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, featA.embeds.size(0) >= 2,
                      "stepFeatures: batches need at least 2 samples (the enhancement branch normalises over the batch)");
   }
-  return startStep(env, Value(), h, "ipclip.prompt.stepFeatures", opts.keepGradients, [=](IPClip& core) {
+  return startStep(env, Value(), h, "ipclip.prompt.stepFeatures", opts.keepGradients, [=](ipclip::PromptModel& core) {
     return core.step(featA, labelsA, featU, labelsU, opts);
   });
 }

@@ -7,13 +7,13 @@
 #include <mutex>
 
 #include "binding/ClipModel.h"
-#include "ipclip/ip_clip.h"
+#include "ipclip/prompt_model.h"
 
 namespace ipclip::binding {
 
 struct PromptHandle {
   std::shared_ptr<ClipHandle> clip;  // keeps the CLIP alive as long as the prompt
-  std::unique_ptr<IPClip> core;
+  std::unique_ptr<ipclip::PromptModel> core;
   std::mutex mutex;                  // serialises work on this prompt
   std::mutex gradMutex;              // guards `gradients` and `gradientsKept`, read synchronously from JS
   std::map<std::string, torch::Tensor> gradients;  // host tensors of the last step that kept them

@@ -1,4 +1,4 @@
-#include "ipclip/ip_clip.h"
+#include "ipclip/prompt_model.h"
 
 #include <torch/nn/functional/normalization.h>
 
@@ -20,7 +20,7 @@ std::string shapeStr(at::IntArrayRef s) {
 }
 }  // namespace
 
-IPClip::IPClip(Clip clip, const torch::Tensor& classIds, const IPClipOptions& options)
+PromptModel::PromptModel(Clip clip, const torch::Tensor& classIds, const PromptModelOptions& options)
     : clip_(std::move(clip)),
       bankA_(classIds.size(0), options.bankSize, clip_->config().embedDim, atLeastFloat32(clip_->dtype())),
       bankU_(classIds.size(0), options.bankSize, clip_->config().embedDim, atLeastFloat32(clip_->dtype())),
@@ -40,20 +40,20 @@ IPClip::IPClip(Clip clip, const torch::Tensor& classIds, const IPClipOptions& op
   classPrompts_ = makeClassPrompts(*clip_, classIds, prompt_->nCtx());
 }
 
-int64_t IPClip::parameterBytes() {
+int64_t PromptModel::parameterBytes() {
   int64_t n = 0;
   for (auto& p : prompt_->parameters()) n += p.numel() * p.element_size();
   for (auto& p : enhancer_->parameters()) n += p.numel() * p.element_size();
   return n + bankA_.feats.numel() * bankA_.feats.element_size() * 2;
 }
 
-torch::Tensor IPClip::logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const {
+torch::Tensor PromptModel::logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const {
   // z_{b,c} = exp(logit_scale) · ⟨f_b, t_{b,c}⟩
   auto scale = clip_->logit_scale.detach().to(dtype()).exp();
   return scale * torch::matmul(text, f.unsqueeze(-1)).squeeze(-1);  // [B,C]
 }
 
-VisionFeatures IPClip::encodeVision(const torch::Tensor& images) {
+VisionFeatures PromptModel::encodeVision(const torch::Tensor& images) {
   torch::NoGradGuard frozen;  // CLIP is frozen: its forward records nothing
   VisionRequest request;
   request.stats = true;
@@ -61,7 +61,7 @@ VisionFeatures IPClip::encodeVision(const torch::Tensor& images) {
   return {normalize(vision.embeds.to(dtype())), vision.stats};
 }
 
-PromptOutput IPClip::forwardFromFeatures(const VisionFeatures& features) {
+PromptOutput PromptModel::forwardFromFeatures(const VisionFeatures& features) {
   const auto dev = clip_->device();
   PromptOutput out;
   out.embeds = features.embeds.to(dev, dtype());
@@ -72,26 +72,26 @@ PromptOutput IPClip::forwardFromFeatures(const VisionFeatures& features) {
   return out;
 }
 
-PromptOutput IPClip::forward(const torch::Tensor& images) { return forwardFromFeatures(encodeVision(images)); }
+PromptOutput PromptModel::forward(const torch::Tensor& images) { return forwardFromFeatures(encodeVision(images)); }
 
-torch::Tensor IPClip::bankUpdate(const VisionFeatures& features, const torch::Tensor& labels, BankRule rule) {
+torch::Tensor PromptModel::bankUpdate(const VisionFeatures& features, const torch::Tensor& labels, BankRule rule) {
   torch::NoGradGuard noGrad;
   auto out = forwardFromFeatures(features);
   (rule == BankRule::Authorized ? bankA_ : bankU_).update(out.embeds, out.logits, labels, rule);
   return out.logits;
 }
 
-torch::Tensor IPClip::bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule) {
+torch::Tensor PromptModel::bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule) {
   torch::NoGradGuard noGrad;
   return bankUpdate(encodeVision(images), labels, rule);
 }
 
-void IPClip::resetBanks() {
+void PromptModel::resetBanks() {
   bankA_.reset();
   bankU_.reset();
 }
 
-std::map<std::string, torch::Tensor> IPClip::trainable(bool withEnhancer) {
+std::map<std::string, torch::Tensor> PromptModel::trainable(bool withEnhancer) {
   std::map<std::string, torch::Tensor> out;
   for (auto& p : prompt_->named_parameters(true)) out.emplace(p.key(), p.value());
   if (withEnhancer)
@@ -99,7 +99,7 @@ std::map<std::string, torch::Tensor> IPClip::trainable(bool withEnhancer) {
   return out;
 }
 
-StepResult IPClip::step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
+StepResult PromptModel::step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
                         const torch::Tensor& labelsU, const StepOptions& o) {
   const bool reference = o.scenario == Scenario::Reference;
   if (!allFinite(imagesA) || (!reference && !allFinite(imagesU)))
@@ -109,7 +109,7 @@ StepResult IPClip::step(const torch::Tensor& imagesA, const torch::Tensor& label
   return stepFrom(featA, labelsA, reference ? VisionFeatures{} : encodeVision(imagesU), labelsU, o);
 }
 
-StepResult IPClip::step(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
+StepResult PromptModel::step(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                         const torch::Tensor& labelsU, const StepOptions& o) {
   const bool reference = o.scenario == Scenario::Reference;
   auto finite = [](const VisionFeatures& f) { return allFinite(f.embeds) && allFinite(f.stats); };
@@ -118,7 +118,7 @@ StepResult IPClip::step(const VisionFeatures& featA, const torch::Tensor& labels
   return stepFrom(featA, labelsA, featU, labelsU, o);
 }
 
-StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
+StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                             const torch::Tensor& labelsU, const StepOptions& o) {
   const bool reference = o.scenario == Scenario::Reference;
   for (auto& p : enhancer_->parameters()) p.set_requires_grad(o.trainEnhancer);
@@ -193,7 +193,7 @@ StepResult IPClip::stepFrom(const VisionFeatures& featA, const torch::Tensor& la
   return result;
 }
 
-std::map<std::string, torch::Tensor> IPClip::state() {
+std::map<std::string, torch::Tensor> PromptModel::state() {
   torch::NoGradGuard noGrad;
   std::map<std::string, torch::Tensor> out;
   for (auto& p : prompt_->named_parameters(true)) out[p.key()] = p.value().detach().to(torch::kCPU).clone();
@@ -205,7 +205,7 @@ std::map<std::string, torch::Tensor> IPClip::state() {
   return out;
 }
 
-void IPClip::setState(const std::map<std::string, torch::Tensor>& tensors) {
+void PromptModel::setState(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard noGrad;
   std::map<std::string, torch::Tensor> targets;
   for (auto& p : prompt_->named_parameters(true)) targets[p.key()] = p.value();
@@ -243,14 +243,14 @@ void IPClip::setState(const std::map<std::string, torch::Tensor>& tensors) {
     bankU_.conf.copy_((bankU_.feats.abs().sum(1) > 0).to(bankU_.conf.scalar_type()));
 }
 
-std::map<std::string, torch::Tensor> IPClip::optimizerState() {
+std::map<std::string, torch::Tensor> PromptModel::optimizerState() {
   std::map<std::string, torch::Tensor> out;
   for (auto& [k, v] : adam.expAvg) out["exp_avg." + k] = v.to(torch::kCPU).clone();
   for (auto& [k, v] : adam.expAvgSq) out["exp_avg_sq." + k] = v.to(torch::kCPU).clone();
   return out;
 }
 
-void IPClip::setOptimizerState(int64_t steps, const std::map<std::string, torch::Tensor>& tensors) {
+void PromptModel::setOptimizerState(int64_t steps, const std::map<std::string, torch::Tensor>& tensors) {
   auto params = trainable(true);
   std::map<std::string, torch::Tensor> m, v;
   for (const auto& [name, t] : tensors) {

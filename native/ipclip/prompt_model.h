@@ -1,6 +1,8 @@
-// IP-CLIP's trainable state around a frozen CLIP: the IP prompt, the enhancement module, the two feature
-// banks, the class prompts' frozen parts and the optimiser — and the operations on them: protected logits,
-// bank construction, and one training step (method §2–4). Not thread-safe: the binding serialises calls.
+// PromptModel: IP-CLIP's trainable state around a frozen CLIP — the IP prompt (PromptLearner, the token
+// generator), the enhancement module, the two feature banks, the class prompts' frozen parts, the optimiser (Adam)
+// and the float16 loss scale — and the operations on them: protected logits, bank construction, and one training
+// step (method §2–4). The binding's PromptModel (native/binding) wraps one; the TS side names it the same.
+// Not thread-safe: the binding serialises calls.
 #pragma once
 #include <map>
 #include <string>
@@ -16,7 +18,7 @@
 
 namespace ipclip {
 
-struct IPClipOptions {
+struct PromptModelOptions {
   uint64_t seed = 1;
   TextPath textPath = TextPath::Fast;
   int64_t bankSize = 5;  // K slots per class
@@ -54,9 +56,9 @@ struct PromptOutput {
   torch::Tensor text;    // [B,C,D] normalised text features
 };
 
-class IPClip {
+class PromptModel {
  public:
-  IPClip(Clip clip, const torch::Tensor& classIds, const IPClipOptions& options);
+  PromptModel(Clip clip, const torch::Tensor& classIds, const PromptModelOptions& options);
 
   // Logits with each image's own prompts. Gradients are recorded only when autograd is on.
   PromptOutput forward(const torch::Tensor& images);
@@ -105,7 +107,7 @@ class IPClip {
   Enhancer enhancer_{nullptr};
   FeatureBank bankA_, bankU_;
   ClassPrompts classPrompts_;
-  IPClipOptions options_;
+  PromptModelOptions options_;
   int64_t classes_;
 };
 
