@@ -47,27 +47,15 @@ Napi::Function ClipModel::define(Napi::Env env) {
                       InstanceAccessor<&ClipModel::info>("info"),
                       InstanceMethod<&ClipModel::encodeImage>("encodeImage"),
                       InstanceMethod<&ClipModel::encodeText>("encodeText"),
-                      InstanceMethod<&ClipModel::dispose>("dispose")});
+                      InstanceMethod("dispose", &ClipModel::dispose)});
 }
 
-ClipModel::ClipModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ClipModel>(info) {}
-
-void ClipModel::Finalize(Napi::Env env) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (handle_) Napi::MemoryManagement::AdjustExternalMemory(env, -handle_->bytes);
-  handle_.reset();
-}
+ClipModel::ClipModel(const Napi::CallbackInfo& info) : BoundObject(info) {}
 
 ClipModel* ClipModel::unwrap(Napi::Env env, Napi::Value v) {
   IPCLIP_CHECK_ARG(env, v.IsObject() && v.As<Napi::Object>().InstanceOf(addonData(env).clipModel.Value()),
                    "expected a loaded CLIP model");
   return ClipModel::Unwrap(v.As<Napi::Object>());
-}
-
-std::shared_ptr<ClipHandle> ClipModel::handle(Napi::Env env) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (!handle_) throwJs(env, "ERR_DISPOSED", "this CLIP model has been disposed");
-  return handle_;
 }
 
 Napi::Value ClipModel::load(const Napi::CallbackInfo& info) {
@@ -102,10 +90,7 @@ Napi::Value ClipModel::load(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ClipModel::wrap(Napi::Env env, const std::shared_ptr<ClipHandle>& h) {
-  auto obj = addonData(env).clipModel.New({});
-  ClipModel::Unwrap(obj)->handle_ = h;
-  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
-  return obj;
+  return BoundObject::wrap(env, addonData(env).clipModel, h);
 }
 
 // createRandomClip(config, {seed, device, dtype}): a CLIP with OpenAI-style random weights, for benchmarks and
@@ -148,7 +133,7 @@ Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
   out.Set("fingerprint", h->fingerprint);
   out.Set("device", h->device.str());
   out.Set("dtype", dtypeName(h->dtype));
-  out.Set("bytes", static_cast<double>(h->bytes));
+  out.Set("bytes", static_cast<double>(h->bytes.load()));
   out.Set("source", h->source);
   // Whether matrix products and convolutions may round to TF32 (CUDA only; false for float32 models).
   if (h->device.is_cuda())
@@ -169,12 +154,11 @@ Napi::Value ClipModel::encodeImage(const Napi::CallbackInfo& info) {
     request.stats = o.Get("stats").ToBoolean();
   }
   struct Out { torch::Tensor embeds, layers, stats; };
-  return PromiseWorker<Out>::start(
-      env, Value(), "ipclip.encodeImage",
-      [h, images, request]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
+  return queue<Out>(
+      env, "ipclip.encodeImage",
+      [images, request](ClipHandle& h) {
         c10::InferenceMode guard;
-        auto out = h->model->encodeImage(images.to(h->device), request);
+        auto out = h.model->encodeImage(images.to(h.device), request);
         Out r{hostFloat(out.embeds), {}, {}};
         if (out.layers.defined()) r.layers = hostFloat(out.layers);
         if (out.stats.defined()) r.stats = hostFloat(out.stats);
@@ -200,23 +184,13 @@ Napi::Value ClipModel::encodeText(const Napi::CallbackInfo& info) {
   if (ids.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", "encodeText: the batch is empty");
   IPCLIP_CHECK_ARG(env, ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < c.text.vocabSize,
                    "encodeText: token ids must lie in [0, " + std::to_string(c.text.vocabSize) + ")");
-  return PromiseWorker<torch::Tensor>::start(
-      env, Value(), "ipclip.encodeText",
-      [h, ids]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
+  return queue<torch::Tensor>(
+      env, "ipclip.encodeText",
+      [ids](ClipHandle& h) {
         c10::InferenceMode guard;
-        return hostFloat(h->model->encodeText(ids.to(h->device)));
+        return hostFloat(h.model->encodeText(ids.to(h.device)));
       },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
-}
-
-Napi::Value ClipModel::dispose(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (handle_) {
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -handle_->bytes);
-    handle_.reset();  // in-flight workers keep their own reference; memory goes when the last one ends
-  }
-  return info.Env().Undefined();
 }
 
 }  // namespace ipclip::binding

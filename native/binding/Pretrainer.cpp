@@ -34,22 +34,10 @@ Napi::Function Pretrainer::define(Napi::Env env) {
                       InstanceMethod<&Pretrainer::state>("state"),
                       InstanceMethod<&Pretrainer::encodeImage>("encodeImage"),
                       InstanceMethod<&Pretrainer::encodeText>("encodeText"),
-                      InstanceMethod<&Pretrainer::dispose>("dispose")});
+                      InstanceMethod("dispose", &Pretrainer::dispose)});
 }
 
-Pretrainer::Pretrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Pretrainer>(info) {}
-
-void Pretrainer::Finalize(Napi::Env env) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (handle_) Napi::MemoryManagement::AdjustExternalMemory(env, -handle_->bytes);
-  handle_.reset();
-}
-
-std::shared_ptr<PretrainerHandle> Pretrainer::handle(Napi::Env env) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (!handle_) throwJs(env, "ERR_DISPOSED", "this pretrainer has been disposed");
-  return handle_;
-}
+Pretrainer::Pretrainer(const Napi::CallbackInfo& info) : BoundObject(info) {}
 
 Napi::Value Pretrainer::create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -78,11 +66,7 @@ Napi::Value Pretrainer::create(const Napi::CallbackInfo& info) {
   auto h = std::make_shared<PretrainerHandle>();
   guarded(env, [&] { h->core = std::make_unique<ClipPretrainerCore>(config, static_cast<uint64_t>(seed), device); });
   for (auto& p : h->core->model().parameters()) h->bytes += 3 * p.numel() * p.element_size();
-  auto obj = addonData(env).pretrainer.New({});
-  auto* self = Pretrainer::Unwrap(obj);
-  self->handle_ = h;
-  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
-  return obj;
+  return wrap(env, addonData(env).pretrainer, h);
 }
 
 Napi::Value Pretrainer::config(const Napi::CallbackInfo& info) {
@@ -104,8 +88,6 @@ torch::Tensor checkedImages(Napi::Env env, const ClipConfig& c, Napi::Value data
                             images.size(3) == c.vision.imageSize,
                    std::string(what) + ": images must have shape [N,3," + S + "," + S + "]");
   if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
-  if (!torch::isfinite(images).all().item<bool>())
-    throwJs(env, "ERR_NON_FINITE", std::string(what) + ": images contain NaN or Inf");
   return images;
 }
 
@@ -138,12 +120,8 @@ Napi::Value Pretrainer::step(const Napi::CallbackInfo& info) {
     o.weightDecay = nonNegative(env, "weightDecay", optionNumber(opt, "weightDecay", o.weightDecay));
     o.gradClip = nonNegative(env, "gradClip", optionNumber(opt, "gradClip", o.gradClip));
   }
-  return PromiseWorker<PretrainStepResult>::start(
-      env, Value(), "ipclip.pretrainStep",
-      [h, images, ids, o]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        return h->core->step(images, ids, o);
-      },
+  return queue<PretrainStepResult>(
+      env, "ipclip.pretrainStep", [images, ids, o](PretrainerHandle& h) { return h.core->step(images, ids, o); },
       [](Napi::Env env, PretrainStepResult& r) -> Napi::Value {
         auto out = Napi::Object::New(env);
         out.Set("loss", r.loss);
@@ -155,14 +133,12 @@ Napi::Value Pretrainer::step(const Napi::CallbackInfo& info) {
 
 Napi::Value Pretrainer::state(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto h = handle(env);
   using State = std::vector<std::pair<std::string, torch::Tensor>>;
-  return PromiseWorker<State>::start(
-      env, Value(), "ipclip.pretrainState",
-      [h]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
+  return queue<State>(
+      env, "ipclip.pretrainState",
+      [](PretrainerHandle& h) {
         State s;
-        for (auto& p : h->core->model().named_parameters(true)) s.emplace_back(p.key(), hostFloat(p.value()).clone());
+        for (auto& p : h.core->model().named_parameters(true)) s.emplace_back(p.key(), hostFloat(p.value()).clone());
         return s;
       },
       [](Napi::Env env, State& s) -> Napi::Value {
@@ -176,12 +152,8 @@ Napi::Value Pretrainer::encodeImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
   auto images = checkedImages(env, h->core->model().config(), info[0], info[1], "encodeImage");
-  return PromiseWorker<torch::Tensor>::start(
-      env, Value(), "ipclip.pretrainEncodeImage",
-      [h, images]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        return hostFloat(h->core->encodeImage(images));
-      },
+  return queue<torch::Tensor>(
+      env, "ipclip.pretrainEncodeImage", [images](PretrainerHandle& h) { return hostFloat(h.core->encodeImage(images)); },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
 }
 
@@ -189,22 +161,9 @@ Napi::Value Pretrainer::encodeText(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
   auto ids = checkedIds(env, h->core->model().config(), info[0], info[1], "encodeText");
-  return PromiseWorker<torch::Tensor>::start(
-      env, Value(), "ipclip.pretrainEncodeText",
-      [h, ids]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        return hostFloat(h->core->encodeText(ids));
-      },
+  return queue<torch::Tensor>(
+      env, "ipclip.pretrainEncodeText", [ids](PretrainerHandle& h) { return hostFloat(h.core->encodeText(ids)); },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
-}
-
-Napi::Value Pretrainer::dispose(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (handle_) {
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -handle_->bytes);
-    handle_.reset();
-  }
-  return info.Env().Undefined();
 }
 
 }  // namespace ipclip::binding
