@@ -43,7 +43,7 @@ export * from './ipclip/metrics.js';
 export {
   PromptModel, BANK_SIZE, BANK_NAMES, argmaxRows, contextSize, promptText, isPromptParameter,
   type PromptOptions, type PromptLoadOptions, type PromptPrediction, type LossTerms,
-  type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeScenario,
+  type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeLossWeights,
 } from './ipclip/prompt-model.js';
 export {
   IPTrainer, CHECKPOINT_FILE,

@@ -1,4 +1,4 @@
-// The feature cache: stepFeatures(encodeVision(x)) is step(x); a cached fit is the image-path fit with the
+// The feature cache: stepFeatures(encodeVision(x)) is step(x), stepCached is stepFeatures bit for bit; a cached fit is the image-path fit with the
 // frozen transforms; later epochs never run the vision tower; resuming stays exact; bad shapes are refused.
 // The two identities run on a float64 CLIP (prompt, banks and Adam then run in float64 too) and must hold to
 // 1e-10 of each tensor's scale, whatever the kernel path; the bit-exact resume stays in fp32 (same arithmetic).
@@ -14,6 +14,7 @@ import { BatchLoader } from '../lib/data/loader.js';
 import { callNative, type NativeVisionFeatures } from '../lib/native/binding.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
+import { stepLoss } from '../lib/ipclip/scenario.js';
 import { learningRate } from '../lib/ipclip/schedule.js';
 import type { FloatTensor } from '../lib/core/tensor.js';
 import { IPTrainer, type TrainerOptions } from '../lib/ipclip/trainer/trainer.js';
@@ -96,7 +97,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     const rng = new Rng(11);
     const xA = randomImages(rng, 3), xU = randomImages(rng, 3);
     const yA = Int32Array.from([0, 1, 2]), yU = Int32Array.from([2, 2, 1]);
-    const stepOpts = { scenario: 'target-specified' as const, preset: 'paper' as const, lr: 0.01, weightDecay: 5e-4, update: false, returnOutputs: true, trainEnhancer: true };
+    const stepOpts = { ...stepLoss('target-specified', 'paper'), lr: 0.01, weightDecay: 5e-4, update: false, returnOutputs: true, trainEnhancer: true };
     const byImages = await native.step(xA.data, xA.shape, yA, xU.data, xU.shape, yU, stepOpts);
     const gradImages = native.gradients();
     const fA = await native.encodeVision(xA.data, xA.shape), fU = await native.encodeVision(xU.data, xU.shape);
@@ -120,18 +121,47 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     }
   });
 
+  it('stepCached on cached rows is bit-identical to stepFeatures on the same batch; uncached rows are refused', async () => {
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
+    const native = prompt.native;
+    const rng = new Rng(12);
+    const xA = randomImages(rng, 3), xU = randomImages(rng, 3);
+    const yA = Int32Array.from([0, 1, 2]), yU = Int32Array.from([2, 0, 1]);
+    const stepOpts = { ...stepLoss('ownership', 'paper'), lr: 0.01, weightDecay: 5e-4, update: false, returnOutputs: true };
+    const byFeatures = await native.stepFeatures(await native.encodeVision(xA.data, xA.shape), yA,
+      await native.encodeVision(xU.data, xU.shape), yU, stepOpts);
+    const gradFeatures = native.gradients();
+    // Rows stored out of order in caches larger than the batch, gathered back in batch order.
+    await native.cacheFeatures('authorized', 5, Int32Array.from([4, 0, 2]), xA.data, xA.shape);
+    await native.cacheFeatures('unauthorized', 7, Int32Array.from([1, 6, 3]), xU.data, xU.shape);
+    const byCache = await native.stepCached(Int32Array.from([4, 0, 2]), yA, Int32Array.from([1, 6, 3]), yU, stepOpts);
+    expect(byCache.terms).toEqual(byFeatures.terms);
+    expect(Number.isFinite(byCache.terms.loss)).toBe(true);
+    for (const k of Object.keys(byFeatures.outputs!) as (keyof NonNullable<typeof byFeatures.outputs>)[])
+      expect(byCache.outputs![k].data, k).toEqual(byFeatures.outputs![k].data);
+    expect(maxAbsDiff(native.gradients(), gradFeatures)).toBe(0);
+    // A sample never cached, one outside the stream, and a cache cleared: ERR_INVALID_ARGUMENT, nothing updated.
+    for (const idx of [[4, 0, 1], [4, 0, 5]])
+      expect(await codeOf(callNative(() => native.stepCached(Int32Array.from(idx), yA, Int32Array.from([1, 6, 3]), yU, stepOpts)))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(callNative(() => native.cacheFeatures('authorized', 2, Int32Array.from([0, 1, 2]), xA.data, xA.shape)))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(callNative(() => native.cacheFeatures('authorized', 5, Int32Array.from([0, 1]), xA.data, xA.shape)))).toBe('ERR_INVALID_ARGUMENT');
+    await native.clearFeatures();
+    expect(await codeOf(callNative(() => native.stepCached(Int32Array.from([4, 0, 2]), yA, Int32Array.from([1, 6, 3]), yU, stepOpts)))).toBe('ERR_INVALID_ARGUMENT');
+  });
+
   it('a cached 2-epoch fit equals the image path with the same frozen transforms, and epoch 2 never runs the vision tower', async () => {
     // Ownership's transforms under the cache are the test transform (A) and watermark + test transform (U):
     // both deterministic, so the image path fed by loaders with exactly those transforms, in the trainer's
     // batch order (the A loader's seed), is the same computation with the vision tower run every step.
     using cachedPrompt = await PromptModel.create(clip64, CLASSES, { seed: 9 });
     const native = cachedPrompt.native;
-    const encode = native.encodeVision.bind(native);
+    const cache = native.cacheFeatures.bind(native);
     const callsAtIteration: number[] = [];
     let iterationsSeen = 0;
-    // The bound method is read-only on the prototype: shadow it with an own property.
-    Object.defineProperty(native, 'encodeVision', {
-      value: (images: Float32Array, shape: number[]) => { callsAtIteration.push(iterationsSeen); return encode(images, shape); },
+    // The bound method is read-only on the prototype: shadow it with an own property. cacheFeatures is the only
+    // call of a cached fit that runs the vision tower (stepCached gathers the cached rows).
+    Object.defineProperty(native, 'cacheFeatures', {
+      value: (...args: Parameters<typeof cache>) => { callsAtIteration.push(iterationsSeen); return cache(...args); },
     });
     const cached = new IPTrainer(clip64, cachedPrompt, { ...opts, featureCache: true, onProgress: () => { iterationsSeen++; } });
     const result = await cached.fit({ authorized: data });
@@ -195,7 +225,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     const x = randomImages(new Rng(2), 2);
     const f = await native.encodeVision(x.data, x.shape);
     const y = Int32Array.from([0, 1]);
-    const o = { scenario: 'target-specified' as const, preset: 'paper' as const, lr: 0.01, weightDecay: 0, update: false, returnOutputs: false, trainEnhancer: false };
+    const o = { ...stepLoss('target-specified', 'paper'), lr: 0.01, weightDecay: 0, update: false, returnOutputs: false, trainEnhancer: false };
     const [L, B, , W] = f.stats.shape as [number, number, number, number];
     const D = f.embeds.shape[1]!;
     const bad: NativeVisionFeatures[] = [

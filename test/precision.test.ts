@@ -7,6 +7,7 @@ import { Clip, type ClipConfig } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
+import { stepLoss } from '../lib/ipclip/scenario.js';
 import { U32, U_BF16, clipBudget, relToScale } from './helpers/exactness.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 
@@ -107,7 +108,7 @@ describe.skipIf(!HAVE_SHARED)('IP prompt on a float64 CLIP', () => {
       l32.data.forEach((v, i) => expect(Math.abs(v - l64.data[i]!)).toBeLessThanOrEqual(2 * clipBudget(c32.config) * s));
       const y = Int32Array.from([0, 2]);
       await p64.native.step(x.data, x.shape, y, x.data, x.shape, Int32Array.from([1, 1]),
-        { scenario: 'target-specified', preset: 'paper', lr: 0.01, update: true, keepGradients: true });
+        { ...stepLoss('target-specified', 'paper'), lr: 0.01, update: true, keepGradients: true });
       for (const [k, g] of Object.entries(p64.gradients())) expect(g.data, k).toBeInstanceOf(Float64Array);
       const opt = await p64.native.optimizerState();
       expect(opt.step).toBe(1);
@@ -163,7 +164,7 @@ describe.skipIf(!HAVE_SHARED)('bfloat16 clip-tiny', () => {
       for (let k = 0; k < D; k++) embeds[k * D + k] = 1;
       const feats = { embeds: { data: embeds, shape: [D, D] }, stats: { data: stats, shape: [L, D, 2, W] } };
       const r = await p16.native.stepFeatures(feats, new Int32Array(D), feats, new Int32Array(D),
-        { scenario: 'reference', preset: 'paper', lr: 0, update: false, returnOutputs: true });
+        { ...stepLoss('reference', 'paper'), lr: 0, update: false, returnOutputs: true });
       const z = r.outputs!.zA;
       expect(z.shape).toEqual([D, 3]);
       for (let c = 0; c < 3; c++) {

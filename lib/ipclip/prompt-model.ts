@@ -10,7 +10,7 @@ import { readCheckpoint, sameConfig, writeCheckpoint, type CheckpointMeta, CHECK
 import { IpclipError, check } from '../core/errors.js';
 import type { ImageInput } from '../image/decode.js';
 import { callNative, callNativeSync, loadNative, type NativePromptModel } from '../native/binding.js';
-export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeScenario, NativeStepOptions, NativeStepResult } from '../native/binding.js';
+export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeLossWeights, NativeStepOptions, NativeStepResult } from '../native/binding.js';
 import { preprocess } from '../image/preprocess.js';
 import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/tensor.js';
 

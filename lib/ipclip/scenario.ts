@@ -106,6 +106,49 @@ export function withoutRandomCrop(choice: TransformChoice): TransformChoice {
   return fix(choice);
 }
 
+/**
+ * The weight of each loss term beside CE_A (weight 1) in the total of method §4:
+ * `CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5) + ceCross·min(CE_cross,5) + mse·min(MSE,5) + entropy·H + kl·KL`.
+ */
+export interface LossWeights {
+  ceU: number;
+  ceSelf: number;
+  ceCross: number;
+  mse: number;
+  entropy: number;
+  kl: number;
+}
+
+/** The target-specified family (target-specified, ownership): method §4's first row; `official` flips CE_self. */
+const SPECIFIED_PAPER: LossWeights = { ceU: -1, ceSelf: 1, ceCross: -1, mse: -0.1, entropy: 0.01, kl: -1 };
+/** The target-free family (target-free, authorization): method §4's second row, the same under both presets. */
+const FREE: LossWeights = { ceU: -1, ceSelf: 1, ceCross: -1, mse: -5, entropy: 1, kl: -5 };
+/** The reference trains on CE_A alone: every other weight 0 (and its step reads no unauthorized batch). */
+const NONE: LossWeights = { ceU: 0, ceSelf: 0, ceCross: 0, mse: 0, entropy: 0, kl: 0 };
+
+/**
+ * Each scenario's loss, as data (method §4): whether its step has an unauthorized batch at all (`reference`: no,
+ * CE_A alone) and its weights per preset. The one table the native step is given.
+ */
+export const SCENARIO_LOSS: Readonly<Record<Scenario, { readonly unauthorized: boolean; readonly weights: Readonly<Record<Preset, Readonly<LossWeights>>> }>> = {
+  'target-specified': { unauthorized: true, weights: { paper: SPECIFIED_PAPER, official: { ...SPECIFIED_PAPER, ceSelf: -1 } } },
+  ownership: { unauthorized: true, weights: { paper: SPECIFIED_PAPER, official: { ...SPECIFIED_PAPER, ceSelf: -1 } } },
+  'target-free': { unauthorized: true, weights: { paper: FREE, official: FREE } },
+  authorization: { unauthorized: true, weights: { paper: FREE, official: FREE } },
+  reference: { unauthorized: false, weights: { paper: NONE, official: NONE } },
+};
+
+/**
+ * The loss part of the native step's options for `scenario` under `preset` (which also selects the entropy's
+ * numerics): `{ preset, unauthorized, lossWeights }`.
+ */
+export function stepLoss(scenario: Scenario, preset: Preset): { preset: Preset; unauthorized: boolean; lossWeights: LossWeights } {
+  checkScenario(scenario);
+  check(preset === 'paper' || preset === 'official', `preset must be 'paper' or 'official', got ${String(preset)}`);
+  const loss = SCENARIO_LOSS[scenario];
+  return { preset, unauthorized: loss.unauthorized, lossWeights: { ...loss.weights[preset] } };
+}
+
 /** True for an accepted {@link Scenario} name. */
 export function isScenario(value: unknown): value is Scenario {
   return typeof value === 'string' && (SCENARIOS as readonly string[]).includes(value);

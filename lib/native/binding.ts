@@ -134,13 +134,27 @@ export interface NativeTorchCheckpoint {
 // ---------------------------------------------------------------------------------------------------------------
 // IP-CLIP prompt models (native/binding/PromptModel.cpp)
 
-/** Scenario names the native step accepts (`reference`: CE_A only). */
-export type NativeScenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
+/** The weights of the loss terms beside CE_A (method §4; lib/scenarios.ts holds each scenario's). Finite numbers. */
+export interface NativeLossWeights {
+  ceU: number;
+  ceSelf: number;
+  ceCross: number;
+  mse: number;
+  entropy: number;
+  kl: number;
+}
 
 /** Options of the native training step. */
 export interface NativeStepOptions {
-  scenario: NativeScenario;
-  preset: 'paper' | 'official';
+  /** The entropy's numerics (paper's or the release's). Default `paper`. */
+  preset?: 'paper' | 'official';
+  /**
+   * false: the unprotected reference's step, CE_A alone; no unauthorized batch is needed or read and the other
+   * terms are reported as 0. Default true.
+   */
+  unauthorized?: boolean;
+  /** Required unless `unauthorized` is false. */
+  lossWeights?: NativeLossWeights;
   lr: number;
   weightDecay?: number;
   /** false: loss and gradients only, no Adam step. */
@@ -214,6 +228,19 @@ export interface NativePromptModel {
   /** {@link NativePromptModel.step} from {@link NativePromptModel.encodeVision}'s output (`featU` unused by `reference`). */
   stepFeatures(featA: NativeVisionFeatures, labelsA: Int32Array, featU: NativeVisionFeatures, labelsU: Int32Array,
     opts: NativeStepOptions): Promise<NativeStepResult>;
+  /**
+   * The feature cache: runs the frozen vision tower on `images` and keeps the features native-side, in `stream`'s
+   * cache of `size` samples, at the samples `indices` (one per image). A first fill, or another size, allocates it.
+   */
+  cacheFeatures(stream: 'authorized' | 'unauthorized', size: number, indices: Int32Array, images: Float32Array, shape: number[]): Promise<void>;
+  /** Frees both streams' cached features. */
+  clearFeatures(): Promise<void>;
+  /**
+   * {@link NativePromptModel.step} on cached features, gathered native-side: A's samples `indicesA` of the
+   * authorized cache, U's `indicesU` of the unauthorized one (unread when `unauthorized` is false).
+   * `ERR_INVALID_ARGUMENT` for a sample never cached.
+   */
+  stepCached(indicesA: Int32Array, labelsA: Int32Array, indicesU: Int32Array, labelsU: Int32Array, opts: NativeStepOptions): Promise<NativeStepResult>;
   /**
    * The last step's gradients (a synchronous copy of the host copies the step made). Throws
    * `ERR_INVALID_ARGUMENT` after a step that did not keep them (see {@link NativeStepOptions.keepGradients}).

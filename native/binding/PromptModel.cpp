@@ -1,5 +1,7 @@
 #include "binding/PromptModel.h"
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 
 #include "binding/addon_data.h"
@@ -89,14 +91,36 @@ Napi::Value stepResultToJs(Napi::Env env, StepResult& r) {
   return out;
 }
 
-// The options object shared by step and stepFeatures.
+// lossWeights: { ceU, ceSelf, ceCross, mse, entropy, kl }, each a finite number, no other key.
+LossWeights lossWeightsFrom(Napi::Env env, Napi::Value v) {
+  static const char* const keys[] = {"ceU", "ceSelf", "ceCross", "mse", "entropy", "kl"};
+  const std::string expected = "step: lossWeights must be { ceU, ceSelf, ceCross, mse, entropy, kl } of finite numbers";
+  IPCLIP_CHECK_ARG(env, v.IsObject() && !v.IsArray(), expected);
+  auto o = v.As<Napi::Object>();
+  auto names = o.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); ++i) {
+    const std::string name = names.Get(i).ToString().Utf8Value();
+    IPCLIP_CHECK_ARG(env, std::find(std::begin(keys), std::end(keys), name) != std::end(keys),
+                     expected + " (unknown key '" + name + "')");
+  }
+  double w[6];
+  for (int i = 0; i < 6; ++i) {
+    Napi::Value x = o.Get(keys[i]);
+    IPCLIP_CHECK_ARG(env, x.IsNumber() && std::isfinite(x.As<Napi::Number>().DoubleValue()),
+                     expected + " ('" + keys[i] + "' is " + (x.IsUndefined() ? "missing" : "not a finite number") + ")");
+    w[i] = x.As<Napi::Number>().DoubleValue();
+  }
+  return {w[0], w[1], w[2], w[3], w[4], w[5]};
+}
+
+// The options object shared by step, stepFeatures and stepCached. The scenario arrives as data: whether the step
+// has an unauthorized batch at all, and its loss weights (required then).
 StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
   StepOptions opts;
-  guarded(env, [&] {
-    opts.scenario = parseScenario(optionString(o, "scenario", "target-specified"));
-    opts.preset = parsePreset(optionString(o, "preset", "paper"));
-    return 0;
-  });
+  opts.preset = guarded(env, [&] { return parsePreset(optionString(o, "preset", "paper")); });
+  opts.unauthorized = optionBool(o, "unauthorized", true);
+  if (opts.unauthorized || (o.Has("lossWeights") && !o.Get("lossWeights").IsUndefined()))
+    opts.weights = lossWeightsFrom(env, o.Get("lossWeights"));
   opts.lr = optionNumber(o, "lr", 0.01);
   opts.weightDecay = optionNumber(o, "weightDecay", 5e-4);
   opts.update = optionBool(o, "update", true);
@@ -127,31 +151,49 @@ TensorMap hostCopies(const TensorMap& m) {
   return out;
 }
 
+// Indices into a stream's feature cache: an Int32Array of `n` non-negative entries.
+std::vector<int64_t> indicesFrom(Napi::Env env, Napi::Value v, size_t n, const std::string& what) {
+  IPCLIP_CHECK_ARG(env, v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array,
+                   what + ": indices must be an Int32Array");
+  auto a = v.As<Napi::Int32Array>();
+  IPCLIP_CHECK_ARG(env, a.ElementLength() == n,
+                   what + ": " + std::to_string(a.ElementLength()) + " indices for " + std::to_string(n) + " samples");
+  std::vector<int64_t> out(a.Data(), a.Data() + a.ElementLength());
+  for (auto i : out) IPCLIP_CHECK_ARG(env, i >= 0, what + ": indices must be non-negative");
+  return out;
+}
+
+// The checks every step makes of its paired batches (sizes n): the same size, and at least 2 samples.
+void checkPaired(Napi::Env env, int64_t nA, int64_t nU, const char* name, const char* what) {
+  IPCLIP_CHECK_ARG(env, nA == nU,
+                   std::string(name) + ": the authorized and unauthorized batches must have the same size (samples are paired)");
+  IPCLIP_CHECK_ARG(env, nA >= 2,
+                   std::string(name) + ": batches need at least 2 " + what + " (the enhancement branch normalises over the batch)");
+}
+
+}  // namespace
+
 // Queues one training step (`run` does the numerics on the worker thread), then, when the step keeps them
 // (keepGradients, or update: false), copies the gradients to the host for the synchronous gradients(); and
 // moves the requested outputs to the host.
 template <typename Run>
-Napi::Promise startStep(Napi::Env env, Napi::Object self, const std::shared_ptr<PromptHandle>& h, const char* name,
-                        bool keepGradients, Run run) {
-  return PromiseWorker<StepResult>::start(
-      env, self, name,
-      [h, run, keepGradients]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
-        auto r = run(*h->core);
-        auto grads = keepGradients ? hostCopies(h->core->lastGradients) : TensorMap{};
+Napi::Promise PromptModel::startStep(Napi::Env env, const char* name, bool keepGradients, Run run) {
+  return queue<StepResult>(
+      env, name,
+      [run, keepGradients](PromptHandle& h) {
+        std::lock_guard<std::mutex> clipLock(h.clip->mutex);
+        auto r = run(*h.core);
+        auto grads = keepGradients ? hostCopies(h.core->lastGradients) : TensorMap{};
         {
-          std::lock_guard<std::mutex> g(h->gradMutex);
-          h->gradients = std::move(grads);
-          h->gradientsKept = keepGradients;
+          std::lock_guard<std::mutex> g(h.gradMutex);
+          h.gradients = std::move(grads);
+          h.gradientsKept = keepGradients;
         }
         for (auto& [k, v] : r.outputs) v = hostFloat(v);
         return r;
       },
       [](Napi::Env env, StepResult& r) -> Napi::Value { return stepResultToJs(env, r); });
 }
-
-}  // namespace
 
 Napi::Function PromptModel::define(Napi::Env env) {
   return DefineClass(env, "PromptModel",
@@ -167,25 +209,16 @@ Napi::Function PromptModel::define(Napi::Env env) {
                       InstanceMethod<&PromptModel::step>("step"),
                       InstanceMethod<&PromptModel::encodeVision>("encodeVision"),
                       InstanceMethod<&PromptModel::stepFeatures>("stepFeatures"),
+                      InstanceMethod<&PromptModel::cacheFeatures>("cacheFeatures"),
+                      InstanceMethod<&PromptModel::clearFeatures>("clearFeatures"),
+                      InstanceMethod<&PromptModel::stepCached>("stepCached"),
                       InstanceMethod<&PromptModel::gradients>("gradients"),
                       InstanceMethod<&PromptModel::optimizerState>("optimizerState"),
                       InstanceMethod<&PromptModel::setOptimizerState>("setOptimizerState"),
-                      InstanceMethod<&PromptModel::dispose>("dispose")});
+                      InstanceMethod("dispose", &PromptModel::dispose)});
 }
 
-PromptModel::PromptModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PromptModel>(info) {}
-
-void PromptModel::Finalize(Napi::Env env) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (handle_) Napi::MemoryManagement::AdjustExternalMemory(env, -handle_->bytes);
-  handle_.reset();
-}
-
-std::shared_ptr<PromptHandle> PromptModel::handle(Napi::Env env) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (!handle_) throwJs(env, "ERR_DISPOSED", "this prompt has been disposed");
-  return handle_;
-}
+PromptModel::PromptModel(const Napi::CallbackInfo& info) : BoundObject(info) {}
 
 // createPrompt(clip, classTokens: Int32Array, shape [C,ctx], { seed, textPath, bankSize }) — synchronous:
 // building a prompt is a few small allocations and one embedding lookup.
@@ -213,13 +246,10 @@ Napi::Value PromptModel::create(const Napi::CallbackInfo& info) {
   guarded(env, [&] {
     std::lock_guard<std::mutex> lock(clip->mutex);
     h->core = std::make_unique<ipclip::PromptModel>(clip->model, ids, opts);
-    h->bytes = h->core->parameterBytes();
+    h->bytes = h->core->bytes();
     return 0;
   });
-  auto obj = addonData(env).promptModel.New({});
-  PromptModel::Unwrap(obj)->handle_ = h;
-  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
-  return obj;
+  return wrap(env, addonData(env).promptModel, h);
 }
 
 Napi::Value PromptModel::numClasses(const Napi::CallbackInfo& info) {
@@ -247,24 +277,18 @@ Napi::Value PromptModel::skippedSteps(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PromptModel::state(const Napi::CallbackInfo& info) {
-  auto h = handle(info.Env());
-  return PromiseWorker<TensorMap>::start(
-      info.Env(), Value(), "ipclip.prompt.state",
-      [h]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        return h->core->state();
-      },
+  return queue<TensorMap>(
+      info.Env(), "ipclip.prompt.state", [](PromptHandle& h) { return h.core->state(); },
       [](Napi::Env env, TensorMap& m) -> Napi::Value { return mapToJs(env, m); });
 }
 
 Napi::Value PromptModel::setState(const Napi::CallbackInfo& info) {
-  auto h = handle(info.Env());
+  handle(info.Env());
   auto tensors = mapFromJs(info.Env(), info[0], "setState");
-  return PromiseWorker<int>::start(
-      info.Env(), Value(), "ipclip.prompt.setState",
-      [h, tensors]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        h->core->setState(tensors);
+  return queue<int>(
+      info.Env(), "ipclip.prompt.setState",
+      [tensors](PromptHandle& h) {
+        h.core->setState(tensors);
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
@@ -279,13 +303,12 @@ Napi::Value PromptModel::logits(const Napi::CallbackInfo& info) {
     wantDomain = optionBool(info[2].As<Napi::Object>(), "domain", false);
     wantEmbeds = optionBool(info[2].As<Napi::Object>(), "embeds", false);
   }
-  return PromiseWorker<PromptOutput>::start(
-      env, Value(), "ipclip.prompt.logits",
-      [h, images]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+  return queue<PromptOutput>(
+      env, "ipclip.prompt.logits",
+      [images](PromptHandle& h) {
+        std::lock_guard<std::mutex> clipLock(h.clip->mutex);
         c10::InferenceMode guard;
-        auto out = h->core->forward(images);
+        auto out = h.core->forward(images);
         return PromptOutput{hostFloat(out.logits), hostFloat(out.domain), hostFloat(out.embeds), {}};
       },
       [wantDomain, wantEmbeds](Napi::Env env, PromptOutput& out) -> Napi::Value {
@@ -307,12 +330,11 @@ Napi::Value PromptModel::bankUpdate(const Napi::CallbackInfo& info) {
   IPCLIP_CHECK_ARG(env, which == "authorized" || which == "unauthorized",
                    "bankUpdate: which must be 'authorized' or 'unauthorized'");
   auto rule = which == "authorized" ? BankRule::Authorized : BankRule::Unauthorized;
-  return PromiseWorker<torch::Tensor>::start(
-      env, Value(), "ipclip.prompt.bankUpdate",
-      [h, images, labels, rule]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
-        return hostFloat(h->core->bankUpdate(images, labels, rule));
+  return queue<torch::Tensor>(
+      env, "ipclip.prompt.bankUpdate",
+      [images, labels, rule](PromptHandle& h) {
+        std::lock_guard<std::mutex> clipLock(h.clip->mutex);
+        return hostFloat(h.core->bankUpdate(images, labels, rule));
       },
       [](Napi::Env env, torch::Tensor& logits) -> Napi::Value {
         auto o = Napi::Object::New(env);
@@ -322,12 +344,10 @@ Napi::Value PromptModel::bankUpdate(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PromptModel::resetBanks(const Napi::CallbackInfo& info) {
-  auto h = handle(info.Env());
-  return PromiseWorker<int>::start(
-      info.Env(), Value(), "ipclip.prompt.resetBanks",
-      [h]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        h->core->resetBanks();
+  return queue<int>(
+      info.Env(), "ipclip.prompt.resetBanks",
+      [](PromptHandle& h) {
+        h.core->resetBanks();
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
@@ -343,15 +363,12 @@ Napi::Value PromptModel::step(const Napi::CallbackInfo& info) {
   auto imagesA = imageBatchFrom(env, info[0], info[1], c, "step (authorized)");
   auto labelsA = labelsFrom(env, info[2], imagesA.size(0), C, "step (authorized)");
   torch::Tensor imagesU, labelsU;
-  if (opts.scenario != Scenario::Reference) {
+  if (opts.unauthorized) {
     imagesU = imageBatchFrom(env, info[3], info[4], c, "step (unauthorized)");
     labelsU = labelsFrom(env, info[5], imagesU.size(0), C, "step (unauthorized)");
-    IPCLIP_CHECK_ARG(env, imagesA.size(0) == imagesU.size(0),
-                     "step: the authorized and unauthorized batches must have the same size (samples are paired)");
-    IPCLIP_CHECK_ARG(env, imagesA.size(0) >= 2,
-                     "step: batches need at least 2 images (the enhancement branch normalises over the batch)");
+    checkPaired(env, imagesA.size(0), imagesU.size(0), "step", "images");
   }
-  return startStep(env, Value(), h, "ipclip.prompt.step", opts.keepGradients, [=](ipclip::PromptModel& core) {
+  return startStep(env, "ipclip.prompt.step", opts.keepGradients, [=](ipclip::PromptModel& core) {
     return core.step(imagesA, labelsA, imagesU, labelsU, opts);
   });
 }
@@ -360,13 +377,12 @@ Napi::Value PromptModel::encodeVision(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
   auto images = imageBatchFrom(env, info[0], info[1], h->core->clip().config(), "encodeVision");
-  return PromiseWorker<VisionFeatures>::start(
-      env, Value(), "ipclip.prompt.encodeVision",
-      [h, images]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        std::lock_guard<std::mutex> clipLock(h->clip->mutex);
+  return queue<VisionFeatures>(
+      env, "ipclip.prompt.encodeVision",
+      [images](PromptHandle& h) {
+        std::lock_guard<std::mutex> clipLock(h.clip->mutex);
         c10::InferenceMode guard;
-        auto f = h->core->encodeVision(images);
+        auto f = h.core->encodeVision(images);
         return VisionFeatures{hostFloat(f.embeds), hostFloat(f.stats)};
       },
       [](Napi::Env env, VisionFeatures& f) -> Napi::Value {
@@ -389,16 +405,92 @@ Napi::Value PromptModel::stepFeatures(const Napi::CallbackInfo& info) {
   auto labelsA = labelsFrom(env, info[1], featA.embeds.size(0), C, "stepFeatures (authorized)");
   VisionFeatures featU;
   torch::Tensor labelsU;
-  if (opts.scenario != Scenario::Reference) {
+  if (opts.unauthorized) {
     featU = featuresFrom(env, info[2], c, "stepFeatures (unauthorized)");
     labelsU = labelsFrom(env, info[3], featU.embeds.size(0), C, "stepFeatures (unauthorized)");
-    IPCLIP_CHECK_ARG(env, featA.embeds.size(0) == featU.embeds.size(0),
-                     "stepFeatures: the authorized and unauthorized batches must have the same size (samples are paired)");
-    IPCLIP_CHECK_ARG(env, featA.embeds.size(0) >= 2,
-                     "stepFeatures: batches need at least 2 samples (the enhancement branch normalises over the batch)");
+    checkPaired(env, featA.embeds.size(0), featU.embeds.size(0), "stepFeatures", "samples");
   }
-  return startStep(env, Value(), h, "ipclip.prompt.stepFeatures", opts.keepGradients, [=](ipclip::PromptModel& core) {
+  return startStep(env, "ipclip.prompt.stepFeatures", opts.keepGradients, [=](ipclip::PromptModel& core) {
     return core.step(featA, labelsA, featU, labelsU, opts);
+  });
+}
+
+// cacheFeatures(stream, size, indices, images, shape): runs the frozen vision tower on the batch and keeps its
+// features in `stream`'s cache ('authorized' | 'unauthorized', `size` samples) at the samples `indices`.
+Napi::Value PromptModel::cacheFeatures(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  IPCLIP_CHECK_ARG(env, info.Length() >= 5 && info[0].IsString() && info[1].IsNumber(),
+                   "cacheFeatures: expected (stream, size, indices, images, shape)");
+  const auto stream = info[0].As<Napi::String>().Utf8Value();
+  IPCLIP_CHECK_ARG(env, stream == "authorized" || stream == "unauthorized",
+                   "cacheFeatures: stream must be 'authorized' or 'unauthorized'");
+  const double size = info[1].As<Napi::Number>().DoubleValue();
+  IPCLIP_CHECK_ARG(env, size >= 1 && size <= 1e9 && size == static_cast<double>(static_cast<int64_t>(size)),
+                   "cacheFeatures: size must be a positive integer");
+  auto images = imageBatchFrom(env, info[3], info[4], h->core->clip().config(), "cacheFeatures");
+  auto indices = indicesFrom(env, info[2], static_cast<size_t>(images.size(0)), "cacheFeatures");
+  for (auto i : indices)
+    IPCLIP_CHECK_ARG(env, i < static_cast<int64_t>(size),
+                     "cacheFeatures: index " + std::to_string(i) + " is not in [0, " + std::to_string(static_cast<int64_t>(size)) + ")");
+  const bool authorized = stream == "authorized";
+  return queue<std::shared_ptr<PromptHandle>>(
+      env, "ipclip.prompt.cacheFeatures",
+      [h, authorized, size, indices, images](PromptHandle& s) {
+        std::lock_guard<std::mutex> clipLock(s.clip->mutex);
+        auto& core = *s.core;
+        core.cacheFeatures(authorized ? core.authorizedFeatures : core.unauthorizedFeatures, static_cast<int64_t>(size),
+                           indices, images);
+        s.bytes = core.bytes();
+        return h;
+      },
+      [](Napi::Env env, std::shared_ptr<PromptHandle>& s) -> Napi::Value {
+        reportMemory(env, *s);
+        return env.Undefined();
+      });
+}
+
+// clearFeatures(): frees both streams' cached features.
+Napi::Value PromptModel::clearFeatures(const Napi::CallbackInfo& info) {
+  auto h = handle(info.Env());
+  return queue<std::shared_ptr<PromptHandle>>(
+      info.Env(), "ipclip.prompt.clearFeatures",
+      [h](PromptHandle& s) {
+        s.core->authorizedFeatures.clear();
+        s.core->unauthorizedFeatures.clear();
+        s.bytes = s.core->bytes();
+        return h;
+      },
+      [](Napi::Env env, std::shared_ptr<PromptHandle>& s) -> Napi::Value {
+        reportMemory(env, *s);
+        return env.Undefined();
+      });
+}
+
+// stepCached(indicesA, labelsA, indicesU, labelsU, options): step() on cached features, gathered native-side
+// (A from the authorized cache, U from the unauthorized one; indicesU and labelsU unread without `unauthorized`).
+Napi::Value PromptModel::stepCached(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  const auto C = h->core->numClasses();
+  IPCLIP_CHECK_ARG(env, info.Length() >= 5 && info[4].IsObject(), "stepCached: expected (indicesA, labelsA, indicesU, labelsU, options)");
+  auto opts = stepOptionsFrom(env, info[4].As<Napi::Object>());
+  IPCLIP_CHECK_ARG(env, info[0].IsTypedArray(), "stepCached (authorized): indices must be an Int32Array");
+  const auto nA = info[0].As<Napi::TypedArray>().ElementLength();
+  IPCLIP_CHECK_ARG(env, nA >= 1, "stepCached (authorized): the batch is empty");
+  auto indicesA = indicesFrom(env, info[0], nA, "stepCached (authorized)");
+  auto labelsA = labelsFrom(env, info[1], static_cast<int64_t>(nA), C, "stepCached (authorized)");
+  std::vector<int64_t> indicesU;
+  torch::Tensor labelsU;
+  if (opts.unauthorized) {
+    IPCLIP_CHECK_ARG(env, info[2].IsTypedArray(), "stepCached (unauthorized): indices must be an Int32Array");
+    const auto nU = info[2].As<Napi::TypedArray>().ElementLength();
+    indicesU = indicesFrom(env, info[2], nU, "stepCached (unauthorized)");
+    labelsU = labelsFrom(env, info[3], static_cast<int64_t>(nU), C, "stepCached (unauthorized)");
+    checkPaired(env, static_cast<int64_t>(nA), static_cast<int64_t>(nU), "stepCached", "samples");
+  }
+  return startStep(env, "ipclip.prompt.stepCached", opts.keepGradients, [=](ipclip::PromptModel& core) {
+    return core.stepCached(indicesA, labelsA, indicesU, labelsU, opts);
   });
 }
 
@@ -412,14 +504,12 @@ Napi::Value PromptModel::gradients(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value PromptModel::optimizerState(const Napi::CallbackInfo& info) {
-  auto h = handle(info.Env());
   struct Out { int64_t steps; TensorMap tensors; double scale; int64_t goodSteps; };
-  return PromiseWorker<Out>::start(
-      info.Env(), Value(), "ipclip.prompt.optimizerState",
-      [h]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
-        const auto& ls = h->core->lossScale;
-        return Out{h->core->adam.steps, h->core->optimizerState(), ls.scale(), ls.goodSteps()};
+  return queue<Out>(
+      info.Env(), "ipclip.prompt.optimizerState",
+      [](PromptHandle& h) {
+        const auto& ls = h.core->lossScale;
+        return Out{h.core->adam.steps, h.core->optimizerState(), ls.scale(), ls.goodSteps()};
       },
       [](Napi::Env env, Out& out) -> Napi::Value {
         auto o = Napi::Object::New(env);
@@ -435,7 +525,7 @@ Napi::Value PromptModel::optimizerState(const Napi::CallbackInfo& info) {
 
 Napi::Value PromptModel::setOptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto h = handle(env);
+  handle(env);
   IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsObject(), "setOptimizerState: expected { step, tensors }");
   auto o = info[0].As<Napi::Object>();
   double steps = optionNumber(o, "step", 0);
@@ -450,27 +540,17 @@ Napi::Value PromptModel::setOptimizerState(const Napi::CallbackInfo& info) {
     IPCLIP_CHECK_ARG(env, good == static_cast<int64_t>(good), "setOptimizerState: lossScale.goodSteps must be an integer");
     lossScale = std::pair{scale, static_cast<int64_t>(good)};
   }
-  return PromiseWorker<int>::start(
-      env, Value(), "ipclip.prompt.setOptimizerState",
-      [h, steps, tensors, lossScale]() {
-        std::lock_guard<std::mutex> lock(h->mutex);
+  return queue<int>(
+      env, "ipclip.prompt.setOptimizerState",
+      [steps, tensors, lossScale](PromptHandle& h) {
         // The loss scale first: it validates without side effects, so a bad value changes nothing.
-        LossScale restored = h->core->lossScale;
+        LossScale restored = h.core->lossScale;
         if (lossScale) restored.setState(lossScale->first, lossScale->second);
-        h->core->setOptimizerState(static_cast<int64_t>(steps), tensors);
-        h->core->lossScale = restored;
+        h.core->setOptimizerState(static_cast<int64_t>(steps), tensors);
+        h.core->lossScale = restored;
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
-}
-
-Napi::Value PromptModel::dispose(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(disposeMutex_);
-  if (handle_) {
-    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -handle_->bytes);
-    handle_.reset();
-  }
-  return info.Env().Undefined();
 }
 
 void registerPrompt(Napi::Env env, Napi::Object exports) {

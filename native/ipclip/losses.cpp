@@ -9,16 +9,6 @@ namespace ipclip {
 
 namespace F = torch::nn::functional;
 
-Scenario parseScenario(const std::string& s) {
-  if (s == "target-specified") return Scenario::TargetSpecified;
-  if (s == "ownership") return Scenario::Ownership;
-  if (s == "target-free") return Scenario::TargetFree;
-  if (s == "authorization") return Scenario::Authorization;
-  if (s == "reference") return Scenario::Reference;
-  fail("ERR_INVALID_ARGUMENT", "unknown scenario '" + s +
-                                   "' (target-specified, ownership, target-free, authorization, reference)");
-}
-
 Preset parsePreset(const std::string& s) {
   if (s == "paper") return Preset::Paper;
   if (s == "official") return Preset::Official;
@@ -26,16 +16,6 @@ Preset parsePreset(const std::string& s) {
 }
 
 namespace {
-
-struct Weights {
-  double ceU, ceSelf, ceCross, mse, entropy, kl;
-};
-
-Weights weightsFor(Scenario s, Preset p) {
-  const bool specified = s == Scenario::TargetSpecified || s == Scenario::Ownership;
-  if (specified) return {-1, p == Preset::Official ? -1.0 : 1.0, -1, -0.1, 0.01, -1};
-  return {-1, 1, -1, -5, 1, -5};
-}
 
 // min(x, 5): above 5 the term is the constant 5 and passes no gradient.
 torch::Tensor clamp5(const torch::Tensor& x) { return x.clamp_max(5.0); }
@@ -53,10 +33,10 @@ torch::Tensor entropyOfficial(const torch::Tensor& z) {
 
 }  // namespace
 
-LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset) {
+LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights& w, Preset preset) {
   LossTerms out;
   auto ceA = F::cross_entropy(in.zA, in.yA);
-  if (scenario == Scenario::Reference) {
+  if (!unauthorized) {
     out.total = ceA;
     auto zero = torch::zeros({6}, ceA.options().dtype(torch::kFloat64));
     out.values = torch::cat({ceA.detach().to(torch::kFloat64).reshape({1}), zero});
@@ -73,7 +53,6 @@ LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset) {
   auto kl = ((logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0))).to(in.textA.scalar_type());
   auto ent = preset == Preset::Official ? entropyOfficial(in.zU) : entropyPaper(in.zU);
 
-  const auto w = weightsFor(scenario, preset);
   out.total = ceA + w.ceU * clamp5(ceU) + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
               w.mse * clamp5(mse) + w.entropy * ent + w.kl * kl;
   // No .item() here: on a GPU each would wait for the device. The caller copies `values` once.

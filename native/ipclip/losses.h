@@ -1,4 +1,5 @@
-// The loss terms of method §4 and their per-scenario, per-preset weights.
+// The loss terms of method §4, weighted by a table the caller gives (a scenario is data: lib/scenarios.ts holds
+// the per-scenario, per-preset weights of method §4 and sends them with every step).
 #pragma once
 #include <string>
 
@@ -6,11 +7,16 @@
 
 namespace ipclip {
 
-enum class Scenario { TargetSpecified, Ownership, TargetFree, Authorization, Reference };
+// The entropy's numerics (method §4): the paper's −Σ p log p, or the release's batch-normalised variant.
 enum class Preset { Paper, Official };
 
-Scenario parseScenario(const std::string& s);  // throws ERR_INVALID_ARGUMENT
-Preset parsePreset(const std::string& s);
+Preset parsePreset(const std::string& s);  // throws ERR_INVALID_ARGUMENT
+
+// The weight of each term beside CE_A (whose weight is 1): total = CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5)
+// + ceCross·min(CE_cross,5) + mse·min(MSE,5) + entropy·H + kl·KL.
+struct LossWeights {
+  double ceU = 0, ceSelf = 0, ceCross = 0, mse = 0, entropy = 0, kl = 0;
+};
 
 struct LossInputs {
   torch::Tensor zA, zU, zSelf, zCross;  // [B,C] logits
@@ -28,7 +34,8 @@ struct LossTerms {
   void setValues(const double* v) { ceA = v[0]; ceU = v[1]; ceSelf = v[2]; ceCross = v[3]; mse = v[4]; kl = v[5]; entropy = v[6]; }
 };
 
-// Reference: CE_A only (the unprotected baseline); the other inputs may be undefined.
-LossTerms computeLoss(const LossInputs& in, Scenario scenario, Preset preset);
+// With `unauthorized` false: CE_A only (the unprotected reference), the other terms reported as 0 and the other
+// inputs undefined; `weights` is then not read.
+LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights& weights, Preset preset);
 
 }  // namespace ipclip

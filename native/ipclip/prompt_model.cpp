@@ -27,7 +27,6 @@ PromptModel::PromptModel(Clip clip, const torch::Tensor& classIds, const PromptM
       options_(options),
       classes_(classIds.size(0)) {
   const auto& c = clip_->config();
-  if (classes_ < 2) fail("ERR_INVALID_ARGUMENT", "IP-CLIP needs at least 2 classes");
   prompt_ = PromptLearner(c.vision.layers, c.vision.width, c.text.width);
   enhancer_ = Enhancer(c.embedDim);
   // Seeded on the CPU in fp32, then moved: the same seed gives the same parameters everywhere. The prompt, the
@@ -45,6 +44,21 @@ int64_t PromptModel::parameterBytes() {
   for (auto& p : prompt_->parameters()) n += p.numel() * p.element_size();
   for (auto& p : enhancer_->parameters()) n += p.numel() * p.element_size();
   return n + bankA_.feats.numel() * bankA_.feats.element_size() * 2;
+}
+
+int64_t PromptModel::bytes() { return parameterBytes() + authorizedFeatures.bytes() + unauthorizedFeatures.bytes(); }
+
+void PromptModel::cacheFeatures(FeatureCache& stream, int64_t size, const std::vector<int64_t>& indices,
+                                const torch::Tensor& images) {
+  stream.store(size, indices, encodeVision(images));
+}
+
+StepResult PromptModel::stepCached(const std::vector<int64_t>& indicesA, const torch::Tensor& labelsA,
+                                   const std::vector<int64_t>& indicesU, const torch::Tensor& labelsU,
+                                   const StepOptions& o) {
+  auto featA = authorizedFeatures.gather(indicesA, "authorized");
+  return step(featA, labelsA, o.unauthorized ? unauthorizedFeatures.gather(indicesU, "unauthorized") : VisionFeatures{},
+              labelsU, o);
 }
 
 torch::Tensor PromptModel::logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const {
@@ -101,26 +115,23 @@ std::map<std::string, torch::Tensor> PromptModel::trainable(bool withEnhancer) {
 
 StepResult PromptModel::step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
                         const torch::Tensor& labelsU, const StepOptions& o) {
-  const bool reference = o.scenario == Scenario::Reference;
-  if (!allFinite(imagesA) || (!reference && !allFinite(imagesU)))
+  if (!allFinite(imagesA) || (o.unauthorized && !allFinite(imagesU)))
     fail("ERR_NON_FINITE", "the training batch contains NaN or Inf pixels; nothing was updated");
   auto featA = encodeVision(imagesA);
   // Features that overflow from finite pixels are not refused here: the step reports them as skipped.
-  return stepFrom(featA, labelsA, reference ? VisionFeatures{} : encodeVision(imagesU), labelsU, o);
+  return stepFrom(featA, labelsA, o.unauthorized ? encodeVision(imagesU) : VisionFeatures{}, labelsU, o);
 }
 
 StepResult PromptModel::step(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                         const torch::Tensor& labelsU, const StepOptions& o) {
-  const bool reference = o.scenario == Scenario::Reference;
   auto finite = [](const VisionFeatures& f) { return allFinite(f.embeds) && allFinite(f.stats); };
-  if (!finite(featA) || (!reference && !finite(featU)))
+  if (!finite(featA) || (o.unauthorized && !finite(featU)))
     fail("ERR_NON_FINITE", "the training features contain NaN or Inf; nothing was updated");
   return stepFrom(featA, labelsA, featU, labelsU, o);
 }
 
 StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                             const torch::Tensor& labelsU, const StepOptions& o) {
-  const bool reference = o.scenario == Scenario::Reference;
   for (auto& p : enhancer_->parameters()) p.set_requires_grad(o.trainEnhancer);
   auto params = trainable(o.trainEnhancer);
   for (auto& [_, p] : params) p.mutable_grad() = torch::Tensor();
@@ -132,7 +143,7 @@ StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tenso
   auto A = forwardFromFeatures(featA);
   in.zA = A.logits;
   StepResult result;
-  if (!reference) {
+  if (o.unauthorized) {
     in.yU = labelsU.to(dev);
     auto U = forwardFromFeatures(featU);
     in.zU = U.logits;
@@ -156,7 +167,7 @@ StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tenso
     result.outputs = {{"zA", in.zA.detach()}, {"domainA", A.domain.detach()}};
   }
 
-  result.terms = computeLoss(in, o.scenario, o.preset);
+  result.terms = computeLoss(in, o.unauthorized, o.weights, o.preset);
   // Half-precision towers: scale the loss so small gradients survive fp16, unscale before the update.
   const bool scaled = clip_->dtype() == torch::kFloat16;
   const double scale = scaled ? lossScale.scale() : 1.0;
@@ -264,7 +275,6 @@ void PromptModel::setOptimizerState(int64_t steps, const std::map<std::string, t
       fail("ERR_BAD_WEIGHTS", "optimiser tensor '" + name + "' does not match a parameter of this prompt");
     (first ? m : v)[param] = t.to(it->second.options()).clone();
   }
-  if (steps < 0) fail("ERR_BAD_WEIGHTS", "optimiser step count must be non-negative");
   adam.steps = steps;
   adam.expAvg = std::move(m);
   adam.expAvgSq = std::move(v);

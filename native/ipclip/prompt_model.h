@@ -11,10 +11,12 @@
 #include "ipclip/adam.h"
 #include "ipclip/banks.h"
 #include "ipclip/enhancer.h"
+#include "ipclip/feature_cache.h"
 #include "ipclip/loss_scale.h"
 #include "ipclip/losses.h"
 #include "ipclip/prompt_learner.h"
 #include "ipclip/text_path.h"
+#include "ipclip/vision_features.h"
 
 namespace ipclip {
 
@@ -25,8 +27,10 @@ struct PromptModelOptions {
 };
 
 struct StepOptions {
-  Scenario scenario = Scenario::TargetSpecified;
-  Preset preset = Preset::Paper;
+  // false: the unprotected reference's step, CE_A alone (no unauthorized batch is read; `weights` unused).
+  bool unauthorized = true;
+  LossWeights weights;  // the scenario's loss weights (method §4), as data
+  Preset preset = Preset::Paper;  // the entropy's numerics
   double lr = 0.01;
   double weightDecay = 5e-4;
   bool update = true;          // false: loss and gradients only
@@ -41,12 +45,6 @@ struct StepResult {
   double loss = 0;
   bool skipped = false;  // non-finite loss or gradient: no update was made
   std::map<std::string, torch::Tensor> outputs;
-};
-
-// The frozen vision tower's output for a batch, all the prompt needs: lets a caller cache it across epochs.
-struct VisionFeatures {
-  torch::Tensor embeds;  // [B,D] normalised, in dtype()
-  torch::Tensor stats;   // [L,B,2,W] per-layer token mean/std, in dtype()
 };
 
 struct PromptOutput {
@@ -71,7 +69,7 @@ class PromptModel {
   void resetBanks();
   StepResult step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
                   const torch::Tensor& labelsU, const StepOptions& options);
-  // The same step from precomputed vision features (featU is ignored in the reference scenario).
+  // The same step from precomputed vision features (featU is not read when options.unauthorized is false).
   StepResult step(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                   const torch::Tensor& labelsU, const StepOptions& options);
 
@@ -88,6 +86,8 @@ class PromptModel {
   // The dtype of the prompt, enhancer, banks, losses and optimiser state: atLeastFloat32(the towers' dtype).
   torch::Dtype dtype() const { return atLeastFloat32(clip_->dtype()); }
   int64_t parameterBytes();
+  // Parameters, banks and cached features: the native memory this model holds.
+  int64_t bytes();
 
   // The last step's gradients (unscaled), on the model's device: references, not copies (each step makes new
   // gradient tensors and drops its own references to them). Released when the next step starts.
@@ -95,6 +95,14 @@ class PromptModel {
   Adam adam;
   LossScale lossScale;  // used only when the towers run in float16
   int64_t skippedSteps = 0;
+  // The feature cache of each training stream (IPTrainer's featureCache): filled by cacheFeatures, read by
+  // stepCached. Freed by clearFeatures.
+  FeatureCache authorizedFeatures, unauthorizedFeatures;
+  // Runs the vision tower on `images` and stores the features at `indices` of `stream`'s cache (`size` samples).
+  void cacheFeatures(FeatureCache& stream, int64_t size, const std::vector<int64_t>& indices, const torch::Tensor& images);
+  // step() on cached features: A's rows `indicesA` of the authorized cache, U's `indicesU` of the unauthorized one.
+  StepResult stepCached(const std::vector<int64_t>& indicesA, const torch::Tensor& labelsA,
+                        const std::vector<int64_t>& indicesU, const torch::Tensor& labelsU, const StepOptions& options);
 
  private:
   std::map<std::string, torch::Tensor> trainable(bool withEnhancer);

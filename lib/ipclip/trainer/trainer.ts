@@ -17,7 +17,7 @@ import { callNative, type NativeStepResult as RawStepResult } from '../../native
 import { checkImages, type PromptModel, type LossTerms, type NativeStepResult } from '../prompt-model.js';
 import { Rng } from '../../core/rng.js';
 import {
-  bankStreams, checkScenario, isProtectionScenario, PROTECTION_SCENARIOS, trainingStreams, withoutRandomCrop,
+  bankStreams, checkScenario, isProtectionScenario, PROTECTION_SCENARIOS, stepLoss, trainingStreams, withoutRandomCrop,
   type ProtectionScenario, type Scenario, type StreamPlan,
 } from '../scenario.js';
 import { learningRate, type Preset } from '../schedule.js';
@@ -145,12 +145,6 @@ interface Resolved {
   referenceFor: ProtectionScenario | null;
 }
 
-/** One sample's cached vision output: embedding `[D]` and per-layer token mean/std `[L,2,W]`. */
-interface SampleFeatures {
-  embeds: Float32Array | Float64Array;
-  stats: Float32Array | Float64Array;
-}
-
 const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'];
 
 /**
@@ -191,8 +185,6 @@ export class IPTrainer {
   private readonly onProgress?: TrainerOptions['onProgress'];
   private readonly signal?: AbortSignal;
   private readonly workers?: number;
-  /** featureCache: `${stream}/${dataset index}` → the sample's vision features (filled at the start of fit). */
-  private readonly features = new Map<string, SampleFeatures>();
   /** What data the current fit uses (recorded in checkpoints, compared on resume). */
   private runRecord?: RunRecord;
 
@@ -301,7 +293,7 @@ export class IPTrainer {
       batchA.images.data, [...batchA.images.shape], batchA.labels,
       batchU.images.data, [...batchU.images.shape], batchU.labels,
       {
-        scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
+        ...stepLoss(this.options.scenario, this.options.preset), lr, weightDecay: this.options.weightDecay,
         update, returnOutputs: opts.returnOutputs === true, trainEnhancer: this.options.trainEnhancer,
         ...(opts.keepGradients === undefined ? {} : { keepGradients: opts.keepGradients === true }),
       }));
@@ -376,8 +368,12 @@ export class IPTrainer {
       const finish = (e: number, terms: StepTerms, lr: number) =>
         this.finishIteration({ epoch: e, terms, lr, perEpoch, total, started, startIt, file, signal });
       if (this.options.featureCache) {
-        await this.fillFeatures(authorized, unauthorized, plan, signal);
-        await this.runCached(schedule, authorized, plan.source === 'own' ? unauthorized : authorized, finish);
+        try {
+          await this.fillFeatures(authorized, unauthorized, plan, signal);
+          await this.runCached(schedule, authorized, plan.source === 'own' ? unauthorized : authorized, finish);
+        } finally {
+          await callNative(() => this.prompt.native.clearFeatures()).catch(() => undefined); // a disposed prompt has nothing to free
+        }
         return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
       }
       // Both loaders prefetch along the same step plan, from the step this session starts at.
@@ -434,30 +430,25 @@ export class IPTrainer {
    * unshuffled), so each sample's features depend only on (seed, sample).
    */
   private async fillFeatures(authorized: DomainDataset, unauthorized: DomainDataset, plan: StreamPlan, signal: AbortSignal | undefined): Promise<void> {
-    this.features.clear();
     const seeds = this.streamSeeds;
     const native = this.prompt.native;
-    const pass = async (stream: string, dataset: DomainDataset, transform: TransformChoice, seed: number) => {
+    await callNative(() => native.clearFeatures());
+    const pass = async (stream: 'authorized' | 'unauthorized', dataset: DomainDataset, transform: TransformChoice, seed: number) => {
       const loader = this.loader(dataset, withoutRandomCrop(transform), seed, this.options.bankBatchSize, false);
       try {
         for await (const b of loader.epoch(0)) {
           throwIfAborted(signal, 'feature caching');
-          const f = await callNative(() => native.encodeVision(b.images.data, [...b.images.shape]));
-          const [n, D] = f.embeds.shape as [number, number];
-          const [L, , , W] = f.stats.shape as [number, number, number, number];
-          b.indices.forEach((index, k) => {
-            const stats = f.stats.data instanceof Float64Array ? new Float64Array(L * 2 * W) : new Float32Array(L * 2 * W); // float64 CLIPs keep every digit
-            for (let l = 0; l < L; l++) stats.set(f.stats.data.subarray((l * n + k) * 2 * W, (l * n + k + 1) * 2 * W), l * 2 * W);
-            this.features.set(`${stream}/${index}`, { embeds: f.embeds.data.slice(k * D, (k + 1) * D), stats });
-          });
+          await callNative(() => native.cacheFeatures(stream, dataset.length, Int32Array.from(b.indices), b.images.data, [...b.images.shape]));
         }
       } finally {
         await loader.close();
       }
     };
     await pass('authorized', authorized, plan.authorized, seeds.authorized);
-    // The reference scenario's loss never reads U: its batches reuse A's features.
-    if (this.options.scenario !== 'reference') await pass('unauthorized', unauthorized, plan.unauthorized, seeds.unauthorized);
+    // The reference scenario's loss never reads U: nothing to cache for it.
+    if (stepLoss(this.options.scenario, this.options.preset).unauthorized) {
+      await pass('unauthorized', unauthorized, plan.unauthorized, seeds.unauthorized);
+    }
   }
 
   /** featureCache: the training loop over cached features (the same step plan and schedule as the image loop). */
@@ -466,39 +457,19 @@ export class IPTrainer {
     const perEpoch = schedule.perEpoch;
     const total = perEpoch * this.options.epochs;
     const native = this.prompt.native;
-    const uStream = this.options.scenario === 'reference' ? 'authorized' : 'unauthorized';
+    const loss = stepLoss(this.options.scenario, this.options.preset);
     while (this.iteration < total) {
       const it = this.iteration;
       const draws = schedule.at(it);
-      const idxA = draws.a.map((d) => d.index), idxU = draws.u.map((d) => d.index);
-      const featA = this.gather('authorized', idxA), featU = this.gather(uStream, idxU);
+      const idxA = Int32Array.from(draws.a, (d) => d.index), idxU = Int32Array.from(draws.u, (d) => d.index);
       const labelsA = Int32Array.from(idxA, (i) => authorized.samples[i]!.label);
       const labelsU = Int32Array.from(idxU, (i) => uDataset.samples[i]!.label);
       const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
-      const res = await callNative(() => native.stepFeatures(featA, labelsA, featU, labelsU, {
-        scenario: this.options.scenario, preset: this.options.preset, lr, weightDecay: this.options.weightDecay,
-        update: true, returnOutputs: false, trainEnhancer: this.options.trainEnhancer,
+      const res = await callNative(() => native.stepCached(idxA, labelsA, idxU, labelsU, {
+        ...loss, lr, weightDecay: this.options.weightDecay, update: true, returnOutputs: false, trainEnhancer: this.options.trainEnhancer,
       }));
       await finish(draws.epoch, this.record(res, lr, true), lr);
     }
-  }
-
-  /** Cached features of `indices` in one stream as a batch: embeds `[n,D]`, stats `[L,n,2,W]`. */
-  private gather(stream: string, indices: number[]): { embeds: FloatTensor; stats: FloatTensor } {
-    const rows = indices.map((i) => {
-      const f = this.features.get(`${stream}/${i}`);
-      if (!f) throw new IpclipError('ERR_INVALID_ARGUMENT', `feature cache: no features for ${stream} sample ${i}`);
-      return f;
-    });
-    const n = rows.length, D = rows[0]!.embeds.length;
-    const { layers: L, visionWidth: W } = this.prompt.native.dims;
-    const Floats = rows[0]!.embeds instanceof Float64Array ? Float64Array : Float32Array;
-    const embeds = new Floats(n * D), stats = new Floats(L * n * 2 * W);
-    rows.forEach((f, k) => {
-      embeds.set(f.embeds, k * D);
-      for (let l = 0; l < L; l++) stats.set(f.stats.subarray(l * 2 * W, (l + 1) * 2 * W), (l * n + k) * 2 * W);
-    });
-    return { embeds: { data: embeds, shape: [n, D] }, stats: { data: stats, shape: [L, n, 2, W] } };
   }
 
   /** Writes the current state (prompt, enhancer, banks, optimiser, position) as a checkpoint, atomically. */
