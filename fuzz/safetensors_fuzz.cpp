@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../native/common/safetensors.h"
+#include "../test/native/safetensors_encode.h"
 
 using namespace ipclip;
 

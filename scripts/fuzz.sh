@@ -20,14 +20,15 @@ fi
 out=.cache/fuzz
 mkdir -p "$out" test/native/regressions
 lib="native/common/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
+writer="test/native/safetensors_encode.cpp"  # the test-build writer: re-encoding and crafted seeds
 flags="-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 echo "== building fuzzers with clang++ ($flags)"
 # shellcheck disable=SC2086
-clang++ $flags fuzz/safetensors_fuzz.cpp $lib -o "$out/safetensors_fuzz"
+clang++ $flags fuzz/safetensors_fuzz.cpp $lib $writer -o "$out/safetensors_fuzz"
 # shellcheck disable=SC2086
 clang++ $flags fuzz/json_fuzz.cpp native/common/json.cpp -o "$out/json_fuzz"
 # shellcheck disable=SC2086
-clang++ -std=c++17 -O1 fuzz/make_seeds.cpp $lib -o "$out/make_seeds"
+clang++ -std=c++17 -O1 fuzz/make_seeds.cpp $lib $writer -o "$out/make_seeds"
 torchlib="native/common/torch_file.cpp native/common/pickle.cpp native/common/zip.cpp native/common/json.cpp native/common/untrusted.cpp"
 # shellcheck disable=SC2086
 clang++ $flags fuzz/torch_fuzz.cpp $torchlib -o "$out/torch_fuzz"

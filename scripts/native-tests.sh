@@ -8,7 +8,7 @@ cd "$root"
 out=${NATIVE_TEST_OUT:-.cache/native-tests}
 mkdir -p "$out"
 shared="$root/../shared"
-srcs="test/native/safetensors_test.cpp native/common/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
+srcs="test/native/safetensors_test.cpp test/native/safetensors_encode.cpp native/common/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
 flags="-std=c++17 -Wall -Wextra -Werror -g"
 
 echo "== building with -fsanitize=address,undefined"

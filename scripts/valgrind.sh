@@ -12,7 +12,7 @@ cd "$root"
 command -v valgrind >/dev/null 2>&1 || { echo "valgrind.sh: valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 out=${NATIVE_TEST_OUT:-.cache/native-tests}
 mkdir -p "$out"
-srcs="test/native/safetensors_test.cpp native/common/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
+srcs="test/native/safetensors_test.cpp test/native/safetensors_encode.cpp native/common/safetensors.cpp native/common/json.cpp native/common/untrusted.cpp"
 # shellcheck disable=SC2086
 g++ -std=c++17 -Wall -Wextra -Werror -g -O1 $srcs -o "$out/safetensors_test_valgrind"
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes \

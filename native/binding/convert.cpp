@@ -104,10 +104,6 @@ Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t) {
   return hostToJs<Napi::Float32Array, float>(env, host);
 }
 
-Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t) {
-  return hostToJs<Napi::Int32Array, int32_t>(env, t.detach().to(torch::kCPU, torch::kInt32).contiguous());
-}
-
 torch::Device parseDevice(const std::string& s) {
   if (s == "cpu") return torch::Device(torch::kCPU);
   if (s == "cuda" || s.rfind("cuda:", 0) == 0) {

@@ -23,8 +23,6 @@ torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape,
 // A float tensor (any device or dtype) → { data: Float32Array, shape: number[] } (copied); float64 tensors
 // → { data: Float64Array, shape }.
 Napi::Object toJsTensor(Napi::Env env, const torch::Tensor& t);
-// An integer tensor → { data: Int32Array, shape }.
-Napi::Object toJsIntTensor(Napi::Env env, const torch::Tensor& t);
 // A CPU float32 (float64 for float64 input) contiguous tensor ready for toJsTensor (call inside Execute so the copy happens off-thread).
 torch::Tensor hostFloat(const torch::Tensor& t);
 

@@ -71,11 +71,12 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Serialises tensors (in the given order, packed back to back) and metadata into the safetensors layout,
-// padding the header with spaces to a multiple of 8 bytes so the data section starts aligned.
-// Throws ERR_INVALID_ARGUMENT for a view whose nbytes != numel * dtypeSize, a negative dimension, a
-// duplicate or reserved ("__metadata__") name, a null data pointer with nbytes > 0, or non-UTF-8 text.
-std::vector<uint8_t> encodeSafetensors(const std::vector<TensorView>& tensors,
-                                       const std::map<std::string, std::string>& metadata);
+// "[2,3]": a shape as error messages show it.
+std::string shapeText(const std::vector<int64_t>& shape);
+// Element count of a validated shape, or false when the product of its non-zero dimensions (and hence the byte
+// size, for elements of `elementSize` bytes) does not fit in int64.
+bool checkedNumel(const std::vector<int64_t>& shape, size_t elementSize, uint64_t& numel);
+
+// The writer, encodeSafetensors, is in the test build only: test/native/safetensors_encode.h.
 
 }  // namespace ipclip

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../../native/common/safetensors.h"
+#include "safetensors_encode.h"
 #include "../../native/common/json.h"
 
 using namespace ipclip;
