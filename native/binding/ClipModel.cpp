@@ -177,13 +177,7 @@ Napi::Value ClipModel::encodeText(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
   const auto& c = h->model->config();
-  auto ids = longTensorFrom(env, info[0], info[1], "encodeText");
-  IPCLIP_CHECK_ARG(env, ids.dim() == 2 && ids.size(1) >= 2 && ids.size(1) <= c.text.contextLength,
-                   "encodeText: token ids must have shape [N,ctx] with 2 <= ctx <= " +
-                       std::to_string(c.text.contextLength));
-  if (ids.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", "encodeText: the batch is empty");
-  IPCLIP_CHECK_ARG(env, ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < c.text.vocabSize,
-                   "encodeText: token ids must lie in [0, " + std::to_string(c.text.vocabSize) + ")");
+  auto ids = tokenIdsFrom(env, info[0], info[1], c, "encodeText");
   return queue<torch::Tensor>(
       env, "ipclip.encodeText",
       [ids](ClipHandle& h) {

@@ -79,37 +79,13 @@ Napi::Value Pretrainer::steps(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(h->core->steps()));
 }
 
-namespace {
-
-torch::Tensor checkedImages(Napi::Env env, const ClipConfig& c, Napi::Value data, Napi::Value shape, const char* what) {
-  auto images = floatTensorFrom(env, data, shape, what);
-  const auto S = std::to_string(c.vision.imageSize);
-  IPCLIP_CHECK_ARG(env, images.dim() == 4 && images.size(1) == 3 && images.size(2) == c.vision.imageSize &&
-                            images.size(3) == c.vision.imageSize,
-                   std::string(what) + ": images must have shape [N,3," + S + "," + S + "]");
-  if (images.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
-  return images;
-}
-
-torch::Tensor checkedIds(Napi::Env env, const ClipConfig& c, Napi::Value data, Napi::Value shape, const char* what) {
-  auto ids = longTensorFrom(env, data, shape, what);
-  IPCLIP_CHECK_ARG(env, ids.dim() == 2 && ids.size(1) >= 2 && ids.size(1) <= c.text.contextLength,
-                   std::string(what) + ": token ids must have shape [N,ctx] with 2 <= ctx <= " +
-                       std::to_string(c.text.contextLength));
-  if (ids.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
-  IPCLIP_CHECK_ARG(env, ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < c.text.vocabSize,
-                   std::string(what) + ": token ids must lie in [0, " + std::to_string(c.text.vocabSize) + ")");
-  return ids;
-}
-
-}  // namespace
 
 Napi::Value Pretrainer::step(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
   const auto& c = h->core->model().config();
-  auto images = checkedImages(env, c, info[0], info[1], "step");
-  auto ids = checkedIds(env, c, info[2], info[3], "step");
+  auto images = imageBatchFrom(env, info[0], info[1], c, "step");
+  auto ids = tokenIdsFrom(env, info[2], info[3], c, "step");
   IPCLIP_CHECK_ARG(env, images.size(0) == ids.size(0),
                    "step: " + std::to_string(images.size(0)) + " images but " + std::to_string(ids.size(0)) + " captions");
   PretrainStepOptions o;
@@ -151,7 +127,7 @@ Napi::Value Pretrainer::state(const Napi::CallbackInfo& info) {
 Napi::Value Pretrainer::encodeImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
-  auto images = checkedImages(env, h->core->model().config(), info[0], info[1], "encodeImage");
+  auto images = imageBatchFrom(env, info[0], info[1], h->core->model().config(), "encodeImage");
   return queue<torch::Tensor>(
       env, "ipclip.pretrainEncodeImage", [images](PretrainerHandle& h) { return hostFloat(h.core->encodeImage(images)); },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });
@@ -160,7 +136,7 @@ Napi::Value Pretrainer::encodeImage(const Napi::CallbackInfo& info) {
 Napi::Value Pretrainer::encodeText(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
-  auto ids = checkedIds(env, h->core->model().config(), info[0], info[1], "encodeText");
+  auto ids = tokenIdsFrom(env, info[0], info[1], h->core->model().config(), "encodeText");
   return queue<torch::Tensor>(
       env, "ipclip.pretrainEncodeText", [ids](PretrainerHandle& h) { return hostFloat(h.core->encodeText(ids)); },
       [](Napi::Env env, torch::Tensor& t) -> Napi::Value { return toJsTensor(env, t); });

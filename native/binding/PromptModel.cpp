@@ -477,7 +477,7 @@ Napi::Value PromptModel::stepCached(const Napi::CallbackInfo& info) {
   auto opts = stepOptionsFrom(env, info[4].As<Napi::Object>());
   IPCLIP_CHECK_ARG(env, info[0].IsTypedArray(), "stepCached (authorized): indices must be an Int32Array");
   const auto nA = info[0].As<Napi::TypedArray>().ElementLength();
-  IPCLIP_CHECK_ARG(env, nA >= 1, "stepCached (authorized): the batch is empty");
+  if (nA == 0) throwJs(env, "ERR_EMPTY_INPUT", "stepCached (authorized): the batch is empty");
   auto indicesA = indicesFrom(env, info[0], nA, "stepCached (authorized)");
   auto labelsA = labelsFrom(env, info[1], static_cast<int64_t>(nA), C, "stepCached (authorized)");
   std::vector<int64_t> indicesU;

@@ -77,6 +77,17 @@ torch::Tensor imageBatchFrom(Napi::Env env, Napi::Value data, Napi::Value shape,
   return images;
 }
 
+torch::Tensor tokenIdsFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what) {
+  auto ids = longTensorFrom(env, data, shape, what);
+  IPCLIP_CHECK_ARG(env, ids.dim() == 2 && ids.size(1) >= 2 && ids.size(1) <= c.text.contextLength,
+                   std::string(what) + ": token ids must have shape [N,ctx] with 2 <= ctx <= " +
+                       std::to_string(c.text.contextLength));
+  if (ids.size(0) == 0) throwJs(env, "ERR_EMPTY_INPUT", std::string(what) + ": the batch is empty");
+  IPCLIP_CHECK_ARG(env, ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < c.text.vocabSize,
+                   std::string(what) + ": token ids must lie in [0, " + std::to_string(c.text.vocabSize) + ")");
+  return ids;
+}
+
 torch::Tensor hostFloat(const torch::Tensor& t) {
   // float64 results stay float64 (exactness checks need every digit); everything else comes back as float32.
   const auto dtype = t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;

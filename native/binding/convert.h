@@ -19,6 +19,9 @@ torch::Tensor floatTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape
 torch::Tensor imageBatchFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what);
 // Int32Array | BigInt64Array + shape → int64 CPU tensor (copied).
 torch::Tensor longTensorFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const char* what);
+// Int32Array | BigInt64Array + shape → a [N,ctx] batch of token ids for the text tower: 2 ≤ ctx ≤ its context
+// length, ids in [0, vocabSize) (ERR_EMPTY_INPUT when N = 0).
+torch::Tensor tokenIdsFrom(Napi::Env env, Napi::Value data, Napi::Value shape, const ClipConfig& c, const char* what);
 
 // A float tensor (any device or dtype) → { data: Float32Array, shape: number[] } (copied); float64 tensors
 // → { data: Float64Array, shape }.
