@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { IpclipError } from '../core/errors.js';
 import { UsageError, commandHelp, parseCommand, type Command, type Io } from './args.js';
 import { PACKAGE_ROOT } from './common.js';
+import { benchmarkCommand } from './benchmark.js';
 import { demoCommand } from './demo.js';
 import { evalCommand, verifyOwnershipCommand } from './evaluate.js';
 import { infoCommand, predictCommand } from './inspect.js';
@@ -20,7 +21,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: EXIT_INTERRUPTED
 
 /** The commands, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
-  demoCommand, trainCommand, evalCommand, predictCommand, verifyOwnershipCommand, infoCommand, synthCommand,
+  demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, verifyOwnershipCommand, infoCommand, synthCommand,
   pretrainCommand, buildCommand, importReleaseCommand,
 ];
 

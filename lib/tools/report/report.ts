@@ -111,7 +111,8 @@ export async function thumbnail(image: ImageInput, size = 72): Promise<string> {
   }
 }
 
-const CSS = `
+/** The stylesheet of every ipclip HTML page (the demo report and the benchmark page). */
+export const REPORT_CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;background:#f7f8fa;margin:0}
 main{max-width:1040px;margin:0 auto;padding:24px 28px 48px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d9dee4;padding-bottom:4px}
@@ -242,7 +243,7 @@ export function renderReport(data: ReportData): string {
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(data.title)}</title><style>${CSS}</style></head>
+<title>${esc(data.title)}</title><style>${REPORT_CSS}</style></head>
 <body><main>
 <h1>${esc(data.title)}</h1>${data.subtitle ? `<p class="sub">${esc(data.subtitle)}</p>` : ''}
 ${targets || notes ? `<div class="card">${targets}${notes}</div>` : ''}
