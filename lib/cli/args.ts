@@ -71,13 +71,44 @@ export function parseCommand(cmd: Command, argv: string[]): Parsed {
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
   } catch (err) {
-    throw new UsageError(cleanParseMessage((err as Error).message), cmd.name);
+    const message = cleanParseMessage((err as Error).message);
+    const unknown = /^unknown flag '--?([^'=]+)/.exec(message);
+    const near = unknown ? nearestName(unknown[1]!, Object.keys(flags)) : null;
+    throw new UsageError(near ? `${message}: did you mean --${near}?` : message, cmd.name);
   }
   if (parsed.values.help === true) return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };
   if (!cmd.positionals && parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument '${parsed.positionals[0]}'`, cmd.name);
   }
   return { values: parsed.values as Parsed['values'], positionals: parsed.positionals };
+}
+
+/**
+ * The flag name closest to a mistyped one (Damerau–Levenshtein distance ≤ 2, or ≤ 1 for names of up to 4
+ * characters; a prefix of a longer name also counts), or null: `--epoch` → `epochs`, `--lrr` → `lr`.
+ */
+export function nearestName(typed: string, names: string[]): string | null {
+  const t = typed.toLowerCase();
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const name of names) {
+    const d = name.startsWith(t) && t.length >= 3 ? 1 : editDistance(t, name.toLowerCase());
+    if (d < bestD) { best = name; bestD = d; }
+  }
+  return best !== null && bestD <= (t.length <= 4 ? 1 : 2) ? best : null;
+}
+
+/** Damerau–Levenshtein (optimal string alignment) distance: insertions, deletions, substitutions, swaps. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 /** parseArgs' messages mention its own API ("To specify an option argument starting with a dash use..."). */

@@ -80,13 +80,23 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await cmd.run(parsed, io);
   } catch (err) {
-    return report(err, cmd, io);
+    return report(err, cmd, io, wantsJson(cmd, rest));
   }
 }
 
+/** `--json` was asked for: errors then also go to stdout as one JSON document, so a script always gets JSON. */
+function wantsJson(cmd: Command, argv: string[]): boolean {
+  return cmd.flags.json !== undefined && argv.includes('--json');
+}
+
 /** Prints an error and picks the exit code. */
-function report(err: unknown, cmd: Command, io: Io): number {
+function report(err: unknown, cmd: Command, io: Io, json = false): number {
   if (process.env.IPCLIP_DEBUG && err instanceof Error) io.stderr.write(`${err.stack}\n`);
+  if (json) {
+    const e = err as { code?: unknown; message?: unknown };
+    const code = err instanceof UsageError ? 'ERR_USAGE' : typeof e?.code === 'string' ? e.code : 'ERR_UNKNOWN';
+    io.stdout.write(`${JSON.stringify({ error: { code, message: typeof e?.message === 'string' ? e.message : String(err) } })}\n`);
+  }
   if (err instanceof UsageError) {
     io.stderr.write(`ipclip ${cmd.name}: ${err.message}\nRun 'ipclip ${cmd.name} --help' for its flags.\n`);
     return EXIT.usage;
