@@ -19,6 +19,7 @@ export {
 
 // --- CLIP -------------------------------------------------------------------------------------------------------------
 export * from './clip/clip.js';
+export { clipLogits, softmaxRows, argmaxRows } from './clip/similarity.js';
 export * from './io/safetensors.js';
 
 // --- Tokenizer --------------------------------------------------------------------------------------------------------
@@ -41,7 +42,7 @@ export * from './ipclip/metrics.js';
 
 // --- IP-CLIP (prompt models, training, protection): exported below by their modules --------------------------------
 export {
-  PromptModel, BANK_SIZE, BANK_NAMES, argmaxRows, contextSize, promptText, isPromptParameter,
+  PromptModel, BANK_SIZE, BANK_NAMES, contextSize, promptText, isPromptParameter,
   type PromptOptions, type PromptLoadOptions, type PromptPrediction, type LossTerms,
   type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeLossWeights,
 } from './ipclip/prompt-model.js';

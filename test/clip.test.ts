@@ -2,7 +2,8 @@ import { readFileSync, mkdtempSync, rmSync, copyFileSync, symlinkSync, truncateS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Clip, clipLogits, softmaxRows } from '../lib/clip/clip.js';
+import { Clip } from '../lib/clip/clip.js';
+import { clipLogits, softmaxRows } from '../lib/clip/similarity.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { wrapNativeError } from '../lib/native/binding.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/io/safetensors.js';

@@ -3,16 +3,16 @@
  * flags, datasets and split sizes, Ctrl-C handling, tables and JSON output.
  */
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Clip } from '../clip/clip.js';
 import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
+import { packageRoot } from '../core/fs.js';
 import { setThreads } from '../native/binding.js';
 import { UsageError, choice, int, str, type FlagSpec, type Io, type Parsed } from './args.js';
 
-/** The package root (this file is `lib/cli/common.ts` or `dist/cli/common.js`). */
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The package root (the folder of package.json, from lib/ and from dist/ alike). */
+export const PACKAGE_ROOT = packageRoot();
 
 /** The shipped small CLIP pretrained on SynthDomains (weights; its vocabulary sits beside them). */
 export const DEFAULT_MODEL = join(PACKAGE_ROOT, 'models', 'synth-clip', 'model.safetensors');

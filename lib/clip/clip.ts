@@ -12,6 +12,7 @@ import {
 import { preprocess as preprocessImages } from '../image/preprocess.js';
 import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/tensor.js';
 import { ClipTokenizer } from './tokenizer/tokenizer.js';
+import { clipLogits, softmaxRows } from './similarity.js';
 
 export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/binding.js';
 
@@ -99,47 +100,6 @@ function findVocab(path: string): string | undefined {
   for (const name of VOCAB_FILE_NAMES) if (existsSync(join(dir, name))) return join(dir, name);
   if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) return join(dir, 'vocab.json');
   return undefined;
-}
-
-/**
- * Logits `[N, M]` of CLIP: `scale · cos(image_i, text_j)` (both sides L2-normalised here), as OpenAI's
- * `logits_per_image`.
- */
-export function clipLogits(imageEmbeds: FloatTensor, textEmbeds: FloatTensor, logitScale: number): Tensor {
-  check(imageEmbeds.shape.length === 2 && textEmbeds.shape.length === 2 && imageEmbeds.shape[1] === textEmbeds.shape[1],
-    `clipLogits: expected [N,D] and [M,D] embeddings, got [${imageEmbeds.shape}] and [${textEmbeds.shape}]`);
-  const [n, d] = imageEmbeds.shape as [number, number];
-  const m = textEmbeds.shape[0]!;
-  const norms = (t: FloatTensor, rows: number) => Array.from({ length: rows }, (_, r) => {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += t.data[r * d + k]! ** 2;
-    return Math.sqrt(s) || 1; // a zero embedding has cosine 0 with everything
-  });
-  const ni = norms(imageEmbeds, n);
-  const nt = norms(textEmbeds, m);
-  const out = new Float32Array(n * m);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < m; j++) {
-      let s = 0;
-      for (let k = 0; k < d; k++) s += imageEmbeds.data[i * d + k]! * textEmbeds.data[j * d + k]!;
-      out[i * m + j] = (logitScale * s) / (ni[i]! * nt[j]!);
-    }
-  }
-  return { data: out, shape: [n, m] };
-}
-
-/** Row-wise softmax of `[N, M]` logits (numerically stable). */
-export function softmaxRows(logits: FloatTensor): Tensor {
-  const [n, m] = logits.shape as [number, number];
-  const out = new Float32Array(n * m);
-  for (let i = 0; i < n; i++) {
-    const row = logits.data.subarray(i * m, (i + 1) * m);
-    const max = Math.max(...row);
-    let sum = 0;
-    for (let j = 0; j < m; j++) sum += (out[i * m + j] = Math.exp(row[j]! - max));
-    for (let j = 0; j < m; j++) out[i * m + j]! /= sum;
-  }
-  return { data: out, shape: [n, m] };
 }
 
 /**

@@ -12,6 +12,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { IpclipError, check } from '../core/errors.js';
+import { sameNames } from '../core/is.js';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 
 /** One labelled image: a file path or its encoded bytes. */
@@ -265,8 +266,7 @@ export function assertSameClasses(datasets: readonly DomainDataset[]): void {
   if (datasets.length === 0) return;
   const first = datasets[0];
   for (const d of datasets.slice(1)) {
-    const same = d.classNames.length === first.classNames.length && d.classNames.every((c, i) => c === first.classNames[i]);
-    if (!same) {
+    if (!sameNames(d.classNames, first.classNames)) {
       throw new IpclipError('ERR_MISMATCH',
         `domain '${d.domain}' has classes [${d.classNames.join(', ')}] but '${first.domain}' has [${first.classNames.join(', ')}]`);
     }
@@ -500,8 +500,7 @@ async function listDomain(root: string, domain: string): Promise<DomainListing> 
 function checkClassNames(expected: string[], found: string[], dir: string): void {
   check(Array.isArray(expected), 'classNames must be an array of strings');
   const want = expected.map((c) => String(c).toLowerCase());
-  const same = want.length === found.length && want.every((c, i) => c === found[i]);
-  if (!same) {
+  if (!sameNames(want, found)) {
     throw new IpclipError('ERR_MISMATCH', `class folders of ${dir} are [${found.join(', ')}], expected [${want.join(', ')}]`);
   }
 }

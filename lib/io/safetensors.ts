@@ -5,11 +5,10 @@
  * Format: 8 bytes little-endian header length N, N bytes of JSON header
  * (`{"__metadata__": {k: v}, name: {dtype, shape, data_offsets: [begin, end]}, ...}`), then the data section.
  */
-import { randomBytes } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
 import { IpclipError, check } from '../core/errors.js';
+import { writeFileAtomic } from '../core/fs.js';
 import { callNative, loadNative, type SafetensorsDtype } from '../native/binding.js';
 
 export type { SafetensorsDtype } from '../native/binding.js';
@@ -233,29 +232,5 @@ export async function writeSafetensors(
   check(typeof path === 'string' && path.length > 0, 'writeSafetensors: path must be a non-empty string');
   assertLittleEndian();
   const chunks = encode(tensors, metadata);
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(tmp, 'wx');
-    for (const chunk of chunks) {
-      let done = 0;
-      while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;
-    }
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
-  } catch (err) {
-    if (fh) await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-    throw new IpclipError('ERR_IO', `cannot write ${path} (${code}: ${(err as Error).message})`, { cause: err });
-  }
-  // Make the rename itself durable; some file systems refuse to fsync a folder, which is harmless.
-  try {
-    const d = await open(dir, 'r');
-    await d.sync().catch(() => undefined);
-    await d.close();
-  } catch { /* best effort */ }
+  await writeFileAtomic(path, chunks);
 }

@@ -13,6 +13,8 @@ import { callNative, callNativeSync, loadNative, type NativePromptModel } from '
 export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeLossWeights, NativeStepOptions, NativeStepResult } from '../native/binding.js';
 import { preprocess } from '../image/preprocess.js';
 import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/tensor.js';
+import { argmaxRows, softmax } from '../clip/similarity.js';
+import { sameNames } from '../core/is.js';
 
 /** Slots per class of each feature bank (method §3). */
 export const BANK_SIZE = 5;
@@ -335,27 +337,11 @@ export function isPromptParameter(name: string): boolean {
   return name.startsWith('domain_tokens.') || name.startsWith('image_tokens.');
 }
 
-/** Row-wise argmax of `[N, C]` (first maximum wins). */
-export function argmaxRows(t: FloatTensor): Int32Array {
-  const [n, c] = t.shape as [number, number];
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < c; j++) if (t.data[i * c + j]! > t.data[i * c + best]!) best = j;
-    out[i] = best;
-  }
-  return out;
-}
-
 function predictions(logits: FloatTensor, classNames: readonly string[]): PromptPrediction[] {
   const [n, c] = logits.shape as [number, number];
   const idx = argmaxRows(logits);
   return Array.from({ length: n }, (_, i) => {
-    const row = Array.from(logits.data.subarray(i * c, (i + 1) * c));
-    const max = Math.max(...row);
-    const e = row.map((v) => Math.exp(v - max));
-    const sum = e.reduce((a, b) => a + b, 0);
-    return { label: classNames[idx[i]!]!, index: idx[i]!, scores: e.map((v) => v / sum) };
+    return { label: classNames[idx[i]!]!, index: idx[i]!, scores: softmax(logits.data.subarray(i * c, (i + 1) * c)) };
   });
 }
 
@@ -394,8 +380,7 @@ function checkMetaMatches(meta: CheckpointMeta, clip: Clip, file: string): void 
 
 function checkSameNames(given: readonly string[], stored: readonly string[], file: string): void {
   check(Array.isArray(given), 'classNames must be an array of strings');
-  const same = given.length === stored.length && given.every((c, i) => c === stored[i]);
-  if (!same) {
+  if (!sameNames(given, stored)) {
     throw new IpclipError('ERR_MISMATCH', `${file} was trained for classes [${stored.join(', ')}], not [${given.join(', ')}]`);
   }
 }

@@ -3,6 +3,7 @@
  * step takes the rate of each iteration as an argument, so a resumed run only needs the iteration number.
  */
 import { check } from '../core/errors.js';
+import { cosineAnneal, linearWarmup } from '../core/schedule.js';
 
 /** `paper`: the method as the paper describes it; `official`: the authors' release, numerically. */
 export type Preset = 'paper' | 'official';
@@ -39,15 +40,15 @@ export function learningRate(iteration: number, opts: ScheduleOptions): number {
   check(Number.isInteger(iteration) && iteration >= 0, `iteration must be a non-negative integer, got ${iteration}`);
   if (opts.preset === 'official') {
     if (iteration === 0) return WARMUP_START_LR;
-    return (opts.lr / 2) * (1 + Math.cos((Math.PI * (iteration - 1)) / OFFICIAL_COSINE_T));
+    return cosineAnneal(iteration - 1, OFFICIAL_COSINE_T, opts.lr);
   }
   const warm = opts.itersPerEpoch;
   const total = opts.itersPerEpoch * opts.epochs;
-  if (iteration < warm) return WARMUP_START_LR + ((opts.lr - WARMUP_START_LR) * iteration) / warm;
+  if (iteration < warm) return linearWarmup(iteration, warm, WARMUP_START_LR, opts.lr);
   const span = total - warm;
   if (span <= 0) return opts.lr; // a one-epoch run is all warm-up; past it (never stepped) stay at the peak
   const t = Math.min(iteration - warm, span);
-  return (opts.lr / 2) * (1 + Math.cos((Math.PI * t) / span));
+  return cosineAnneal(t, span, opts.lr);
 }
 
 /** Validates schedule options (shared with the trainer's own option checks). */

@@ -5,9 +5,9 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { IpclipError, type IpclipErrorCode } from '../core/errors.js';
+import { packageRoot } from '../core/fs.js';
 import type { FloatTensor, Tensor } from '../core/tensor.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -285,22 +285,17 @@ export interface NativePretrainer {
 // ---------------------------------------------------------------------------------------------------------------
 // Loading
 
-/** The package root: the nearest folder above this module holding package.json (works from lib/ and dist/). */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new IpclipError('ERR_ADDON_MISSING', 'cannot find the ipclip package root (no package.json above lib/)');
-    dir = up;
-  }
-}
-
 /** Where the addon is loaded from: `$IPCLIP_ADDON` if set, else `<package>/build/Release/ipclip.node`. */
 export function addonPath(): string {
   const override = process.env.IPCLIP_ADDON;
   if (override) return resolve(override);
-  return join(packageRoot(), 'build', 'Release', 'ipclip.node');
+  let root: string;
+  try {
+    root = packageRoot();
+  } catch (err) {
+    throw new IpclipError('ERR_ADDON_MISSING', (err as Error).message, { cause: err });
+  }
+  return join(root, 'build', 'Release', 'ipclip.node');
 }
 
 const BUILD_HELP =

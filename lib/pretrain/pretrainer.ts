@@ -4,11 +4,13 @@
  * and a cosine decay. The model is saved with OpenAI's parameter names so {@link Clip.load} reads it back.
  * The native side is native/pretrain/pretrain.cpp (loss, optimiser) and native/clip/init.cpp (initialisation).
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { randomResizedCropBox, type Box } from '../image/augment.js';
 import { IpclipError, check } from '../core/errors.js';
+import { writeFileAtomic } from '../core/fs.js';
+import { cosineAnneal, linearWarmup } from '../core/schedule.js';
 import { CLIP_MEAN, CLIP_STD, checkRawImage, decodeImage, type ImageInput, type RawImage } from '../image/decode.js';
 import { callNative, callNativeSync, loadNative, type ClipConfig, type NativePretrainer, type PretrainStepStats } from '../native/binding.js';
 export type { NativePretrainer, PretrainStepStats } from '../native/binding.js';
@@ -103,10 +105,10 @@ export interface SaveOptions {
 export function cosineWarmupLr(t: number, total: number, opts: { lr: number; warmup: number; minLr?: number }): number {
   const { lr, warmup, minLr = 0 } = opts;
   check(Number.isInteger(t) && t >= 0 && Number.isInteger(total) && total > 0 && t < total, `step ${t} is not in [0, ${total})`);
-  if (t < warmup) return (lr * (t + 1)) / warmup;
+  if (t < warmup) return linearWarmup(t + 1, warmup, 0, lr);
   const span = total - warmup - 1;
   if (span <= 0) return lr;
-  return minLr + 0.5 * (lr - minLr) * (1 + Math.cos((Math.PI * (t - warmup)) / span));
+  return cosineAnneal(t - warmup, span, lr, minLr);
 }
 
 /** The OpenAI model-config JSON (the keys of OpenAI's `build_model`), plus the heads of the vision tower. */
@@ -413,15 +415,5 @@ export class ClipPretrainer implements Disposable {
 
   [Symbol.dispose](): void {
     this.dispose();
-  }
-}
-
-async function writeFileAtomic(file: string, data: Buffer | string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, file);
-  } catch (err) {
-    throw new IpclipError('ERR_IO', `cannot write ${file}: ${(err as Error).message}`, { cause: err });
   }
 }

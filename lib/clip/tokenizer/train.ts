@@ -2,9 +2,9 @@
  * Learning a small CLIP-style BPE vocabulary from a corpus, and writing it in OpenAI's format so that
  * {@link ClipTokenizer.fromFile} reads it back. Used for the project's self-trained CLIP.
  */
-import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { IpclipError, check } from '../../core/errors.js';
+import { writeFileAtomicSync } from '../../core/fs.js';
 import { EOT_TEXT, MAX_MERGES, SOT_TEXT, byteEncode, cleanText, isBpeSymbol, preTokens, wordChunks } from './tokenizer.js';
 
 /** Options of {@link learnMerges}. */
@@ -119,12 +119,5 @@ export function writeOpenAiVocab(path: string, merges: readonly (readonly string
     lines.push(m[0] + ' ' + m[1]);
   });
   const data = gzipSync(Buffer.from(lines.join('\n') + '\n', 'utf8'));
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
-  } catch (err) {
-    try { unlinkSync(tmp); } catch { /* nothing to clean up */ }
-    throw new IpclipError('ERR_IO', `cannot write vocabulary ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  writeFileAtomicSync(path, data, 'the vocabulary');
 }

@@ -4,10 +4,12 @@
  * CLIP, the unprotected reference and the protected prompt; the training curves of every loss term and the
  * learning rate; the three protection metrics; and sample images with the protected model's predictions.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import sharp from 'sharp';
 import { IpclipError, check } from '../../core/errors.js';
+import { writeFileAtomic } from '../../core/fs.js';
+import { LOSS_TERM_TITLES } from '../../ipclip/loss-terms.js';
 import type { ImageInput } from '../../image/decode.js';
 import { barChart, esc, lineChart, type LineSeries } from './svg.js';
 
@@ -88,10 +90,7 @@ const COLOURS = { zeroShot: '#9aa5b1', reference: '#4c78a8', protected: '#e4572e
 const RUN_COLOURS = ['#4c78a8', '#e4572e', '#54a24b', '#b279a2'];
 
 /** Readable names of the loss terms (method §4). */
-const TERM_TITLES: Record<string, string> = {
-  loss: 'total loss', ceA: 'CE on authorized (CE_A)', ceU: 'CE on unauthorized (CE_U)', ceSelf: 'CE_self',
-  ceCross: 'CE_cross', mse: 'MSE (feature distance)', kl: 'KL', entropy: 'entropy',
-};
+const TERM_TITLES: Readonly<Record<string, string>> = LOSS_TERM_TITLES;
 
 /**
  * A base64 PNG thumbnail of an image (path or bytes), `size` pixels on its longer side, for
@@ -263,11 +262,9 @@ export async function writeReport(file: string, data: ReportData): Promise<strin
   const target = resolve(file);
   try {
     await mkdir(dirname(target), { recursive: true });
-    const tmp = `${target}.tmp-${process.pid}`;
-    await writeFile(tmp, html);
-    await rename(tmp, target);
   } catch (err) {
     throw new IpclipError('ERR_IO', `cannot write the report ${file}: ${(err as Error).message}`, { cause: err });
   }
+  await writeFileAtomic(target, html, 'the report');
   return target;
 }

@@ -17,6 +17,8 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { IpclipError, check } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
+import { is, sameNames } from '../../core/is.js';
+import { writeFileAtomic } from '../../core/fs.js';
 import { drawDomain, type SynthDomain } from './draw.js';
 import { COLOUR_NAMES } from './palette.js';
 import { SHAPE_NAMES } from './shapes.js';
@@ -155,7 +157,7 @@ function validateList<T extends string>(value: unknown, what: string, known: rea
 }
 
 function sameList(a: unknown, b: readonly string[]): boolean {
-  return Array.isArray(a) && a.length === b.length && a.every((v, i) => v === b[i]);
+  return is.stringList(a) && sameNames(a, b);
 }
 
 /** Reads the manifest, or null when it is missing or unreadable. */
@@ -174,20 +176,6 @@ async function isFile(file: string): Promise<boolean> {
     return st.isFile() && st.size > 0;
   } catch {
     return false;
-  }
-}
-
-let tempCounter = 0;
-
-/** Writes via a temp file and a rename, so a reader never sees a half-written file. */
-async function writeAtomic(file: string, data: Buffer | string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${tempCounter++}`;
-  try {
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw new IpclipError('ERR_IO', `cannot write ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -268,7 +256,7 @@ export async function generateSynthDomains(options: SynthOptions): Promise<Synth
         const job = jobs[next++];
         const rng = base.fork(`${job.domain}/${job.cls}/${job.i}`);
         const { png, caption } = await renderSynthImage(job.domain, job.cls, rng, size);
-        await writeAtomic(path.join(root, job.key), png);
+        await writeFileAtomic(path.join(root, job.key), png);
         captions[job.key] = caption;
         done++;
         onProgress?.(done, count);
@@ -284,7 +272,7 @@ export async function generateSynthDomains(options: SynthOptions): Promise<Synth
   const ordered: Record<string, string> = {};
   for (const j of jobs) ordered[j.key] = captions[j.key];
   const manifest: SynthManifest = { version: SYNTH_VERSION, seed, size, perClass, classes, domains, captions: ordered };
-  await writeAtomic(path.join(root, MANIFEST), JSON.stringify(manifest, null, 1) + '\n');
+  await writeFileAtomic(path.join(root, MANIFEST), JSON.stringify(manifest, null, 1) + '\n');
   return { root, classes, domains, count, reused: false };
 }
 
