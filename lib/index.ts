@@ -42,7 +42,7 @@ export * from './ipclip/metrics.js';
 
 // --- IP-CLIP (prompt models, training, protection): exported below by their modules --------------------------------
 export {
-  PromptModel, BANK_SIZE, BANK_NAMES, contextSize, promptText, isPromptParameter,
+  PromptModel, BANK_SIZE, contextSize, promptText, isPromptParameter,
   type PromptOptions, type PromptLoadOptions, type PromptPrediction, type LossTerms,
   type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeLossWeights,
 } from './ipclip/prompt-model.js';

@@ -5,7 +5,6 @@
  * Format: 8 bytes little-endian header length N, N bytes of JSON header
  * (`{"__metadata__": {k: v}, name: {dtype, shape, data_offsets: [begin, end]}, ...}`), then the data section.
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
@@ -108,61 +107,6 @@ export async function readSafetensors(path: string): Promise<SafetensorsContent>
     tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: toTyped(t.data, t.dtype) };
   }
   return { tensors, metadata: { ...raw.metadata } };
-}
-
-/** Longest header {@link readSafetensorsScalar} reads (the native reader's limit). */
-const MAX_HEADER_BYTES = 100_000_000;
-
-/**
- * Reads one scalar (any shape with one element) from a safetensors file without loading the rest: the header and
- * that tensor's bytes only. Returns `undefined` when the file has no such tensor. Used to learn `logit_scale` of a
- * checkpoint cheaply. Rejects with `ERR_BAD_FILE` when the header is malformed.
- */
-export async function readSafetensorsScalar(path: string, name: string): Promise<number | undefined> {
-  assertLittleEndian();
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    throw new IpclipError('ERR_FILE_NOT_FOUND', `${path}: cannot open (${(err as Error).message})`, { cause: err });
-  }
-  const bad = (why: string) => new IpclipError('ERR_BAD_FILE', `${path}: ${why}`);
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw bad('not a regular file');
-    const size = st.size;
-    const head = Buffer.alloc(8);
-    if (size < 8 || (await fh.read(head, 0, 8, 0)).bytesRead !== 8) throw bad('shorter than the 8-byte header length');
-    const len = head.readBigUInt64LE(0);
-    if (len === 0n || len > BigInt(MAX_HEADER_BYTES) || len > BigInt(size - 8)) throw bad(`invalid header length ${len}`);
-    const text = Buffer.alloc(Number(len));
-    await fh.read(text, 0, text.length, 8);
-    let header: Record<string, unknown>;
-    try {
-      header = JSON.parse(text.toString('utf8')) as Record<string, unknown>;
-    } catch {
-      throw bad('header is not valid JSON');
-    }
-    if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('header is not a JSON object');
-    if (name === '__metadata__' || !Object.hasOwn(header, name)) return undefined;
-    const entry = header[name] as { dtype?: unknown; data_offsets?: unknown } | null;
-    if (entry === null || typeof entry !== 'object') throw bad(`tensor ${name} is not an object`);
-    const widths: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
-    const dtype = String(entry.dtype);
-    const offsets = entry.data_offsets;
-    const w = widths[dtype];
-    if (!w || !Array.isArray(offsets) || offsets.length !== 2) throw bad(`tensor ${name} is not a floating-point scalar`);
-    const [b, e] = offsets as number[];
-    const start = 8 + Number(len) + b!;
-    if (!Number.isSafeInteger(b) || e !== b! + w || start + w > size) throw bad(`tensor ${name} has bad data_offsets`);
-    const buf = Buffer.alloc(w);
-    await fh.read(buf, 0, w, start);
-    if (dtype === 'F32') return buf.readFloatLE(0);
-    if (dtype === 'F64') return buf.readDoubleLE(0);
-    return dtype === 'F16' ? halfToFloat(buf.readUInt16LE(0)) : bfloat16ToFloat(buf.readUInt16LE(0));
-  } finally {
-    await fh.close();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -49,9 +49,6 @@ export interface PromptPrediction {
   scores: number[];
 }
 
-/** Names of the state that are banks (data, not parameters). */
-export const BANK_NAMES: readonly string[] = ['source_feat_bank', 'target_feat_bank', 'source_feat_conf', 'target_feat_conf'];
-
 /** The text of the class prompt: n_ctx placeholders, then the class name with `_` as spaces, then a period. */
 export function promptText(className: string, nCtx: number): string {
   return `${Array(nCtx).fill('X').join(' ')} ${className.replace(/_/g, ' ')}.`;

@@ -3,10 +3,14 @@
  * step takes the rate of each iteration as an argument, so a resumed run only needs the iteration number.
  */
 import { check } from '../core/errors.js';
+import { assertOneOf, assertPositiveInteger, assertPositiveNumber } from '../core/is.js';
 import { cosineAnneal, linearWarmup } from '../core/schedule.js';
 
 /** `paper`: the method as the paper describes it; `official`: the authors' release, numerically. */
 export type Preset = 'paper' | 'official';
+
+/** Both presets. */
+export const PRESETS: readonly Preset[] = ['paper', 'official'];
 
 /** The rate both presets start from at iteration 0. */
 export const WARMUP_START_LR = 1e-5;
@@ -51,11 +55,10 @@ export function learningRate(iteration: number, opts: ScheduleOptions): number {
   return cosineAnneal(t, span, opts.lr);
 }
 
-/** Validates schedule options (shared with the trainer's own option checks). */
-export function checkSchedule(opts: ScheduleOptions): void {
+function checkSchedule(opts: ScheduleOptions): void {
   check(opts !== null && typeof opts === 'object', 'schedule options are required');
-  check(opts.preset === 'paper' || opts.preset === 'official', `preset must be 'paper' or 'official', got ${String(opts.preset)}`);
-  check(typeof opts.lr === 'number' && Number.isFinite(opts.lr) && opts.lr > 0, `lr must be a positive number, got ${opts.lr}`);
-  check(Number.isInteger(opts.itersPerEpoch) && opts.itersPerEpoch > 0, `itersPerEpoch must be a positive integer, got ${opts.itersPerEpoch}`);
-  check(Number.isInteger(opts.epochs) && opts.epochs > 0, `epochs must be a positive integer, got ${opts.epochs}`);
+  assertOneOf(opts.preset, 'preset', PRESETS);
+  assertPositiveNumber(opts.lr, 'lr');
+  assertPositiveInteger(opts.itersPerEpoch, 'itersPerEpoch');
+  assertPositiveInteger(opts.epochs, 'epochs');
 }

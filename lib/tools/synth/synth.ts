@@ -33,9 +33,6 @@ export const SYNTH_CLASSES: readonly string[] = Object.freeze([
   'circle', 'square', 'triangle', 'star', 'heart', 'arrow', 'cross', 'ring', 'moon', 'lightning',
 ]);
 
-/** Further classes that can be requested with `classes` (not in the default set). */
-export const SYNTH_EXTRA_CLASSES: readonly string[] = Object.freeze(SHAPE_NAMES.filter((c) => !SYNTH_CLASSES.includes(c)));
-
 /** The four domains, in order. */
 export const SYNTH_DOMAINS: readonly SynthDomain[] = Object.freeze(['photo', 'clipart', 'sketch', 'product'] as SynthDomain[]);
 
