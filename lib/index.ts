@@ -11,11 +11,9 @@ export { numel, type Tensor, type FloatTensor, type ImageTensor } from './core/t
 export { Rng, hashString } from './core/rng.js';
 
 // --- Native runtime -------------------------------------------------------------------------------------------------
-export {
-  addonPath, loadNative, runtimeInfo, setThreads, wrapNativeError,
-  type NativeAddon, type NativeClipModel, type NativeImageOutput, type NativeLoadOptions, type NativeSafetensors,
-  type RuntimeInfo,
-} from './native/binding.js';
+export { addonPath, loadNative, runtimeInfo, setThreads } from './native/load.js';
+export { wrapNativeError } from './native/errors.js';
+export type { NativeAddon, NativeClipModel, NativeImageOutput, NativeLoadOptions, NativeSafetensors, RuntimeInfo } from './native/types.js';
 
 // --- CLIP -------------------------------------------------------------------------------------------------------------
 export * from './clip/clip.js';
@@ -74,7 +72,7 @@ export {
   type PretrainConfig, type PretrainerOptions, type PretrainData, type SaveOptions as PretrainSaveOptions,
   type FitOptions as PretrainFitOptions, type FitProgress as PretrainProgress, type FitResult as PretrainResult,
 } from './pretrain/pretrainer.js';
-export type { PretrainStepStats, NativePretrainer } from './native/binding.js';
+export type { PretrainStepStats, NativePretrainer } from './native/types.js';
 
 // --- Command line, demo and report (issue 4) -----------------------------------------------------------------------
 export { main as cliMain } from './cli/main.js';

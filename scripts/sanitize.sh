@@ -4,7 +4,7 @@
 # which has its own ASan/UBSan and valgrind builds). CI-able; not part of `npm test`.
 #
 # Node itself is not instrumented, so the sanitizer runtimes are LD_PRELOADed into it and leak checking is off
-# (node and libtorch keep allocations alive until exit by design). lib/native/binding.ts loads the addon named by
+# (node and libtorch keep allocations alive until exit by design). lib/native/load.ts loads the addon named by
 # $IPCLIP_ADDON, which points the tests at the instrumented build.
 #
 # Usage: scripts/sanitize.sh [vitest test files…]   (default: the reliability suite and the native-facing tests)

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { clipLogits, softmaxRows } from '../lib/clip/similarity.js';
 import { IpclipError } from '../lib/core/errors.js';
-import { wrapNativeError } from '../lib/native/binding.js';
+import { wrapNativeError } from '../lib/native/errors.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/io/safetensors.js';
 import type { Tensor } from '../lib/core/tensor.js';
 import {
@@ -52,7 +52,7 @@ describe('native errors', () => {
     const saved = process.env.IPCLIP_ADDON;
     process.env.IPCLIP_ADDON = join(tmpdir(), 'no-such-dir', 'ipclip.node');
     try {
-      const fresh = await import('../lib/native/binding.js');
+      const fresh = await import('../lib/native/load.js');
       let err: { code?: string; message?: string } = {};
       try { fresh.loadNative(); } catch (e) { err = e as typeof err; }
       expect(err.code).toBe('ERR_ADDON_MISSING');

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { CLIP_MEAN, CLIP_STD, decodeImage, normalizeToChw, type RawImage } from '../lib/image/decode.js';
-import { loadNative, callNative } from '../lib/native/binding.js';
+import { loadNative } from '../lib/native/load.js';
+import { callNative } from '../lib/native/errors.js';
 import { cropRaw, preprocess, resizeImage, resizeShorterCenterCrop, shorterSideSize } from '../lib/image/preprocess.js';
 
 const fixtures = fileURLToPath(new URL('../../shared/fixtures/text-image/', import.meta.url));

@@ -7,7 +7,7 @@ import { learnMerges, writeOpenAiVocab } from '../lib/clip/tokenizer/train.js';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
 import type { RawImage } from '../lib/image/decode.js';
-import { loadNative } from '../lib/native/binding.js';
+import { loadNative } from '../lib/native/load.js';
 import { ClipPretrainer, cosineWarmupLr, cropToTensor, type PretrainConfig } from '../lib/pretrain/pretrainer.js';
 import { readSafetensors } from '../lib/io/safetensors.js';
 

@@ -3,6 +3,6 @@ import { envThreads } from './helpers/threads.js';
 
 const threads = envThreads();
 if (threads !== undefined) {
-  const { setThreads } = await import('../lib/native/binding.js');
+  const { setThreads } = await import('../lib/native/load.js');
   setThreads(threads);
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../lib/ipclip/checkpoint.js';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
-import { callNative } from '../lib/native/binding.js';
+import { callNative } from '../lib/native/errors.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import type { ImageTensor } from '../lib/core/tensor.js';

@@ -5,7 +5,7 @@
 // holds whatever BLAS, vector width (ATEN_CPU_CAPABILITY) or thread count sums in which order, and that a real
 // difference (a wrong mask, a dropped token, a mixed-up row) exceeds by many orders of magnitude.
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../lib/native/binding.js';
+import { loadNative } from '../lib/native/load.js';
 import type { NativePromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { stepLoss } from '../lib/ipclip/scenario.js';

@@ -8,7 +8,7 @@ import { Clip } from '../clip/clip.js';
 import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
 import { packageRoot } from '../core/fs.js';
-import { setThreads } from '../native/binding.js';
+import { setThreads } from '../native/load.js';
 import { UsageError, choice, int, str, type FlagSpec, type Io, type Parsed } from './args.js';
 
 /** The package root (the folder of package.json, from lib/ and from dist/ alike). */

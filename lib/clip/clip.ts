@@ -5,16 +5,15 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { IpclipError, check } from '../core/errors.js';
 import { isRawImage, type ImageInput } from '../image/decode.js';
-import {
-  callNative, callNativeSync, loadNative,
-  type ClipConfig, type ClipDtype, type ClipInfo, type NativeClipModel,
-} from '../native/binding.js';
+import { loadNative } from '../native/load.js';
+import { callNative, callNativeSync } from '../native/errors.js';
+import type { ClipConfig, ClipDtype, ClipInfo, NativeClipModel } from '../native/types.js';
 import { preprocess as preprocessImages } from '../image/preprocess.js';
 import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/tensor.js';
 import { ClipTokenizer } from './tokenizer/tokenizer.js';
 import { clipLogits, softmaxRows } from './similarity.js';
 
-export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/binding.js';
+export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/types.js';
 
 /** Options of {@link Clip.load}. */
 export interface ClipLoadOptions {

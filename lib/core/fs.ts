@@ -1,7 +1,6 @@
 /**
  * File-system helpers used across the package: the one atomic write (a reader never sees a half-written file,
  * and a crash leaves the old file or the new one, never a mix), and the package root.
- * @internal
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';

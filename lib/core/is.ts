@@ -3,7 +3,6 @@
  * yes or no; assertions (`assert*`) throw an {@link IpclipError} `ERR_INVALID_ARGUMENT` whose message names the
  * option, says what was expected and shows what came, e.g. `epochs must be a positive integer, got 0`.
  * Structure is checked again in the binding and numerics in the core; these are the friendly messages.
- * @internal
  */
 import { IpclipError, type IpclipErrorCode } from './errors.js';
 

@@ -2,7 +2,6 @@
  * The two pieces every learning-rate schedule of the package is made of, once: a linear warm-up and a cosine
  * annealing. The IP-CLIP presets ({@link learningRate}) and the pretraining schedule ({@link cosineWarmupLr})
  * are compositions of these.
- * @internal
  */
 
 /** Linear ramp from `from` (at `t = 0`) to `to` (at `t = steps`): `from + (to − from)·t/steps`. */

@@ -4,7 +4,8 @@
  */
 import { IpclipError, check } from '../core/errors.js';
 import { checkRawImage, decodeImage, isRawImage, normalizeToChw, roundHalfEven, type ImageInput, type RawImage } from './decode.js';
-import { callNative, loadNative } from '../native/binding.js';
+import { loadNative } from '../native/load.js';
+import { callNative } from '../native/errors.js';
 import type { ImageTensor } from '../core/tensor.js';
 
 /**

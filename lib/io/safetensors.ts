@@ -8,9 +8,11 @@
 import { endianness } from 'node:os';
 import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
-import { callNative, loadNative, type SafetensorsDtype } from '../native/binding.js';
+import { loadNative } from '../native/load.js';
+import { callNative } from '../native/errors.js';
+import type { SafetensorsDtype } from '../native/types.js';
 
-export type { SafetensorsDtype } from '../native/binding.js';
+export type { SafetensorsDtype } from '../native/types.js';
 
 /** Typed arrays tensors are read into and written from. */
 export type TensorData =

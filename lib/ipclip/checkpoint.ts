@@ -11,7 +11,7 @@
  */
 import { SPLIT_PRESETS, SPLIT_RULE, type BadImage, type DomainDataset, type SplitInfo } from '../data/dataset.js';
 import { IpclipError, check } from '../core/errors.js';
-import type { ClipActivation, ClipConfig } from '../native/binding.js';
+import type { ClipActivation, ClipConfig } from '../native/types.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor } from '../io/safetensors.js';
 import type { FloatTensor, Tensor } from '../core/tensor.js';
 

@@ -3,7 +3,7 @@
  * cross-entropies, the feature distance, the KL and the entropy term. The native step returns exactly these
  * ({@link LossTerms}); the trainer, the CLI's progress line and the report iterate this list.
  */
-import type { LossTerms } from '../native/binding.js';
+import type { LossTerms } from '../native/types.js';
 
 /** One loss term's name. */
 export type LossTermName = keyof LossTerms;

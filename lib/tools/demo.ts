@@ -12,7 +12,7 @@ import { DomainDataset } from '../data/dataset.js';
 import { check } from '../core/errors.js';
 import { Evaluator } from '../ipclip/evaluator.js';
 import { protectionMetrics, type ProtectionMetrics } from '../ipclip/metrics.js';
-import { setThreads } from '../native/binding.js';
+import { setThreads } from '../native/load.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
 import { thumbnail, writeReport, type ReportData, type ReportPoint, type ReportSample } from './report/report.js';

@@ -6,7 +6,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../../lib/clip/clip.js';
-import { addonPath } from '../../lib/native/binding.js';
+import { addonPath } from '../../lib/native/load.js';
 import type { Tensor } from '../../lib/core/tensor.js';
 import { CLIP_TINY, FIXTURE_IMAGES, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { codeOf } from './helpers.js';

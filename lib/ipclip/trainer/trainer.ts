@@ -13,7 +13,8 @@ import {
 import type { BadImage, DomainDataset } from '../../data/dataset.js';
 import { IpclipError, check } from '../../core/errors.js';
 import { BatchLoader, type TransformChoice } from '../../data/loader.js';
-import { callNative, type NativeStepResult as RawStepResult } from '../../native/binding.js';
+import { callNative } from '../../native/errors.js';
+import type { NativeStepResult as RawStepResult } from '../../native/types.js';
 import { checkImages, type PromptModel, type LossTerms, type NativeStepResult } from '../prompt-model.js';
 import { Rng } from '../../core/rng.js';
 import {

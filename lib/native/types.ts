@@ -1,13 +1,9 @@
 /**
- * The raw native addon (`build/Release/ipclip.node`): its hand-written TypeScript types, how it is found and
- * loaded, and how its errors become {@link IpclipError}s. Public code uses the classes built on top
- * ({@link Clip}); this module is for them and for tools that need the raw binding.
+ * The shapes of the raw native addon (`build/Release/ipclip.node`), kept by hand in step with
+ * native/binding/*.cpp: types only, no code. How the addon is found and loaded is in `load.ts`; how its errors
+ * become {@link IpclipError}s is in `errors.ts`. Public code uses the classes built on top ({@link Clip},
+ * {@link PromptModel}); the few types users see (the CLIP config and info, loss terms) are re-exported by them.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
-import { IpclipError, type IpclipErrorCode } from '../core/errors.js';
-import { packageRoot } from '../core/fs.js';
 import type { FloatTensor, Tensor } from '../core/tensor.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -278,105 +274,4 @@ export interface NativePretrainer {
   encodeImage(images: Float32Array, shape: number[]): Promise<Tensor>;
   encodeText(ids: Int32Array, shape: number[]): Promise<Tensor>;
   dispose(): void;
-}
-
-
-
-// ---------------------------------------------------------------------------------------------------------------
-// Loading
-
-/** Where the addon is loaded from: `$IPCLIP_ADDON` if set, else `<package>/build/Release/ipclip.node`. */
-export function addonPath(): string {
-  const override = process.env.IPCLIP_ADDON;
-  if (override) return resolve(override);
-  let root: string;
-  try {
-    root = packageRoot();
-  } catch (err) {
-    throw new IpclipError('ERR_ADDON_MISSING', (err as Error).message, { cause: err });
-  }
-  return join(root, 'build', 'Release', 'ipclip.node');
-}
-
-const BUILD_HELP =
-  'Build it with `npx ipclip build` (in a clone of the repository: `npm run build:native`). ' +
-  'It needs cmake, a C++17 compiler and libtorch; on Debian/Ubuntu: ' +
-  '`sudo apt-get install cmake g++ libtorch-dev libopenblas-dev`.';
-
-let cached: NativeAddon | undefined;
-
-/**
- * Loads the native addon once per process (or worker thread) and returns it.
- * Throws `ERR_ADDON_MISSING` (naming the build command) when it is not built or cannot be loaded.
- */
-export function loadNative(): NativeAddon {
-  if (cached) return cached;
-  const path = addonPath();
-  if (!existsSync(path)) {
-    throw new IpclipError('ERR_ADDON_MISSING', `the ipclip native addon is not built (${path} is missing). ${BUILD_HELP}`);
-  }
-  try {
-    cached = createRequire(import.meta.url)(path) as NativeAddon;
-  } catch (err) {
-    // Typically a libtorch shared library that moved or was uninstalled since the build.
-    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new IpclipError('ERR_ADDON_MISSING', `the ipclip native addon at ${path} cannot be loaded (${why}). ${BUILD_HELP}`, { cause: err });
-  }
-  return cached;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Errors
-
-const CODES: ReadonlySet<string> = new Set<IpclipErrorCode>([
-  'ERR_INVALID_ARGUMENT', 'ERR_EMPTY_INPUT', 'ERR_FILE_NOT_FOUND', 'ERR_BAD_FILE', 'ERR_BAD_IMAGE', 'ERR_BAD_WEIGHTS',
-  'ERR_MISMATCH', 'ERR_TEXT_TOO_LONG', 'ERR_NON_FINITE', 'ERR_DISPOSED', 'ERR_DEVICE', 'ERR_ADDON_MISSING', 'ERR_IO',
-  'ERR_ABORTED', 'ERR_NATIVE',
-]);
-
-/**
- * Turns whatever the addon threw into an {@link IpclipError} with the same code and message (so callers can use
- * `instanceof IpclipError`). Errors without a known code become `ERR_NATIVE`; IpclipErrors pass through.
- */
-export function wrapNativeError(err: unknown): IpclipError {
-  if (err instanceof IpclipError) return err;
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return new IpclipError(typeof code === 'string' && CODES.has(code) ? (code as IpclipErrorCode) : 'ERR_NATIVE', err.message, { cause: err });
-  }
-  return new IpclipError('ERR_NATIVE', String(err));
-}
-
-/** Runs a native call (synchronous part and promise) and rethrows its failures through {@link wrapNativeError}. */
-export async function callNative<T>(fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw wrapNativeError(err);
-  }
-}
-
-/** Synchronous variant of {@link callNative} for getters and setters. */
-export function callNativeSync<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    throw wrapNativeError(err);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Runtime helpers (public)
-
-/** The libtorch version, CUDA availability and thread count of the loaded addon. */
-export function runtimeInfo(): RuntimeInfo {
-  return callNativeSync(() => loadNative().runtimeInfo());
-}
-
-/** Sets libtorch's intra-op thread count for the whole process (1–1024). */
-export function setThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > 1024) {
-    throw new IpclipError('ERR_INVALID_ARGUMENT', `threads must be an integer between 1 and 1024 (got ${String(n)})`);
-  }
-  callNativeSync(() => loadNative().setThreads(n));
 }
