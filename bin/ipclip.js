@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `ipclip` command. A launcher only: `ipclip build` builds the native addon; everything else is the CLI in
-// dist/cli/main.js (compiled from lib/cli/main.ts), which exports `main(argv)`. Until that exists, `ipclip demo` runs the
+// the package's `ipclip/cli` entry (dist/cli/index.js, compiled from lib/cli/index.ts), which exports `main(argv)`. Until that exists, `ipclip demo` runs the
 // zero-shot example.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,7 +18,7 @@ function runScript(relative, args) {
 
 if (command === 'build') runScript('scripts/build-addon.mjs', rest);
 
-const cli = join(root, 'dist', 'cli', 'main.js');
+const cli = join(root, 'dist', 'cli', 'index.js');
 if (existsSync(cli)) {
   const mod = await import(pathToFileURL(cli).href);
   if (typeof mod.main === 'function') {
@@ -32,7 +32,7 @@ if (existsSync(cli)) {
     'usage: ipclip build [--debug]     build the native addon (needs cmake, g++, libtorch)',
     '       ipclip demo                run the demo',
     '',
-    `The full command line is compiled from lib/cli/main.ts into dist/cli/main.js, which is missing: run \`npm run build:ts\`` +
+    `The full command line is compiled from lib/cli/index.ts into dist/cli/index.js, which is missing: run \`npm run build:ts\`` +
       ' in a clone (installed packages ship dist/).',
   ].join('\n'));
   process.exit(command === undefined || command === 'help' || command === '--help' ? 0 : 1);

@@ -1,81 +1,81 @@
 /**
- * ipclip: IP-CLIP for Node. CLIP on libtorch, its tokenizer and preprocessing, the data pipeline, and the
- * protection method on top. This is the package entry: everything public is exported here, by area.
+ * ipclip: IP-CLIP for Node. CLIP on libtorch with its tokenizer and preprocessing, the data pipeline, and the
+ * protection method on top. This is the package entry (`import … from 'ipclip'`): every public name is listed
+ * here, by subsystem. The command line is the subpath `ipclip/cli`; the tools that make data, reports and the
+ * shipped model are `ipclip/tools`.
  *
  * @packageDocumentation
+ * @module ipclip
  */
 
-// --- Errors and plain tensors --------------------------------------------------------------------------------------
-export { IpclipError, check, type IpclipErrorCode } from './core/errors.js';
-export { numel, type Tensor, type FloatTensor, type ImageTensor } from './core/tensor.js';
-export { Rng, hashString } from './core/rng.js';
-
-// --- Native runtime -------------------------------------------------------------------------------------------------
-export { addonPath, loadNative, runtimeInfo, setThreads } from './native/load.js';
-export { wrapNativeError } from './native/errors.js';
-export type { NativeAddon, NativeClipModel, NativeImageOutput, NativeLoadOptions, NativeSafetensors, RuntimeInfo } from './native/types.js';
+// --- Errors, tensors, runtime ----------------------------------------------------------------------------------------
+export { IpclipError, type IpclipErrorCode } from './core/errors.js';
+export type { Tensor, FloatTensor, ImageTensor } from './core/tensor.js';
+export { runtimeInfo, setThreads } from './native/load.js';
+export type { RuntimeInfo } from './native/types.js';
 
 // --- CLIP -------------------------------------------------------------------------------------------------------------
-export * from './clip/clip.js';
-export { clipLogits, softmaxRows, argmaxRows } from './clip/similarity.js';
-export * from './io/safetensors.js';
-
-// --- Tokenizer --------------------------------------------------------------------------------------------------------
-export * from './clip/tokenizer/tokenizer.js';
-export { learnMerges, writeOpenAiVocab, type LearnMergesOptions } from './clip/tokenizer/train.js';
-
-// --- Images: decoding, preprocessing, augmentation ------------------------------------------------------------------
-export * from './image/decode.js';
-export * from './image/preprocess.js';
-export * from './image/augment.js';
-export * from './image/transforms.js';
-
-// --- Data: datasets, batch loading, synthetic domains ---------------------------------------------------------------
-export * from './data/dataset.js';
-export { BatchLoader, cycle, cyclePosition, cycledDraws, type Batch, type Draw, type LoaderOptions, type TransformChoice } from './data/loader.js';
-export * from './tools/synth/synth.js';
-
-// --- Metrics --------------------------------------------------------------------------------------------------------
-export * from './ipclip/metrics.js';
-
-// --- IP-CLIP (prompt models, training, protection): exported below by their modules --------------------------------
+// The model, its tokenizer, similarity, weights files.
 export {
-  PromptModel, BANK_SIZE, contextSize, promptText, isPromptParameter,
-  type PromptOptions, type PromptLoadOptions, type PromptPrediction, type LossTerms,
-  type NativePromptModel, type NativeStepOptions, type NativeStepResult, type NativeOptimizerState, type NativeLossWeights,
+  Clip,
+  type ClipLoadOptions, type ClipImages, type TokenIds, type EncodeImageOptions, type ImageEncoding,
+  type EncodeTextOptions, type ClassifyOptions, type Prediction,
+  type ClipActivation, type ClipConfig, type ClipDtype, type ClipInfo,
+} from './clip/clip.js';
+export { clipLogits, softmaxRows } from './clip/similarity.js';
+export { ClipTokenizer, type TokenizeOptions, type TokenBatch } from './clip/tokenizer/tokenizer.js';
+export {
+  readSafetensors, writeSafetensors,
+  type SafetensorsContent, type SafetensorsTensor, type SafetensorsDtype, type TensorData, type TensorToWrite,
+} from './io/safetensors.js';
+
+// --- Images -----------------------------------------------------------------------------------------------------------
+// Decoding and CLIP preprocessing; the augmentations are chosen by name (TransformSpec).
+export { decodeImage, CLIP_MEAN, CLIP_STD, DEFAULT_MAX_PIXELS, type ImageInput, type RawImage, type DecodeOptions } from './image/decode.js';
+export { preprocess, type PreprocessOptions } from './image/preprocess.js';
+export type { AugmentKind, TransformSpec } from './image/transforms.js';
+
+// --- Data -------------------------------------------------------------------------------------------------------------
+// Datasets of domain folders, their deterministic splits, batch loading.
+export {
+  DomainDataset, BadImagesError, SPLIT_PRESETS, SPLIT_RULE, IMAGE_EXTENSIONS, splitKey,
+  type Sample, type DatasetSizes, type SplitName, type SplitInfo, type OnBadImage, type BadImage, type FolderOptions,
+} from './data/dataset.js';
+export { BatchLoader, type Batch, type Draw, type LoaderOptions, type TransformChoice } from './data/loader.js';
+
+// --- Prompt model -----------------------------------------------------------------------------------------------------
+// The learned prompt, its enhancer, banks and optimiser state over a frozen CLIP.
+export {
+  PromptModel, BANK_SIZE,
+  type PromptOptions, type PromptLoadOptions, type PromptPrediction,
 } from './ipclip/prompt-model.js';
+export type { LossTerms } from './native/types.js';
+export { LOSS_TERMS, type LossTermName } from './ipclip/loss-terms.js';
+
+// --- Training ---------------------------------------------------------------------------------------------------------
+export { SCENARIOS, PROTECTION_SCENARIOS, type Scenario, type ProtectionScenario } from './ipclip/scenario.js';
+export { learningRate, PRESETS, type Preset, type ScheduleOptions } from './ipclip/schedule.js';
 export {
   IPTrainer, CHECKPOINT_FILE,
   type TrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,
 } from './ipclip/trainer/trainer.js';
-export { learningRate, WARMUP_START_LR, OFFICIAL_COSINE_T, type Preset, type ScheduleOptions } from './ipclip/schedule.js';
+export type { Pairing } from './ipclip/trainer/streams.js';
+// --- Evaluation -------------------------------------------------------------------------------------------------------
 export {
-  SCENARIOS, trainingStreams, bankStreams, withoutRandomCrop, isScenario, checkScenario,
-  PROTECTION_SCENARIOS, referenceStreams, referenceFits, isProtectionScenario,
-  type Scenario, type StreamPlan, type UnauthorizedSource, type ProtectionScenario,
-} from './ipclip/scenario.js';
-export { PAIRINGS, resolvePairing, StreamSchedule, type Pairing, type StepDraws } from './ipclip/trainer/streams.js';
-export {
-  Evaluator, AUTHORIZED_SET, refuseTrainingImages,
+  Evaluator, AUTHORIZED_SET,
   type EvalSet, type EvaluatorOptions, type SetResult, type EvaluationReport, type OwnershipReport,
 } from './ipclip/evaluator.js';
 export {
-  readCheckpoint, writeCheckpoint, parseMeta, CHECKPOINT_FORMAT, METADATA_KEY,
-  type CheckpointMeta, type CheckpointContent, type TrainingMeta, type EpochRecord, type EpochAccumulator,
-  runRecordOf, runDifference, type RunRecord,
-} from './ipclip/checkpoint.js';
-export { importReleaseCheckpoint, readReleaseCheckpoint, type ImportReleaseOptions, type ImportedRelease, type ReleaseCheckpoint } from './ipclip/release.js';
+  accuracy, confusionMatrix, macroF1, protectionMetrics, ownershipEvidence, binomialTestGreater, binomialTestLess,
+  type ProtectionMetrics, type OwnershipEvidence, type Tally,
+} from './ipclip/metrics.js';
 
-// --- The project's own small CLIP: contrastive pretraining (issue 4) ------------------------------------------------
+// --- Checkpoints ------------------------------------------------------------------------------------------------------
 export {
-  ClipPretrainer, cosineWarmupLr,
-  type PretrainConfig, type PretrainerOptions, type PretrainData, type SaveOptions as PretrainSaveOptions,
-  type FitOptions as PretrainFitOptions, type FitProgress as PretrainProgress, type FitResult as PretrainResult,
-} from './pretrain/pretrainer.js';
-export type { PretrainStepStats, NativePretrainer } from './native/types.js';
-
-// --- Command line, demo and report (issue 4) -----------------------------------------------------------------------
-export { main as cliMain } from './cli/main.js';
-export { runDemo, type DemoResult, type DemoOptions } from './tools/demo.js';
-export { renderReport, writeReport, type ReportData } from './tools/report/report.js';
-export { ProgressBar } from './tools/progress.js';
+  readCheckpoint,
+  type CheckpointContent, type CheckpointMeta, type TrainingMeta, type EpochRecord, type EpochAccumulator, type RunRecord,
+} from './ipclip/checkpoint.js';
+export {
+  importReleaseCheckpoint, readReleaseCheckpoint,
+  type ImportReleaseOptions, type ImportedRelease, type ReleaseCheckpoint,
+} from './ipclip/release.js';

@@ -13,7 +13,10 @@ export class UsageError extends Error {
   }
 }
 
-/** One flag of a command. */
+/**
+ * One flag of a command.
+ * @category Command line
+ */
 export interface FlagSpec {
   type: 'string' | 'boolean';
   short?: string;
@@ -24,19 +27,28 @@ export interface FlagSpec {
   multiple?: boolean;
 }
 
-/** What a command receives. */
+/**
+ * What a command receives.
+ * @category Command line
+ */
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
 }
 
-/** Parsed arguments: flag values by name, and the positional arguments. */
+/**
+ * Parsed arguments: flag values by name, and the positional arguments.
+ * @category Command line
+ */
 export interface Parsed {
   values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
 }
 
-/** A command of the CLI. */
+/**
+ * A command of the CLI.
+ * @category Command line
+ */
 export interface Command {
   name: string;
   /** One line for the command list. */

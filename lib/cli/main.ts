@@ -16,10 +16,16 @@ import { importReleaseCommand } from './release.js';
 import { buildCommand, pretrainCommand, synthCommand } from './tools.js';
 import { EXIT_INTERRUPTED, trainCommand } from './train.js';
 
-/** Exit codes of {@link main}. */
+/**
+ * Exit codes of {@link main}.
+ * @category Command line
+ */
 export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: EXIT_INTERRUPTED } as const;
 
-/** The commands, in the order `--help` lists them. */
+/**
+ * The commands, in the order `--help` lists them.
+ * @category Command line
+ */
 export const COMMANDS: readonly Command[] = [
   demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, verifyOwnershipCommand, infoCommand, synthCommand,
   pretrainCommand, buildCommand, importReleaseCommand,
@@ -53,6 +59,7 @@ export function globalHelp(): string {
 /**
  * Runs the command line `argv` (without `node` and the script) and resolves to the exit code. Errors are
  * printed as one clear line on stderr, never as a stack trace (set `IPCLIP_DEBUG=1` for the stack).
+ * @category Command line
  */
 export async function main(argv: string[]): Promise<number> {
   const io: Io = { stdout: process.stdout, stderr: process.stderr };

@@ -15,7 +15,10 @@ import { clipLogits, softmaxRows } from './similarity.js';
 
 export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/types.js';
 
-/** Options of {@link Clip.load}. */
+/**
+ * Options of {@link Clip.load}.
+ * @category CLIP
+ */
 export interface ClipLoadOptions {
   /** `'cpu'` (default), `'cuda'` or `'cuda:N'`. */
   device?: string;
@@ -34,13 +37,22 @@ export interface ClipLoadOptions {
   threads?: number;
 }
 
-/** Images for {@link Clip.encodeImage}: a preprocessed tensor `[N,3,S,S]`, or images to preprocess. */
+/**
+ * Images for {@link Clip.encodeImage}: a preprocessed tensor `[N,3,S,S]`, or images to preprocess.
+ * @category CLIP
+ */
 export type ClipImages = ImageTensor | ImageInput | ImageInput[];
 
-/** Token ids for {@link Clip.encodeText}: `[N, ctx]`, ctx at most the model's context length. */
+/**
+ * Token ids for {@link Clip.encodeText}: `[N, ctx]`, ctx at most the model's context length.
+ * @category CLIP
+ */
 export type TokenIds = Tensor<Int32Array> | Tensor<BigInt64Array>;
 
-/** Options of {@link Clip.encodeImage}. */
+/**
+ * Options of {@link Clip.encodeImage}.
+ * @category CLIP
+ */
 export interface EncodeImageOptions {
   /** Also return the residual stream after every vision block, `[layers, N, tokens, width]`. */
   returnLayers?: boolean;
@@ -48,7 +60,10 @@ export interface EncodeImageOptions {
   returnStats?: boolean;
 }
 
-/** The result of {@link Clip.encodeImage} with `returnLayers` or `returnStats`. */
+/**
+ * The result of {@link Clip.encodeImage} with `returnLayers` or `returnStats`.
+ * @category CLIP
+ */
 export interface ImageEncoding {
   /** `[N, D]`, not normalised. */
   embeds: FloatTensor;
@@ -56,13 +71,19 @@ export interface ImageEncoding {
   stats?: FloatTensor;
 }
 
-/** Options of {@link Clip.encodeText}. */
+/**
+ * Options of {@link Clip.encodeText}.
+ * @category CLIP
+ */
 export interface EncodeTextOptions {
   /** Cut texts longer than the context (last id EOT) instead of rejecting with `ERR_TEXT_TOO_LONG`. */
   truncate?: boolean;
 }
 
-/** Options of {@link Clip.classify}. */
+/**
+ * Options of {@link Clip.classify}.
+ * @category CLIP
+ */
 export interface ClassifyOptions {
   /** Prompt template; `{}` is replaced by the label. Default `'a photo of a {}.'`. */
   template?: string;
@@ -70,7 +91,10 @@ export interface ClassifyOptions {
   truncate?: boolean;
 }
 
-/** One label's probability for one image. */
+/**
+ * One label's probability for one image.
+ * @category CLIP
+ */
 export interface Prediction {
   label: string;
   score: number;
@@ -113,6 +137,7 @@ function findVocab(path: string): string | undefined {
  * Every heavy call returns a Promise computed on a libuv worker thread. Calls on one model run one after the other
  * (a queue in JS, so concurrent callers never tie up several worker threads). After {@link dispose}, calls reject
  * with `ERR_DISPOSED`.
+ * @category CLIP
  */
 export class Clip implements Disposable {
   /** The architecture, inferred from the weights. */

@@ -3,7 +3,10 @@
  * machine-readable `code`. Native errors arrive with the same shape (the addon sets `code`).
  */
 
-/** Stable error codes. Callers may switch on them; messages are for people and may change. */
+/**
+ * Stable error codes. Callers may switch on them; messages are for people and may change.
+ * @category Errors, tensors, runtime
+ */
 export type IpclipErrorCode =
   | 'ERR_INVALID_ARGUMENT'   // a wrong type, shape, value or option
   | 'ERR_EMPTY_INPUT'        // an empty batch, list or dataset
@@ -21,6 +24,7 @@ export type IpclipErrorCode =
   | 'ERR_ABORTED'            // work stopped on request
   | 'ERR_NATIVE';            // any other native failure
 
+/** @category Errors, tensors, runtime */
 export class IpclipError extends Error {
   readonly code: IpclipErrorCode;
   constructor(code: IpclipErrorCode, message: string, options?: { cause?: unknown }) {

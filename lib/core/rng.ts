@@ -2,6 +2,7 @@
  * A small seeded random generator (xoshiro128**, seeded through splitmix32) so that data order,
  * augmentation and initialisation are identical on every machine for a given seed.
  * `Math.random` is never used for anything that affects results.
+ * @category SynthDomains
  */
 export class Rng {
   private s0: number;

@@ -15,7 +15,10 @@ import { IpclipError, check } from '../core/errors.js';
 import { sameNames } from '../core/is.js';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 
-/** One labelled image: a file path or its encoded bytes. */
+/**
+ * One labelled image: a file path or its encoded bytes.
+ * @category Data
+ */
 export interface Sample {
   path?: string;
   buffer?: Buffer | Uint8Array;
@@ -23,37 +26,56 @@ export interface Sample {
   domain?: string;
 }
 
-/** How many images a domain contributes to each split. */
+/**
+ * How many images a domain contributes to each split.
+ * @category Data
+ */
 export interface DatasetSizes {
   train: number;
   test: number;
 }
 
-/** The per-domain subset sizes of the authors' release (method §6). */
+/**
+ * The per-domain subset sizes of the authors' release (method §6).
+ * @category Data
+ */
 export const SPLIT_PRESETS: Record<'office-home' | 'office-31' | 'mini-domainnet', DatasetSizes> = {
   'office-home': { train: 2000, test: 400 },
   'office-31': { train: 400, test: 80 },
   'mini-domainnet': { train: 10000, test: 630 },
 };
 
-/** Which part of a domain a dataset holds. */
+/**
+ * Which part of a domain a dataset holds.
+ * @category Data
+ */
 export type SplitName = 'train' | 'test' | 'all';
 
-/** What to do with an image whose header check fails: refuse the whole listing, or leave the file out. */
+/**
+ * What to do with an image whose header check fails: refuse the whole listing, or leave the file out.
+ * @category Data
+ */
 export type OnBadImage = 'error' | 'skip';
 
-/** An image that failed the header check. */
+/**
+ * An image that failed the header check.
+ * @category Data
+ */
 export interface BadImage {
   path: string;
   reason: string;
 }
 
-/** Name and version of the train/test assignment rule (recorded in checkpoints; see {@link DomainDataset.fromFolder}). */
+/**
+ * Name and version of the train/test assignment rule (recorded in checkpoints; see {@link DomainDataset.fromFolder}).
+ * @category Data
+ */
 export const SPLIT_RULE = { name: 'path-hash', version: 1 } as const;
 
 /**
  * How a folder dataset was cut from its domain: everything needed to cut the same split again and to tell, from
  * a file's path alone, whether it was in the training split.
+ * @category Data
  */
 export interface SplitInfo {
   rule: typeof SPLIT_RULE.name;
@@ -81,7 +103,10 @@ export interface SplitInfo {
   testUpTo: string | null;
 }
 
-/** Thrown (code `ERR_BAD_IMAGE`) when image headers fail the check: `files` lists every bad file found. */
+/**
+ * Thrown (code `ERR_BAD_IMAGE`) when image headers fail the check: `files` lists every bad file found.
+ * @category Data
+ */
 export class BadImagesError extends IpclipError {
   constructor(readonly files: BadImage[], where: string) {
     const shown = files.slice(0, 5).map((f) => `${f.path} (${f.reason})`).join('; ');
@@ -91,7 +116,10 @@ export class BadImagesError extends IpclipError {
   }
 }
 
-/** Options of {@link DomainDataset.fromFolder}. */
+/**
+ * Options of {@link DomainDataset.fromFolder}.
+ * @category Data
+ */
 export interface FolderOptions {
   /** The domain folder's name under the root. */
   domain: string;
@@ -114,10 +142,16 @@ export interface FolderOptions {
   onBadImage?: OnBadImage;
 }
 
-/** File extensions read as images (compared case-insensitively). */
+/**
+ * File extensions read as images (compared case-insensitively).
+ * @category Data
+ */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff']);
 
-/** A labelled list of images from one domain (or any list of samples sharing class names). */
+/**
+ * A labelled list of images from one domain (or any list of samples sharing class names).
+ * @category Data
+ */
 export class DomainDataset {
   /**
    * @param samples the images, in dataset order
@@ -155,7 +189,7 @@ export class DomainDataset {
    *   ratio: `nTest = floor(n · test / (train + test))`, `nTrain = n − nTest`.
    * - Without `sizes`: `nTrain = round(n · trainFraction)`, `nTest = n − nTrain`.
    *
-   * With `onBadImage`, the images of the returned split(s) are checked first ({@link checkImageFile}); skipped
+   * With `onBadImage`, the images of the returned split(s) are checked first (`checkImageFile`); skipped
    * ones count as absent (the sizes are met from the other images, `n` counts the readable ones).
    *
    * @throws IpclipError `ERR_FILE_NOT_FOUND` (root or domain missing), `ERR_EMPTY_INPUT` (no class folders,
@@ -296,6 +330,7 @@ export function splitCounts(n: number, opts: Pick<FolderOptions, 'sizes' | 'trai
  * The key that places an image in the split order ({@link SPLIT_RULE}): the first 16 hex digits of
  * SHA-256(`path-hash/1`, seed, domain, path relative to the domain folder with `/` separators), NUL-separated.
  * Keys of equal length compare as strings in numeric order.
+ * @category Data
  */
 export function splitKey(seed: number, domain: string, relPath: string): string {
   return createHash('sha256').update(`${SPLIT_RULE.name}/${SPLIT_RULE.version}\0${seed}\0${domain}\0${relPath}`).digest('hex').slice(0, 16);

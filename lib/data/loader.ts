@@ -25,7 +25,10 @@ import { Rng } from '../core/rng.js';
 import type { ImageTensor } from '../core/tensor.js';
 import { authorizationMixture, type TransformSpec } from '../image/transforms.js';
 
-/** One batch: `[N, 3, S, S]` images, their labels, their indices in the dataset and the transform each got. */
+/**
+ * One batch: `[N, 3, S, S]` images, their labels, their indices in the dataset and the transform each got.
+ * @category Data
+ */
 export interface Batch {
   images: ImageTensor;
   labels: Int32Array;
@@ -37,16 +40,23 @@ export interface Batch {
 /**
  * One sample of a stream: dataset index `index` as drawn in pass `epoch` of the stream. Its augmentation
  * depends on both (and on the loader's seed), so a sample seen again in a later pass gets fresh random crops.
+ * @category Data
  */
 export interface Draw {
   epoch: number;
   index: number;
 }
 
-/** How each sample is transformed: one spec for all, the authorization mixture (method §5), or a function. */
+/**
+ * How each sample is transformed: one spec for all, the authorization mixture (method §5), or a function.
+ * @category Data
+ */
 export type TransformChoice = TransformSpec | 'authorization-mixture' | ((rng: Rng, index: number) => TransformSpec);
 
-/** Options of {@link BatchLoader}. */
+/**
+ * Options of {@link BatchLoader}.
+ * @category Data
+ */
 export interface LoaderOptions {
   batchSize: number;
   /** Output side length S in pixels. */
@@ -73,6 +83,7 @@ export interface LoaderOptions {
 /**
  * Batches of a dataset, with prefetching and worker-thread augmentation. Iterating the loader itself
  * (`for await (const b of loader)`) runs epochs 0, 1, 2, … one per loop; {@link BatchLoader.epoch} picks one.
+ * @category Data
  */
 export class BatchLoader implements AsyncIterable<Batch> {
   private readonly batchSize: number;

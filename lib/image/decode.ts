@@ -5,29 +5,45 @@ import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { IpclipError, check } from '../core/errors.js';
 
-/** An 8-bit RGB image: 3 channels, rows top to bottom, `data[(y * width + x) * 3 + c]`. */
+/**
+ * An 8-bit RGB image: 3 channels, rows top to bottom, `data[(y * width + x) * 3 + c]`.
+ * @category Images
+ */
 export interface RawImage {
   data: Uint8Array;
   width: number;
   height: number;
 }
 
-/** A file path, encoded image bytes (JPEG, PNG, WebP, GIF, TIFF, AVIF, …) or an already decoded image. */
+/**
+ * A file path, encoded image bytes (JPEG, PNG, WebP, GIF, TIFF, AVIF, …) or an already decoded image.
+ * @category Images
+ */
 export type ImageInput = string | Buffer | Uint8Array | RawImage;
 
 /**
  * The largest image (width × height) decoded by default. A few kilobytes of PNG or JPEG can declare
  * gigapixel dimensions (a "decompression bomb"); refusing them before decoding keeps one hostile file
  * from exhausting memory. 100 megapixels is far above any photo in the supported datasets.
+ * @category Images
  */
 export const DEFAULT_MAX_PIXELS = 100_000_000;
 
-/** CLIP's per-channel mean (R, G, B) on the [0, 1] scale. */
+/**
+ * CLIP's per-channel mean (R, G, B) on the [0, 1] scale.
+ * @category Images
+ */
 export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
-/** CLIP's per-channel standard deviation (R, G, B) on the [0, 1] scale. */
+/**
+ * CLIP's per-channel standard deviation (R, G, B) on the [0, 1] scale.
+ * @category Images
+ */
 export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
-/** Options for {@link decodeImage}. */
+/**
+ * Options for {@link decodeImage}.
+ * @category Images
+ */
 export interface DecodeOptions {
   /** Refuse images with more pixels than this (default {@link DEFAULT_MAX_PIXELS}). */
   maxPixels?: number;
@@ -57,6 +73,7 @@ export function checkRawImage(img: RawImage, name = 'image'): void {
  *
  * Errors: a missing path rejects with `ERR_FILE_NOT_FOUND`; empty, truncated or undecodable data and
  * images over `maxPixels` reject with `ERR_BAD_IMAGE`. Messages name the input.
+ * @category Images
  */
 export async function decodeImage(input: ImageInput, opts: DecodeOptions = {}): Promise<RawImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;

@@ -47,7 +47,10 @@ export function cropRaw(img: RawImage, left: number, top: number, width: number,
   return { data: out, width, height };
 }
 
-/** Options for {@link resizeShorterCenterCrop} and {@link preprocess}. */
+/**
+ * Options for `resizeShorterCenterCrop` and {@link preprocess}.
+ * @category Images
+ */
 export interface PreprocessOptions {
   /** Refuse larger images (default: image.ts's DEFAULT_MAX_PIXELS). */
   maxPixels?: number;
@@ -72,6 +75,7 @@ export async function resizeShorterCenterCrop(input: ImageInput, size: number, o
  * Turns one image or a list into CLIP's input tensor `[N, 3, size, size]` (the test transform, then CLIP's
  * mean/std). Decoding runs in sharp's thread pool and resizing in the addon's, a few images at a time.
  * An empty list rejects with `ERR_EMPTY_INPUT`; errors name the failing input (its path, or "buffer #i").
+ * @category Images
  */
 export async function preprocess(inputs: ImageInput | ImageInput[], opts: { size: number; maxPixels?: number }): Promise<ImageTensor> {
   check(typeof opts === 'object' && opts !== null, 'preprocess needs options { size }');

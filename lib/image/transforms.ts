@@ -12,10 +12,14 @@ import type { ImageTensor } from '../core/tensor.js';
 /**
  * `test`: resize the shorter side + centre crop; `train`: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3) +
  * horizontal flip with probability 0.5; `strong`: resize + centre crop, RandAugment (10 picks, p 0.5), Cutout.
+ * @category Images
  */
 export type AugmentKind = 'test' | 'train' | 'strong';
 
-/** What to do to one sample: watermark it (the ownership/authorization key) or not, and how to augment it. */
+/**
+ * What to do to one sample: watermark it (the ownership/authorization key) or not, and how to augment it.
+ * @category Images
+ */
 export interface TransformSpec {
   watermark?: boolean;
   augment: AugmentKind;

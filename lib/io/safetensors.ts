@@ -14,24 +14,36 @@ import type { SafetensorsDtype } from '../native/types.js';
 
 export type { SafetensorsDtype } from '../native/types.js';
 
-/** Typed arrays tensors are read into and written from. */
+/**
+ * Typed arrays tensors are read into and written from.
+ * @category CLIP
+ */
 export type TensorData =
   | Float32Array | Float64Array | Int32Array | Int16Array | Int8Array | Uint8Array | BigInt64Array;
 
-/** One tensor of a safetensors file. F16 and BF16 are widened to Float32Array; `dtype` keeps the file's type. */
+/**
+ * One tensor of a safetensors file. F16 and BF16 are widened to Float32Array; `dtype` keeps the file's type.
+ * @category CLIP
+ */
 export interface SafetensorsTensor {
   dtype: SafetensorsDtype;
   shape: number[];
   data: TensorData;
 }
 
-/** A whole safetensors file. */
+/**
+ * A whole safetensors file.
+ * @category CLIP
+ */
 export interface SafetensorsContent {
   tensors: Record<string, SafetensorsTensor>;
   metadata: Record<string, string>;
 }
 
-/** A tensor to write: its data type decides the dtype (Float32Array → F32, BigInt64Array → I64, …). */
+/**
+ * A tensor to write: its data type decides the dtype (Float32Array → F32, BigInt64Array → I64, …).
+ * @category CLIP
+ */
 export interface TensorToWrite {
   data: TensorData;
   shape: readonly number[];
@@ -99,6 +111,7 @@ function assertLittleEndian(): void {
  * Reads a safetensors file. The file is treated as hostile: the native reader bounds the header, checks every
  * offset and size against the file and the dtype, and rejects overlaps. Rejects with `ERR_FILE_NOT_FOUND` or
  * `ERR_BAD_FILE` (the message names the problem).
+ * @category CLIP
  */
 export async function readSafetensors(path: string): Promise<SafetensorsContent> {
   check(typeof path === 'string' && path.length > 0, 'readSafetensors: path must be a non-empty string');
@@ -169,6 +182,7 @@ function encode(tensors: Record<string, TensorToWrite>, metadata: Record<string,
  * existing file at `path` is left intact. Names are sorted; the header is padded to 8 bytes.
  * Rejects with `ERR_INVALID_ARGUMENT` for bad tensors and `ERR_IO` when the write fails (missing folder,
  * permissions, disk full).
+ * @category CLIP
  */
 export async function writeSafetensors(
   path: string,

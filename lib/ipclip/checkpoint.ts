@@ -30,7 +30,10 @@ export function isIgnoredReleaseName(name: string): boolean {
     || /\.(running_mean|running_var|num_batches_tracked)$/.test(name);
 }
 
-/** Mean terms of one epoch, for the training report. */
+/**
+ * Mean terms of one epoch, for the training report.
+ * @category Checkpoints
+ */
 export interface EpochRecord {
   epoch: number;
   iterations: number;
@@ -42,14 +45,20 @@ export interface EpochRecord {
   lr: number;
 }
 
-/** Running sums of the epoch in progress, so a resumed run reports the same history. */
+/**
+ * Running sums of the epoch in progress, so a resumed run reports the same history.
+ * @category Checkpoints
+ */
 export interface EpochAccumulator {
   sums: Record<string, number>;
   count: number;
   skipped: number;
 }
 
-/** Where a training run stands (present in checkpoints written by the trainer). */
+/**
+ * Where a training run stands (present in checkpoints written by the trainer).
+ * @category Checkpoints
+ */
 export interface TrainingMeta {
   scenario: string;
   preset: string;
@@ -89,6 +98,7 @@ export interface TrainingMeta {
 /**
  * What data a training run used (written by the trainer next to {@link TrainingMeta}): enough to cut the same
  * test splits again and to tell whether an image was a training image.
+ * @category Checkpoints
  */
 export interface RunRecord {
   scenario: string;
@@ -106,7 +116,10 @@ export interface RunRecord {
   skippedImages: BadImage[];
 }
 
-/** The `ipclip` metadata document. */
+/**
+ * The `ipclip` metadata document.
+ * @category Checkpoints
+ */
 export interface CheckpointMeta {
   format: number;
   classNames: string[];
@@ -157,7 +170,10 @@ export function runDifference(was: RunRecord, now: RunRecord): [string, unknown,
   return null;
 }
 
-/** What {@link readCheckpoint} returns. */
+/**
+ * What {@link readCheckpoint} returns.
+ * @category Checkpoints
+ */
 export interface CheckpointContent {
   /** Prompt, enhancement module and banks (float32), release names. */
   state: Record<string, Tensor>;
@@ -188,9 +204,10 @@ export async function writeCheckpoint(
 }
 
 /**
- * Reads a checkpoint written by {@link writeCheckpoint}, or the release's state (no metadata).
+ * Reads a checkpoint written by the trainer (`writeCheckpoint`), or the release's state (no metadata).
  * @throws IpclipError `ERR_FILE_NOT_FOUND`, `ERR_BAD_FILE` (unreadable file or malformed metadata),
  * `ERR_BAD_WEIGHTS` (a parameter that is not floating point).
+ * @category Checkpoints
  */
 export async function readCheckpoint(file: string): Promise<CheckpointContent> {
   const raw = await readSafetensors(file);

@@ -5,10 +5,16 @@
  */
 import type { LossTerms } from '../native/types.js';
 
-/** One loss term's name. */
+/**
+ * One loss term's name.
+ * @category Prompt model
+ */
 export type LossTermName = keyof LossTerms;
 
-/** Every loss term, total first. */
+/**
+ * Every loss term, total first.
+ * @category Prompt model
+ */
 export const LOSS_TERMS = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'] as const satisfies readonly LossTermName[];
 
 // Compile-time check that LOSS_TERMS lists every key of LossTerms (adding a term to the binding without adding

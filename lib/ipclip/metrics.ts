@@ -7,6 +7,7 @@ import { IpclipError, check } from '../core/errors.js';
 /**
  * Top-1 accuracy: the share of positions where `pred[i] === labels[i]`.
  * @throws IpclipError `ERR_EMPTY_INPUT` for no predictions, `ERR_INVALID_ARGUMENT` for different lengths.
+ * @category Evaluation
  */
 export function accuracy(pred: ArrayLike<number>, labels: ArrayLike<number>): number {
   checkPair(pred, labels);
@@ -18,6 +19,7 @@ export function accuracy(pred: ArrayLike<number>, labels: ArrayLike<number>): nu
 /**
  * Counts `m[t][p]`: how often true class `t` was predicted as `p`.
  * @throws IpclipError `ERR_INVALID_ARGUMENT` for a class index outside `[0, numClasses)`.
+ * @category Evaluation
  */
 export function confusionMatrix(pred: ArrayLike<number>, labels: ArrayLike<number>, numClasses: number): number[][] {
   checkPair(pred, labels);
@@ -37,6 +39,7 @@ export function confusionMatrix(pred: ArrayLike<number>, labels: ArrayLike<numbe
  * Macro-averaged F1. Each class's F1 is `2·TP / (2·TP + FP + FN)`; the mean is taken over the classes
  * that occur in `labels` or in `pred` (as scikit-learn does by default), so classes absent from both —
  * e.g. a test subset without some class — neither count as 0 nor as 1.
+ * @category Evaluation
  */
 export function macroF1(pred: ArrayLike<number>, labels: ArrayLike<number>, numClasses: number): number {
   const m = confusionMatrix(pred, labels, numClasses);
@@ -61,19 +64,26 @@ export function macroF1(pred: ArrayLike<number>, labels: ArrayLike<number>, numC
 /**
  * One-sided exact binomial test: `P(X ≥ successes)` for `X ~ Binomial(trials, p)`, summed in log space so
  * that very small p-values (down to about 1e-300) keep their precision.
+ * @category Evaluation
  */
 export function binomialTestGreater(successes: number, trials: number, p: number): number {
   checkBinomial(successes, trials, p);
   return binomialTail(successes, trials, trials, p);
 }
 
-/** One-sided exact binomial test: `P(X ≤ successes)` for `X ~ Binomial(trials, p)` (log-space sum). */
+/**
+ * One-sided exact binomial test: `P(X ≤ successes)` for `X ~ Binomial(trials, p)` (log-space sum).
+ * @category Evaluation
+ */
 export function binomialTestLess(successes: number, trials: number, p: number): number {
   checkBinomial(successes, trials, p);
   return binomialTail(0, successes, trials, p);
 }
 
-/** Retention, suppression and their balance (method §7), plus the raw accuracy drops. */
+/**
+ * Retention, suppression and their balance (method §7), plus the raw accuracy drops.
+ * @category Evaluation
+ */
 export interface ProtectionMetrics {
   /** R_A = min(1, Acc_A / Acc_A^ref). */
   retention: number;
@@ -96,6 +106,7 @@ export interface ProtectionMetrics {
  * is at or below chance there and 0 otherwise.
  * @throws IpclipError `ERR_EMPTY_INPUT` for no U sets, `ERR_INVALID_ARGUMENT` for accuracies outside
  * [0, 1] or chance outside (0, 1).
+ * @category Evaluation
  */
 export function protectionMetrics(a: { acc: number; ref: number }, u: { acc: number; ref: number }[], chance: number): ProtectionMetrics {
   check(Array.isArray(u) && u.length > 0, 'protectionMetrics needs at least one unauthorized set', 'ERR_EMPTY_INPUT');
@@ -118,13 +129,19 @@ export function protectionMetrics(a: { acc: number; ref: number }, u: { acc: num
   return { retention, suppression, protection, dropA: a.ref - a.acc, dropU };
 }
 
-/** Counts of correct predictions on one test set. */
+/**
+ * Counts of correct predictions on one test set.
+ * @category Evaluation
+ */
 export interface Tally {
   correct: number;
   n: number;
 }
 
-/** The ownership-verification report: accuracies, chance level, p-values and a verdict sentence. */
+/**
+ * The ownership-verification report: accuracies, chance level, p-values and a verdict sentence.
+ * @category Evaluation
+ */
 export interface OwnershipEvidence {
   cleanAccuracy: number;
   watermarkedAccuracy: number;
@@ -142,6 +159,7 @@ export interface OwnershipEvidence {
  * Ownership evidence (method §5): the owner's model should be accurate on clean inputs and near chance
  * (1/numClasses) on watermarked ones. Ownership is supported when the clean accuracy is above chance with
  * p < alpha (default 0.01) and the watermarked accuracy is not (p ≥ alpha).
+ * @category Evaluation
  */
 export function ownershipEvidence(clean: Tally, watermarked: Tally, numClasses: number, opts: { alpha?: number } = {}): OwnershipEvidence {
   check(Number.isInteger(numClasses) && numClasses >= 2, `numClasses must be an integer ≥ 2, got ${numClasses}`);

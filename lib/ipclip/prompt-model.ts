@@ -18,10 +18,16 @@ import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/
 import { argmaxRows, softmax } from '../clip/similarity.js';
 import { sameNames } from '../core/is.js';
 
-/** Slots per class of each feature bank (method §3). */
+/**
+ * Slots per class of each feature bank (method §3).
+ * @category Prompt model
+ */
 export const BANK_SIZE = 5;
 
-/** Options of {@link PromptModel.create}. */
+/**
+ * Options of {@link PromptModel.create}.
+ * @category Prompt model
+ */
 export interface PromptOptions {
   /** Seed of the parameter initialisation (default 0): the same seed gives the same parameters everywhere. */
   seed?: number;
@@ -32,7 +38,10 @@ export interface PromptOptions {
   textPath?: 'fast' | 'naive';
 }
 
-/** Options of {@link PromptModel.load}. */
+/**
+ * Options of {@link PromptModel.load}.
+ * @category Prompt model
+ */
 export interface PromptLoadOptions {
   /** Required for the release's state (no metadata); otherwise checked against the file's. */
   classNames?: string[];
@@ -41,7 +50,10 @@ export interface PromptLoadOptions {
   seed?: number;
 }
 
-/** One image's prediction by a protected prompt. */
+/**
+ * One image's prediction by a protected prompt.
+ * @category Prompt model
+ */
 export interface PromptPrediction {
   /** The predicted class name. */
   label: string;
@@ -70,6 +82,7 @@ export function contextSize(layers: number): number {
  * const [p] = await prompt.classify(['cat.jpg']);   // { label, index, scores }
  * await prompt.save('prompt.safetensors');
  * ```
+ * @category Prompt model
  */
 export class PromptModel implements Disposable {
   /** Number of context tokens (2·layers + 4). */

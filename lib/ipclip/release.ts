@@ -19,7 +19,10 @@ import { PromptModel, contextSize, promptText } from './prompt-model.js';
 import { bfloat16ToFloat, halfToFloat, readSafetensors, type TensorData } from '../io/safetensors.js';
 import type { Tensor } from '../core/tensor.js';
 
-/** A release checkpoint as read from disk, before it is matched to a CLIP. */
+/**
+ * A release checkpoint as read from disk, before it is matched to a CLIP.
+ * @category Checkpoints
+ */
 export interface ReleaseCheckpoint {
   /** `'torch'` (a torch.save file) or `'safetensors'`. */
   format: 'torch' | 'safetensors';
@@ -31,7 +34,10 @@ export interface ReleaseCheckpoint {
   epoch?: number;
 }
 
-/** Options of {@link importReleaseCheckpoint}. */
+/**
+ * Options of {@link importReleaseCheckpoint}.
+ * @category Checkpoints
+ */
 export interface ImportReleaseOptions {
   /** The CLIP the release was trained on (checked through the stored token embeddings). */
   clip: Clip;
@@ -42,7 +48,10 @@ export interface ImportReleaseOptions {
   textPath?: 'fast' | 'naive';
 }
 
-/** What {@link importReleaseCheckpoint} returns. */
+/**
+ * What {@link importReleaseCheckpoint} returns.
+ * @category Checkpoints
+ */
 export interface ImportedRelease {
   /** The prompt with the release's parameters, ready for `logits` / `classify` / `save`. */
   prompt: PromptModel;
@@ -60,6 +69,7 @@ const ZIP_MAGIC = 0x04034b50;
  * `torch.save(state_dict)` works too. Optimizer and scheduler state are not returned.
  * @throws IpclipError `ERR_FILE_NOT_FOUND`, `ERR_BAD_FILE` (corrupt, truncated or hostile file: a refused
  * global or opcode, bad offsets, sizes beyond the file), `ERR_BAD_WEIGHTS` (no state dict, non-float tensors).
+ * @category Checkpoints
  */
 export async function readReleaseCheckpoint(file: string): Promise<ReleaseCheckpoint> {
   check(typeof file === 'string' && file.length > 0, 'readReleaseCheckpoint: file must be a non-empty path');
@@ -134,6 +144,7 @@ function floatTensor(name: string, dtype: string, shape: number[], data: Buffer 
  * @throws IpclipError `ERR_MISMATCH` whose message says whether the CLIP (SOT / padding embeddings, widths,
  * prompt length) or the class list (count, names, order) differs; `ERR_BAD_WEIGHTS` (missing token buffers or
  * prompt parameters, unknown tensors); the errors of {@link readReleaseCheckpoint}.
+ * @category Checkpoints
  */
 export async function importReleaseCheckpoint(file: string, opts: ImportReleaseOptions): Promise<ImportedRelease> {
   check(opts !== null && typeof opts === 'object', 'importReleaseCheckpoint: options { clip, classNames } are required');

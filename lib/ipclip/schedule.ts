@@ -6,10 +6,16 @@ import { check } from '../core/errors.js';
 import { assertOneOf, assertPositiveInteger, assertPositiveNumber } from '../core/is.js';
 import { cosineAnneal, linearWarmup } from '../core/schedule.js';
 
-/** `paper`: the method as the paper describes it; `official`: the authors' release, numerically. */
+/**
+ * `paper`: the method as the paper describes it; `official`: the authors' release, numerically.
+ * @category Training
+ */
 export type Preset = 'paper' | 'official';
 
-/** Both presets. */
+/**
+ * Both presets.
+ * @category Training
+ */
 export const PRESETS: readonly Preset[] = ['paper', 'official'];
 
 /** The rate both presets start from at iteration 0. */
@@ -18,7 +24,10 @@ export const WARMUP_START_LR = 1e-5;
 /** Period parameter of the release's cosine (`T_max` = 50 iterations, i.e. a 100-iteration cycle). */
 export const OFFICIAL_COSINE_T = 50;
 
-/** What a schedule needs to know about the run. */
+/**
+ * What a schedule needs to know about the run.
+ * @category Training
+ */
 export interface ScheduleOptions {
   preset: Preset;
   /** The base (peak) learning rate, e.g. 0.01. */
@@ -38,6 +47,7 @@ export interface ScheduleOptions {
  *   lr(t) = (lr/2)·(1 + cos(π(t − 1)/50)), which is 0.005·(1 + cos(π(t − 1)/50)) for lr = 0.01: a
  *   100-iteration cycle that never decays overall.
  * @throws IpclipError `ERR_INVALID_ARGUMENT` for a bad iteration or options.
+ * @category Training
  */
 export function learningRate(iteration: number, opts: ScheduleOptions): number {
   checkSchedule(opts);

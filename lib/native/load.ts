@@ -57,12 +57,18 @@ export function loadNative(): NativeAddon {
 // ---------------------------------------------------------------------------------------------------------------
 // Runtime (public)
 
-/** The libtorch version, CUDA availability and thread count of the loaded addon. */
+/**
+ * The libtorch version, CUDA availability and thread count of the loaded addon.
+ * @category Errors, tensors, runtime
+ */
 export function runtimeInfo(): RuntimeInfo {
   return callNativeSync(() => loadNative().runtimeInfo());
 }
 
-/** Sets libtorch's intra-op thread count for the whole process (1–1024). */
+/**
+ * Sets libtorch's intra-op thread count for the whole process (1–1024).
+ * @category Errors, tensors, runtime
+ */
 export function setThreads(n: number): void {
   assertIntegerInRange(n, 'threads', 1, 1024);
   callNativeSync(() => loadNative().setThreads(n));

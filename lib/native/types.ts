@@ -12,10 +12,14 @@ import type { FloatTensor, Tensor } from '../core/tensor.js';
 /**
  * The MLP nonlinearity of a tower: `quick_gelu` (x·σ(1.702x), OpenAI's CLIP) or `gelu` (the exact erf GELU,
  * most LAION/OpenCLIP models). Read from Hugging Face's `hidden_act` or open_clip's `quick_gelu`.
+ * @category CLIP
  */
 export type ClipActivation = 'quick_gelu' | 'gelu';
 
-/** Architecture of a loaded CLIP, inferred from its weights. */
+/**
+ * Architecture of a loaded CLIP, inferred from its weights.
+ * @category CLIP
+ */
 export interface ClipConfig {
   /** Joint embedding dimension D. */
   embedDim: number;
@@ -24,7 +28,10 @@ export interface ClipConfig {
   text: { width: number; layers: number; heads: number; contextLength: number; vocabSize: number; activation?: ClipActivation };
 }
 
-/** Where a loaded CLIP came from and how it runs. */
+/**
+ * Where a loaded CLIP came from and how it runs.
+ * @category CLIP
+ */
 export interface ClipInfo {
   /** `'openai-safetensors'`, `'huggingface'`, `'torchscript'`, or `'random'` for {@link Clip.random}. */
   format: string;
@@ -50,6 +57,7 @@ export interface ClipInfo {
 /**
  * Compute dtypes a model can be loaded in. `float64` (CPU only) is for exactness checks and reference
  * computations: results then come back as `Float64Array`, and an IP prompt on such a model runs in float64 too.
+ * @category CLIP
  */
 export type ClipDtype = 'float32' | 'float16' | 'bfloat16' | 'float64';
 
@@ -76,7 +84,10 @@ export interface NativeClipModel {
   dispose(): void;
 }
 
-/** Safetensors dtypes the native reader accepts. */
+/**
+ * Safetensors dtypes the native reader accepts.
+ * @category CLIP
+ */
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 /** The raw result of `readSafetensors`: tensors as little-endian bytes. */
@@ -85,7 +96,10 @@ export interface NativeSafetensors {
   metadata: Record<string, string>;
 }
 
-/** What libtorch this addon runs on. */
+/**
+ * What libtorch this addon runs on.
+ * @category Errors, tensors, runtime
+ */
 export interface RuntimeInfo {
   torchVersion: string;
   cudaAvailable: boolean;
@@ -164,7 +178,10 @@ export interface NativeStepOptions {
   keepGradients?: boolean;
 }
 
-/** The loss terms of one step, unclamped, and the total. */
+/**
+ * The loss terms of one step, unclamped, and the total.
+ * @category Prompt model
+ */
 export interface LossTerms {
   loss: number;
   ceA: number;
@@ -254,7 +271,10 @@ export type CreatePrompt = (clip: NativeClipModel, classTokens: Int32Array, shap
 // ---------------------------------------------------------------------------------------------------------------
 // The CLIP pretrainer (native/binding/Pretrainer.cpp)
 
-/** What one optimiser step reports. */
+/**
+ * What one optimiser step reports.
+ * @category Pretraining
+ */
 export interface PretrainStepStats {
   /** Symmetric InfoNCE loss of the batch, before the update. */
   loss: number;

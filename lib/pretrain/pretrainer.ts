@@ -22,7 +22,10 @@ import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { ImageTensor, Tensor } from '../core/tensor.js';
 import { ClipTokenizer } from '../clip/tokenizer/tokenizer.js';
 
-/** The architecture to pretrain. `text.vocabSize` may be left out: it is then the vocabulary's size. */
+/**
+ * The architecture to pretrain. `text.vocabSize` may be left out: it is then the vocabulary's size.
+ * @category Pretraining
+ */
 export interface PretrainConfig {
   embedDim: number;
   vision: ClipConfig['vision'];
@@ -30,7 +33,10 @@ export interface PretrainConfig {
 }
 
 
-/** Options of {@link ClipPretrainer.create}. */
+/**
+ * Options of {@link ClipPretrainer.create}.
+ * @category Pretraining
+ */
 export interface PretrainerOptions {
   /** Tokenizer vocabulary: a path (OpenAI format, e.g. `vocab.txt.gz`) whose file is also saved with the model. */
   vocab: string;
@@ -40,13 +46,19 @@ export interface PretrainerOptions {
   device?: string;
 }
 
-/** Image–caption pairs. Each image has one caption or several alternatives (one is drawn per use). */
+/**
+ * Image–caption pairs. Each image has one caption or several alternatives (one is drawn per use).
+ * @category Pretraining
+ */
 export interface PretrainData {
   images: readonly ImageInput[];
   captions: readonly (string | readonly string[])[];
 }
 
-/** Options of {@link ClipPretrainer.fit}. */
+/**
+ * Options of {@link ClipPretrainer.fit}.
+ * @category Pretraining
+ */
 export interface FitOptions {
   /** Passes over the data (a positive integer). */
   epochs: number;
@@ -72,7 +84,10 @@ export interface FitOptions {
   signal?: AbortSignal;
 }
 
-/** Progress of {@link ClipPretrainer.fit}, after each step. */
+/**
+ * Progress of {@link ClipPretrainer.fit}, after each step.
+ * @category Pretraining
+ */
 export interface FitProgress extends PretrainStepStats {
   /** 1-based step of this fit, and the total. */
   step: number;
@@ -85,7 +100,10 @@ export interface FitProgress extends PretrainStepStats {
   seconds: number;
 }
 
-/** What {@link ClipPretrainer.fit} did. */
+/**
+ * What {@link ClipPretrainer.fit} did.
+ * @category Pretraining
+ */
 export interface FitResult {
   steps: number;
   seconds: number;
@@ -94,7 +112,10 @@ export interface FitResult {
   history: { loss: number; accuracy: number; lr: number }[];
 }
 
-/** Options of {@link ClipPretrainer.save}. */
+/**
+ * Options of {@link ClipPretrainer.save}.
+ * @category Pretraining
+ */
 export interface SaveOptions {
   /** Extra string metadata stored in the safetensors header. */
   metadata?: Record<string, string>;
@@ -103,6 +124,7 @@ export interface SaveOptions {
 /**
  * Learning rate of step `t` (0-based) out of `total`: linear warm-up from `lr/warmup` to `lr` over `warmup`
  * steps, then a cosine from `lr` down to `minLr` reached at the last step.
+ * @category Pretraining
  */
 export function cosineWarmupLr(t: number, total: number, opts: { lr: number; warmup: number; minLr?: number }): number {
   const { lr, warmup, minLr = 0 } = opts;
@@ -193,6 +215,7 @@ function checkConfig(c: PretrainConfig): void {
  * await p.save('models/my-clip');            // model.safetensors + config.json + vocab.txt.gz
  * const clip = await Clip.load('models/my-clip/model.safetensors');
  * ```
+ * @category Pretraining
  */
 export class ClipPretrainer implements Disposable {
   /** The architecture being trained. */

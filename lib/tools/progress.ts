@@ -5,14 +5,20 @@
  * stay readable.
  */
 
-/** Where progress is written: a stream with `write`, and `isTTY`/`columns` when it is a terminal. */
+/**
+ * Where progress is written: a stream with `write`, and `isTTY`/`columns` when it is a terminal.
+ * @category Demo and progress
+ */
 export interface ProgressStream {
   write(chunk: string): unknown;
   isTTY?: boolean;
   columns?: number;
 }
 
-/** Options of {@link ProgressBar}. */
+/**
+ * Options of {@link ProgressBar}.
+ * @category Demo and progress
+ */
 export interface ProgressOptions {
   /** Default `process.stderr`. */
   stream?: ProgressStream;
@@ -28,7 +34,10 @@ export interface ProgressOptions {
   now?: () => number;
 }
 
-/** What an update shows besides the count. */
+/**
+ * What an update shows besides the count.
+ * @category Demo and progress
+ */
 export interface ProgressInfo {
   /** Seconds left; computed from the elapsed time when omitted. */
   etaSeconds?: number;
@@ -71,6 +80,7 @@ export function formatValue(v: number | string): string {
  * bar.update(i, { values: { loss: 0.41, lr: 0.01 } });
  * bar.done('trained');
  * ```
+ * @category Demo and progress
  */
 export class ProgressBar {
   private readonly stream: ProgressStream;

@@ -274,7 +274,10 @@ export function applyBpe(symbols: string[], ranks: ReadonlyMap<string, number>):
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Options of {@link ClipTokenizer.tokenize}. */
+/**
+ * Options of {@link ClipTokenizer.tokenize}.
+ * @category CLIP
+ */
 export interface TokenizeOptions {
   /** Row length including SOT and EOT; an integer >= 2. Default 77. */
   contextLength?: number;
@@ -282,7 +285,10 @@ export interface TokenizeOptions {
   truncate?: boolean;
 }
 
-/** `[N, contextLength]` token ids, each row `[SOT, ...ids, EOT, 0, ...]`. */
+/**
+ * `[N, contextLength]` token ids, each row `[SOT, ...ids, EOT, 0, ...]`.
+ * @category CLIP
+ */
 export interface TokenBatch extends Tensor<Int32Array> {
   shape: [number, number];
 }
@@ -361,6 +367,7 @@ function rankMap(merges: [string, string][]): Map<string, number> {
 /**
  * OpenAI CLIP's byte-level BPE tokenizer. Load with {@link ClipTokenizer.fromFile}; call {@link tokenize} for
  * model input or {@link encode} / {@link decode} for raw ids.
+ * @category CLIP
  */
 export class ClipTokenizer {
   /** Id of `<|startoftext|>`. */

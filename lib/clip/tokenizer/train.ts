@@ -7,7 +7,10 @@ import { IpclipError, check } from '../../core/errors.js';
 import { writeFileAtomicSync } from '../../core/fs.js';
 import { EOT_TEXT, MAX_MERGES, SOT_TEXT, byteEncode, cleanText, isBpeSymbol, preTokens, wordChunks } from './tokenizer.js';
 
-/** Options of {@link learnMerges}. */
+/**
+ * Options of {@link learnMerges}.
+ * @category Pretraining
+ */
 export interface LearnMergesOptions {
   /** At most this many merges are learned (an integer, 0 to 48894). */
   numMerges: number;
@@ -49,10 +52,11 @@ function mergeWord(symbols: string[], a: string, b: string): string[] {
 }
 
 /**
- * Learns byte-level BPE merges from `texts`, cleaned and pre-tokenised exactly as {@link ClipTokenizer} does,
+ * Learns byte-level BPE merges from `texts`, cleaned and pre-tokenised exactly as `ClipTokenizer` does,
  * with `</w>` on each word's last byte. Each step merges the pair with the highest corpus frequency; ties go to
  * the pair that sorts first (by left symbol, then right symbol, in UTF-16 code-unit order), so the result is
  * deterministic. Returns `[left, right]` pairs, most frequent first; fewer than `numMerges` when pairs run out.
+ * @category Pretraining
  */
 export function learnMerges(texts: readonly string[], opts: LearnMergesOptions): string[][] {
   check(Array.isArray(texts), 'learnMerges expects an array of strings');
@@ -107,6 +111,7 @@ export function learnMerges(texts: readonly string[], opts: LearnMergesOptions):
  * Writes `merges` as a gzip-compressed OpenAI vocabulary (a `#version: 0.2` line, then "left right" per line),
  * via a temporary file renamed into place so readers never see a partial file. Throws `ERR_INVALID_ARGUMENT`
  * for malformed merges and `ERR_IO` when the write fails.
+ * @category Pretraining
  */
 export function writeOpenAiVocab(path: string, merges: readonly (readonly string[])[]): void {
   check(typeof path === 'string' && path.length > 0, 'vocabulary path must be a non-empty string');

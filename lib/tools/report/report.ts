@@ -13,10 +13,16 @@ import { LOSS_TERM_TITLES } from '../../ipclip/loss-terms.js';
 import type { ImageInput } from '../../image/decode.js';
 import { barChart, esc, lineChart, type LineSeries } from './svg.js';
 
-/** How a domain relates to the protection. */
+/**
+ * How a domain relates to the protection.
+ * @category Report
+ */
 export type DomainRole = 'authorized' | 'unauthorized' | 'unseen';
 
-/** Accuracies (fractions) of one domain's test set. */
+/**
+ * Accuracies (fractions) of one domain's test set.
+ * @category Report
+ */
 export interface ReportDomain {
   name: string;
   role: DomainRole;
@@ -27,20 +33,29 @@ export interface ReportDomain {
   n?: number;
 }
 
-/** One training step (or epoch) of a run: its loss terms and learning rate. */
+/**
+ * One training step (or epoch) of a run: its loss terms and learning rate.
+ * @category Report
+ */
 export interface ReportPoint {
   iteration: number;
   lr: number;
   terms: Record<string, number>;
 }
 
-/** The curves of one training run. */
+/**
+ * The curves of one training run.
+ * @category Report
+ */
 export interface ReportRun {
   name: string;
   points: ReportPoint[];
 }
 
-/** A sample image with the protected model's prediction. */
+/**
+ * A sample image with the protected model's prediction.
+ * @category Report
+ */
 export interface ReportSample {
   domain: string;
   /** A PNG as base64 (see {@link thumbnail}). */
@@ -49,7 +64,10 @@ export interface ReportSample {
   predicted: string;
 }
 
-/** The project's metrics (method §7). */
+/**
+ * The project's metrics (method §7).
+ * @category Report
+ */
 export interface ReportMetrics {
   retention: number;
   suppression: number;
@@ -58,7 +76,10 @@ export interface ReportMetrics {
   dropU?: number;
 }
 
-/** Everything the report shows. */
+/**
+ * Everything the report shows.
+ * @category Report
+ */
 export interface ReportData {
   title: string;
   /** A line under the title (e.g. the setup). */
@@ -96,6 +117,7 @@ const TERM_TITLES: Readonly<Record<string, string>> = LOSS_TERM_TITLES;
  * A base64 PNG thumbnail of an image (path or bytes), `size` pixels on its longer side, for
  * {@link ReportSample.png}. Small images are enlarged with nearest-neighbour so their pixels stay crisp.
  * @throws IpclipError `ERR_BAD_IMAGE` when the image cannot be read.
+ * @category Report
  */
 export async function thumbnail(image: ImageInput, size = 72): Promise<string> {
   check(Number.isInteger(size) && size >= 8 && size <= 512, `thumbnail size must be an integer from 8 to 512, got ${size}`);
@@ -228,7 +250,10 @@ function samplesSection(d: ReportData): string {
     `<p class="sub">Green ✓: correct; red ✗: wrong (the true class below).</p><div class="card">${rows}</div></section>`;
 }
 
-/** The report as one HTML document (no scripts, no external resources). */
+/**
+ * The report as one HTML document (no scripts, no external resources).
+ * @category Report
+ */
 export function renderReport(data: ReportData): string {
   validate(data);
   const targets = data.targets && data.targets.length > 0
@@ -256,7 +281,10 @@ ${settings}
 `;
 }
 
-/** Writes {@link renderReport}'s HTML to `file` (folders created; written to a temporary file, then renamed). */
+/**
+ * Writes {@link renderReport}'s HTML to `file` (folders created; written to a temporary file, then renamed).
+ * @category Report
+ */
 export async function writeReport(file: string, data: ReportData): Promise<string> {
   const html = renderReport(data);
   const target = resolve(file);

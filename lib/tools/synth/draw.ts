@@ -10,7 +10,10 @@ import { hsl, paperBackground, photoBackground } from './background.js';
 import { COLOUR_NAMES, PALETTE, darken, hex, lighten, luma, mix, clamp255, type Rgb } from './palette.js';
 import { bounds, densify, fmt, pathData, shapeContours, transform, type Contour } from './shapes.js';
 
-/** The four styles. */
+/**
+ * The four styles.
+ * @category SynthDomains
+ */
 export type SynthDomain = 'photo' | 'clipart' | 'sketch' | 'product';
 
 /** A rendered image and the colour name shown in it (`null` when the style shows no colour: sketch). */

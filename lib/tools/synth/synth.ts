@@ -25,21 +25,36 @@ import { SHAPE_NAMES } from './shapes.js';
 
 export type { SynthDomain } from './draw.js';
 
-/** Bumped whenever drawing changes, so cached datasets from older code are regenerated. */
+/**
+ * Bumped whenever drawing changes, so cached datasets from older code are regenerated.
+ * @category SynthDomains
+ */
 export const SYNTH_VERSION = 1;
 
-/** The default classes, in order. */
+/**
+ * The default classes, in order.
+ * @category SynthDomains
+ */
 export const SYNTH_CLASSES: readonly string[] = Object.freeze([
   'circle', 'square', 'triangle', 'star', 'heart', 'arrow', 'cross', 'ring', 'moon', 'lightning',
 ]);
 
-/** The four domains, in order. */
+/**
+ * The four domains, in order.
+ * @category SynthDomains
+ */
 export const SYNTH_DOMAINS: readonly SynthDomain[] = Object.freeze(['photo', 'clipart', 'sketch', 'product'] as SynthDomain[]);
 
-/** Colour names objects are painted in (and captions use). */
+/**
+ * Colour names objects are painted in (and captions use).
+ * @category SynthDomains
+ */
 export const SYNTH_COLOURS: readonly string[] = Object.freeze([...COLOUR_NAMES]);
 
-/** The word each domain uses in captions. */
+/**
+ * The word each domain uses in captions.
+ * @category SynthDomains
+ */
 export const SYNTH_DOMAIN_WORDS: Readonly<Record<SynthDomain, string>> = Object.freeze({
   photo: 'photo', clipart: 'clipart', sketch: 'sketch', product: 'product photo',
 });
@@ -68,6 +83,7 @@ function checkSize(size: unknown): asserts size is number {
 /**
  * The caption for an image: `"a {domainWord} of a {colour} {class}."`, e.g. `captionFor('product', 'star',
  * 'red')` → `"a product photo of a red star."`. A `null`/omitted colour leaves the colour word out (sketches).
+ * @category SynthDomains
  */
 export function captionFor(domain: SynthDomain, cls: string, colour?: string | null): string {
   checkDomain(domain);
@@ -82,6 +98,7 @@ export function captionFor(domain: SynthDomain, cls: string, colour?: string | n
 /**
  * Renders one `size`×`size` RGB PNG of `cls` in the style of `domain`, with all randomness (position,
  * scale, rotation, colour, texture) drawn from `rng`. `colour` is the palette name shown (null for sketch).
+ * @category SynthDomains
  */
 export async function renderSynthImage(
   domain: SynthDomain, cls: string, rng: Rng, size = 64,
@@ -94,7 +111,10 @@ export async function renderSynthImage(
   return { png, caption: captionFor(domain, cls, colour), colour };
 }
 
-/** Options for {@link generateSynthDomains}. */
+/**
+ * Options for {@link generateSynthDomains}.
+ * @category SynthDomains
+ */
 export interface SynthOptions {
   /** Output folder (created if missing). */
   out: string;
@@ -116,7 +136,10 @@ export interface SynthOptions {
   signal?: AbortSignal;
 }
 
-/** What {@link generateSynthDomains} produced (or found). */
+/**
+ * What {@link generateSynthDomains} produced (or found).
+ * @category SynthDomains
+ */
 export interface SynthResult {
   root: string;
   classes: string[];
@@ -127,7 +150,10 @@ export interface SynthResult {
   reused: boolean;
 }
 
-/** The manifest written to `<out>/synth.json`. */
+/**
+ * The manifest written to `<out>/synth.json`.
+ * @category SynthDomains
+ */
 export interface SynthManifest {
   version: number;
   seed: number;
@@ -139,7 +165,10 @@ export interface SynthManifest {
   captions: Record<string, string>;
 }
 
-/** The file name of image `i` of `cls`. */
+/**
+ * The file name of image `i` of `cls`.
+ * @category SynthDomains
+ */
 export function synthFileName(cls: string, i: number): string {
   return `${cls}_${String(i).padStart(4, '0')}.png`;
 }
@@ -203,6 +232,7 @@ async function removeOldImages(root: string): Promise<void> {
  * perClass, classes and domains is detected from its manifest and returned at once (`reused: true`);
  * anything else — a different parameter, a missing manifest after an interrupted run, a missing image —
  * is regenerated from scratch. Images are written atomically and the manifest last.
+ * @category SynthDomains
  */
 export async function generateSynthDomains(options: SynthOptions): Promise<SynthResult> {
   check(options && typeof options === 'object', 'options must be an object');
@@ -273,7 +303,10 @@ export async function generateSynthDomains(options: SynthOptions): Promise<Synth
   return { root, classes, domains, count, reused: false };
 }
 
-/** Options for {@link renderContactSheet}. */
+/**
+ * Options for {@link renderContactSheet}.
+ * @category SynthDomains
+ */
 export interface ContactSheetOptions {
   /** Pixel side of each cell; default twice the image size (at least 96). */
   cell?: number;
@@ -287,6 +320,7 @@ export interface ContactSheetOptions {
  * Writes a PNG overview of a generated dataset at `root` to `file`: one row per domain, one column per
  * class, showing image `index` of each, so a person can check at a glance that the classes are
  * recognisable and the domains look different. Returns the sheet's size.
+ * @category SynthDomains
  */
 export async function renderContactSheet(root: string, file: string, options: ContactSheetOptions = {}): Promise<{ file: string; width: number; height: number }> {
   check(typeof root === 'string' && root.length > 0, 'root must be a non-empty path');
