@@ -12,6 +12,7 @@ import { preprocess as preprocessImages } from '../image/preprocess.js';
 import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/tensor.js';
 import { ClipTokenizer } from './tokenizer/tokenizer.js';
 import { clipLogits, softmaxRows } from './similarity.js';
+import { queueOf } from '../core/queue.js';
 
 export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/types.js';
 
@@ -135,7 +136,8 @@ function findVocab(path: string): string | undefined {
  * ```
  *
  * Every heavy call returns a Promise computed on a libuv worker thread. Calls on one model run one after the other
- * (a queue in JS, so concurrent callers never tie up several worker threads). After {@link dispose}, calls reject
+ * (a queue in JS, so concurrent callers never tie up several worker threads; prompt models on this CLIP share the
+ * queue). After {@link dispose}, calls reject
  * with `ERR_DISPOSED`.
  * @category CLIP
  */
@@ -150,7 +152,6 @@ export class Clip implements Disposable {
   readonly logitScale: number;
 
   #native: NativeClipModel | null;
-  #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(native: NativeClipModel, tokenizer: ClipTokenizer | null) {
     this.#native = native;
@@ -217,13 +218,11 @@ export class Clip implements Disposable {
 
   /** Runs `fn` after every earlier call on this model has settled; rejects `ERR_DISPOSED` once disposed. */
   #enqueue<T>(what: string, fn: (native: NativeClipModel) => Promise<T>): Promise<T> {
-    const run = this.#queue.then(() => {
+    return queueOf(this).run(() => {
       const native = this.#native;
       if (!native) throw new IpclipError('ERR_DISPOSED', `${what}: this CLIP model has been disposed`);
       return callNative(() => fn(native));
     });
-    this.#queue = run.catch(() => undefined);
-    return run;
   }
 
   #checkLive(what: string): void {

@@ -17,6 +17,7 @@ import { preprocess } from '../image/preprocess.js';
 import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/tensor.js';
 import { argmaxRows, softmax } from '../clip/similarity.js';
 import { sameNames } from '../core/is.js';
+import { queueOf } from '../core/queue.js';
 
 /**
  * Slots per class of each feature bank (method §3).
@@ -195,10 +196,24 @@ export class PromptModel implements Disposable {
     return this.#native;
   }
 
+  /**
+   * Runs one native call on this prompt through its CLIP's queue (see {@link Clip}): after every earlier call on
+   * the CLIP or any prompt model on it has settled, so no worker thread waits on the native locks. Rejects
+   * `ERR_DISPOSED` when the prompt was disposed by the time the call starts. `fn` must not itself wait for
+   * another queued call (it would wait for itself). For the trainer and other native users of the prompt.
+   * @internal
+   */
+  exclusive<T>(what: string, fn: (native: NativePromptModel) => T | Promise<T>): Promise<T> {
+    return queueOf(this.clip).run(() => {
+      const native = this.#native;
+      if (!native) throw new IpclipError('ERR_DISPOSED', `${what}: this prompt has been disposed`);
+      return callNative(() => fn(native));
+    });
+  }
+
   /** Every tensor of the prompt: parameters, enhancement module, banks and bank confidences (release names). */
   async state(): Promise<Record<string, FloatTensor>> {
-    const native = this.native;
-    return callNative(() => native.state());
+    return this.exclusive('state', (native) => native.state());
   }
 
   /**
@@ -232,8 +247,7 @@ export class PromptModel implements Disposable {
     if (missing.length > 0) {
       throw new IpclipError('ERR_BAD_WEIGHTS', `${source}: missing prompt parameters ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', …' : ''}`);
     }
-    const native = this.native;
-    await callNative(() => native.setState(state));
+    await this.exclusive('setState', (native) => native.setState(state));
   }
 
   /**
@@ -243,14 +257,13 @@ export class PromptModel implements Disposable {
    */
   async logits(images: ImageTensor, opts: { domain?: boolean; embeds?: boolean } = {}): Promise<{ logits: FloatTensor; domain?: FloatTensor; embeds?: FloatTensor }> {
     checkImages(images, this.clip.config.vision.imageSize, 'logits');
-    const native = this.native;
-    return callNative(() => native.logits(images.data, [...images.shape], { domain: opts.domain === true, embeds: opts.embeds === true }));
+    return this.exclusive('logits', (native) =>
+      native.logits(images.data, [...images.shape], { domain: opts.domain === true, embeds: opts.embeds === true }));
   }
 
   /** Empties both feature banks (zero embeddings, confidence 0). */
   async resetBanks(): Promise<void> {
-    const native = this.native;
-    await callNative(() => native.resetBanks());
+    await this.exclusive('resetBanks', (native) => native.resetBanks());
   }
 
   /**
@@ -262,8 +275,7 @@ export class PromptModel implements Disposable {
     check(which === 'authorized' || which === 'unauthorized', `updateBanks: which must be 'authorized' or 'unauthorized', got ${String(which)}`);
     check(labels instanceof Int32Array && labels.length === images.shape[0], `updateBanks: needs an Int32Array of ${images.shape[0]} labels`);
     for (const l of labels) check(l >= 0 && l < this.numClasses, `updateBanks: label ${l} is not in [0, ${this.numClasses})`);
-    const native = this.native;
-    return (await callNative(() => native.bankUpdate(images.data, [...images.shape], labels, which))).logits;
+    return (await this.exclusive('updateBanks', (native) => native.bankUpdate(images.data, [...images.shape], labels, which))).logits;
   }
 
   /** The predicted class index of each image of a preprocessed batch. */

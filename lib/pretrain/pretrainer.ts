@@ -11,6 +11,7 @@ import { randomResizedCropBox, type Box } from '../image/augment.js';
 import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
 import { cosineAnneal, linearWarmup } from '../core/schedule.js';
+import { queueOf } from '../core/queue.js';
 import { CLIP_MEAN, CLIP_STD, checkRawImage, decodeImage, type ImageInput, type RawImage } from '../image/decode.js';
 import { loadNative } from '../native/load.js';
 import { callNative, callNativeSync } from '../native/errors.js';
@@ -264,6 +265,18 @@ export class ClipPretrainer implements Disposable {
     return this.#native;
   }
 
+  /**
+   * Runs one native call after every earlier one on this pretrainer has settled (the package's one concurrency
+   * model, as {@link Clip}): no worker thread waits on the native lock. Rejects `ERR_DISPOSED` when disposed by
+   * the time it starts.
+   */
+  #call<T>(what: string, fn: (native: NativePretrainer) => Promise<T>): Promise<T> {
+    return queueOf(this).run(() => {
+      const native = this.#live(what);
+      return callNative(() => fn(native));
+    });
+  }
+
   /** Optimiser steps taken so far (all fits). */
   get steps(): number {
     return callNativeSync(() => this.#live('steps').steps);
@@ -276,13 +289,13 @@ export class ClipPretrainer implements Disposable {
 
   /** One optimiser step on a prepared batch: images `[B,3,S,S]` (normalised) and their captions. */
   async step(images: ImageTensor, captions: readonly string[], opts: { lr: number; weightDecay?: number; gradClip?: number }): Promise<PretrainStepStats> {
-    const native = this.#live('step');
+    this.#live('step');
     check(Array.isArray(captions), 'step: captions must be an array of strings');
     check(opts !== null && typeof opts === 'object', 'step: options { lr } are required');
     check(images !== null && typeof images === 'object' && images.data instanceof Float32Array && Array.isArray(images.shape),
       'step: images must be a tensor { data: Float32Array, shape: [B,3,S,S] }');
     const ids = this.tokenize(captions);
-    return callNative(() => native.step(images.data, [...images.shape], ids.data, [...ids.shape],
+    return this.#call('step', (native) => native.step(images.data, [...images.shape], ids.data, [...ids.shape],
       { lr: opts.lr, weightDecay: opts.weightDecay ?? 0.1, gradClip: opts.gradClip ?? 0 }));
   }
 
@@ -304,7 +317,7 @@ export class ClipPretrainer implements Disposable {
   }
 
   async #fit(data: PretrainData, options: FitOptions): Promise<FitResult> {
-    const native = this.#live('fit');
+    this.#live('fit');
     check(data !== null && typeof data === 'object' && Array.isArray(data.images) && Array.isArray(data.captions),
       'fit: data must be { images: ImageInput[], captions: (string | string[])[] }');
     const n = data.images.length;
@@ -371,7 +384,8 @@ export class ClipPretrainer implements Disposable {
       for (let b = 0; b < perEpoch; b++) {
         if (signal?.aborted) { aborted = true; break outer; }
         const rate = cosineWarmupLr(step, total, { lr, warmup, minLr });
-        const running = callNative(() => native.step(next.pixels, [batchSize, 3, S, S], next.ids, [batchSize, ctx],
+        const batch = next;
+        const running = this.#call('fit', (native) => native.step(batch.pixels, [batchSize, 3, S, S], batch.ids, [batchSize, ctx],
           { lr: rate, weightDecay, gradClip }));
         // The next batch is cut while the native step runs on its worker thread.
         if (step + 1 < total) {
@@ -389,22 +403,21 @@ export class ClipPretrainer implements Disposable {
 
   /** L2-normalised image embeddings `[N, D]` (CLIP's test preprocessing: resize, centre crop). */
   async encodeImages(images: ImageInput[] | ImageTensor): Promise<Tensor> {
-    const native = this.#live('encodeImages');
+    this.#live('encodeImages');
     const batch = Array.isArray(images) ? await preprocess(images, { size: this.config.vision.imageSize }) : images;
-    return callNative(() => native.encodeImage(batch.data, [...batch.shape]));
+    return this.#call('encodeImages', (native) => native.encodeImage(batch.data, [...batch.shape]));
   }
 
   /** L2-normalised text embeddings `[N, D]`. */
   async encodeTexts(texts: readonly string[]): Promise<Tensor> {
-    const native = this.#live('encodeTexts');
+    this.#live('encodeTexts');
     const ids = this.tokenize(texts);
-    return callNative(() => native.encodeText(ids.data, [...ids.shape]));
+    return this.#call('encodeTexts', (native) => native.encodeText(ids.data, [...ids.shape]));
   }
 
   /** Every parameter under its OpenAI name, as float32 tensors (a copy). */
   async state(): Promise<Record<string, Tensor>> {
-    const native = this.#live('state');
-    return callNative(() => native.state());
+    return this.#call('state', (native) => native.state());
   }
 
   /**
