@@ -95,19 +95,19 @@ const OFFICE_HOME = ('alarm clock,backpack,batteries,bed,bike,bottle,bucket,calc
 const SOT = 49406, EOT = 49407, X = 343 /* "x</w>" */, DOT = 269 /* "." */;
 
 /**
- * Token ids [C,ctx] of "X X … X {name}." (nCtx X's). With the compiled tokenizer (dist/) and the shared
+ * Token ids [C,ctx] of "X X … X {name}." (nCtx X's). With the package's tokenizer (`ipclip`, compiled in dist/) and the shared
  * vocabulary present the names are really tokenised; otherwise plausible ids are fabricated (1–4 name tokens
  * per class), which is all the timing needs. Returns { ids, source }.
  */
 export async function classTokens(C, ctx, nCtx, vocabSize = 49408) {
   const names = Array.from({ length: C }, (_, i) => OFFICE_HOME[i % OFFICE_HOME.length]);
   const vocab = resolve(root, '..', 'shared', 'vocab', 'bpe_simple_vocab_16e6.txt.gz');
-  const compiled = join(root, 'dist', 'clip', 'tokenizer', 'tokenizer.js');
+  const compiled = join(root, 'dist', 'index.js'); // what the package's self-reference `ipclip` resolves to
   let encodeName = null;
   let source = 'fabricated';
   if (vocabSize >= 49408 && existsSync(vocab) && existsSync(compiled)) {
     try {
-      const { ClipTokenizer } = await import(compiled);
+      const { ClipTokenizer } = await import('ipclip');
       const tok = ClipTokenizer.fromBuffer(readFileSync(vocab));
       encodeName = (name) => tok.encode(name);
       source = 'tokenizer';

@@ -5,16 +5,15 @@
 //   node scripts/pretrain.mjs [--out models/synth-clip] [--data .cache/synth-pretrain] [--train-per-class 400]
 //                             [--test-per-class 50] [--epochs 18] [--batch-size 128] [--lr 1e-3] [--seed 0]
 //                             [--threads 2] [--merges 300] [--render-size 64] [--image-size 32] [--quiet]
-// Needs the built addon and the compiled library (dist/, `npm run build`); IPCLIP_LIB may point elsewhere.
+// Needs the built addon and the compiled library (dist/, `npm run build`): it imports the package itself
+// (`ipclip`, `ipclip/tools`, resolved through package.json "exports"), as any user script would.
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const libDir = resolve(process.env.IPCLIP_LIB ?? join(root, 'dist'));
-const lib = async (name) => import(pathToFileURL(join(libDir, name)).href);
 
 const usage = () => readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 8).map((l) => l.replace(/^\/\/ ?/, '')).join('\n');
 let args;
@@ -52,11 +51,9 @@ const opt = {
 };
 if (!(opt.lr > 0)) { console.error('pretrain: --lr must be a positive number'); process.exit(2); }
 
-const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS } = await lib('tools/synth/synth.js');
-const { learnMerges, writeOpenAiVocab } = await lib('clip/tokenizer/train.js');
-const { ClipPretrainer } = await lib('pretrain/pretrainer.js');
-const { Clip } = await lib('clip/clip.js');
-const { setThreads } = await lib('native/binding.js');
+// Imported after the flags are parsed, so `--help` works before a build.
+const { Clip, setThreads } = await import('ipclip');
+const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS, ClipPretrainer, learnMerges, writeOpenAiVocab } = await import('ipclip/tools');
 
 const t0 = performance.now();
 const secs = () => ((performance.now() - t0) / 1000).toFixed(0);
