@@ -9,7 +9,7 @@ import { parseMeta, sameConfig } from '../lib/ipclip/checkpoint.js';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { readSafetensors, type SafetensorsContent } from '../lib/io/safetensors.js';
-import type { Tensor } from '../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, floatData, maxAbsDiff, readGolden } from './helpers/fixtures.js';
 
 async function errorOf(p: Promise<unknown>): Promise<IpclipError> {
@@ -33,7 +33,7 @@ const quickGelu = (x: number) => x / (1 + Math.exp(-1.702 * x));
  * One pre-LN residual block of the vision tower in float64, from Hugging Face's own tensor names (separate q/k/v,
  * fc1/fc2): x [N,T,W] → [N,T,W].
  */
-function residualBlock(hf: SafetensorsContent, layer: number, x: Tensor, heads: number, act: (v: number) => number): Float64Array {
+function residualBlock(hf: SafetensorsContent, layer: number, x: FloatTensor, heads: number, act: (v: number) => number): Float64Array {
   const [N, T, W] = x.shape as [number, number, number];
   const p = (name: string) => floatData(hf, `vision_model.encoder.layers.${layer}.${name}`);
   const linear = (input: Float64Array, rows: number, inDim: number, w: Float32Array, b: Float32Array, outDim: number) => {
@@ -96,7 +96,7 @@ function residualBlock(hf: SafetensorsContent, layer: number, x: Tensor, heads: 
 }
 
 /** Layer `l` of the residual streams [L,N,T,W] as [N,T,W]. */
-function layerOf(layers: Tensor, l: number): Tensor {
+function layerOf(layers: FloatTensor, l: number): FloatTensor {
   const [, N, T, W] = layers.shape as [number, number, number, number];
   const size = N * T * W;
   return { data: layers.data.subarray(l * size, (l + 1) * size), shape: [N, T, W] };

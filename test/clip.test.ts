@@ -7,7 +7,7 @@ import { clipLogits, softmaxRows } from '../lib/clip/similarity.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { wrapNativeError } from '../lib/native/errors.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../lib/io/safetensors.js';
-import type { Tensor } from '../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../lib/core/tensor.js';
 import {
   CLIP_TINY, FIXTURE_IMAGES, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, floatData, maxAbsDiff, readGolden,
 } from './helpers/fixtures.js';
@@ -21,7 +21,7 @@ async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
 }
 
 /** Method §1 statistics from the residual streams [L,N,T,W]: token mean and sqrt((Σ(h−μ)² + 2.3e-8)/T). */
-function statsFromLayers(layers: Tensor): Float32Array {
+function statsFromLayers(layers: FloatTensor): Float32Array {
   const [L, N, T, W] = layers.shape as [number, number, number, number];
   const out = new Float32Array(L * N * 2 * W);
   for (let l = 0; l < L; l++) for (let n = 0; n < N; n++) for (let w = 0; w < W; w++) {
@@ -308,7 +308,7 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
 
     it('8 concurrent callers get what sequential calls give', async () => {
       const inputs = Array.from({ length: 8 }, (_, i) => batch(i + 1));
-      const sequential: Tensor[] = [];
+      const sequential: FloatTensor[] = [];
       for (const x of inputs) sequential.push(await clip().encodeImage(x));
       const concurrent = await Promise.all(inputs.map((x, i) => (i % 2 ? clip().encodeImage(x) : clip().encodeText(tokens))));
       concurrent.forEach((r, i) => {

@@ -138,7 +138,7 @@ describe('ClipPretrainer', () => {
       try {
         expect(clip.config).toEqual(p.config);
         expect(clip.logitScale).toBeCloseTo(Math.exp(state['logit_scale']!.data[0]!), 4);
-        const norm = (v: Float32Array, i: number, d: number) => {
+        const norm = (v: Float32Array | Float64Array, i: number, d: number) => {
           const row = v.slice(i * d, i * d + d);
           const n = Math.hypot(...row);
           return [...row].map((x) => x / n);

@@ -164,7 +164,7 @@ describe('report in headless Chromium', () => {
         await expect(page.locator(`[data-domain="${d}"] figure.wrong`).count()).resolves.toBe(want.filter((s) => s.label !== s.predicted).length);
       }
       // Images decoded (naturalWidth > 0): broken data URIs would show as 0.
-      const widths = await page.locator('figure.sample img').evaluateAll((els) => els.map((e) => (e as HTMLImageElement).naturalWidth));
+      const widths = await page.locator('figure.sample img').evaluateAll((els) => els.map((e) => (e as unknown as { naturalWidth: number }).naturalWidth));
       expect(widths.every((w) => w > 0)).toBe(true);
       await expect(page.locator('.fail').count()).resolves.toBe(1);
 

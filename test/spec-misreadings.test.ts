@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { readSafetensors, writeSafetensors, type SafetensorsContent, type TensorToWrite } from '../lib/io/safetensors.js';
-import type { Tensor } from '../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../lib/core/tensor.js';
 import { IPTrainer, type TrainBatch } from '../lib/ipclip/trainer/trainer.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, floatData, shared } from './helpers/fixtures.js';
 
@@ -27,7 +27,7 @@ function labels(content: SafetensorsContent, name: string): Int32Array {
 }
 
 /** Mean cross-entropy of logits `[B, C]` against labels, in float64 (log-sum-exp shifted by the row maximum). */
-function crossEntropy(z: Tensor, y: Int32Array): number {
+function crossEntropy(z: FloatTensor, y: Int32Array): number {
   const [B, C] = z.shape as [number, number];
   let sum = 0;
   for (let i = 0; i < B; i++) {
@@ -40,7 +40,7 @@ function crossEntropy(z: Tensor, y: Int32Array): number {
 }
 
 /** For each row of `[B, C]` logits, the class at rank `k` of the ascending order (0: the lowest logit). */
-function rankLabels(z: Tensor, k: number): Int32Array {
+function rankLabels(z: FloatTensor, k: number): Int32Array {
   const [B, C] = z.shape as [number, number];
   return Int32Array.from({ length: B }, (_, i) => {
     const row = Array.from(z.data.subarray(i * C, (i + 1) * C));

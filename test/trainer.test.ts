@@ -13,7 +13,7 @@ import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { bankStreams, trainingStreams } from '../lib/ipclip/scenario.js';
 import { learningRate } from '../lib/ipclip/schedule.js';
-import type { Tensor } from '../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../lib/core/tensor.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainerOptions } from '../lib/ipclip/trainer/trainer.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
 
@@ -116,11 +116,11 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     return preds.filter((p, i) => p.index === d.samples[i]!.label).length / d.length;
   }
 
-  async function stateOf(prompt: PromptModel): Promise<Record<string, Tensor>> {
+  async function stateOf(prompt: PromptModel): Promise<Record<string, FloatTensor>> {
     return prompt.state();
   }
 
-  function expectSameState(a: Record<string, Tensor>, b: Record<string, Tensor>): void {
+  function expectSameState(a: Record<string, FloatTensor>, b: Record<string, FloatTensor>): void {
     expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
     for (const k of Object.keys(a)) expect(Array.from(b[k]!.data), k).toEqual(Array.from(a[k]!.data));
   }

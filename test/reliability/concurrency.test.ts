@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../../lib/clip/clip.js';
 import { addonPath } from '../../lib/native/load.js';
-import type { Tensor } from '../../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../../lib/core/tensor.js';
 import { CLIP_TINY, FIXTURE_IMAGES, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { codeOf } from './helpers.js';
 
@@ -16,7 +16,7 @@ const SANITIZED = process.env.IPCLIP_SANITIZED === '1';
 describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
   let clip: Clip;
   let images: Tensor; // the four fixture images, preprocessed [4,3,32,32]
-  let expected: Tensor; // their embeddings, computed once
+  let expected: FloatTensor; // their embeddings, computed once
   const one = (i: number): Tensor => ({ data: images.data.slice(i * 3072, (i + 1) * 3072), shape: [1, 3, 32, 32] });
 
   beforeAll(async () => {
@@ -60,7 +60,7 @@ describe.skipIf(!HAVE_SHARED)('long runs and concurrency (clip-tiny)', () => {
     const texts = ['a photo of a dog', 'a sketch of a cat', 'clip art of a car'];
     const seqText = await clip.encodeText(texts);
     const callers = Array.from({ length: 8 }, async (_, c) => {
-      const results: [number, Tensor][] = [];
+      const results: [number, FloatTensor][] = [];
       for (let r = 0; r < 6; r++) {
         const k = (c + r) % 4;
         const input = [one(k), FIXTURE_IMAGES[k]!, readFileSync(FIXTURE_IMAGES[k]!)][(c + r) % 3]!;

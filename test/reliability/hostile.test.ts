@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../../lib/clip/clip.js';
 import { decodeImage } from '../../lib/image/decode.js';
 import { Rng } from '../../lib/core/rng.js';
-import type { Tensor } from '../../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH, maxAbsDiff } from '../helpers/fixtures.js';
 import { codeOf, entry, joinSafetensors, splitSafetensors } from './helpers.js';
 
@@ -54,7 +54,7 @@ function pngBomb(width: number, height: number): Buffer {
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', rows), chunk('IEND', Buffer.alloc(0))]);
 }
 
-function expectEmbedding(t: Tensor, n = 1): void {
+function expectEmbedding(t: FloatTensor, n = 1): void {
   expect(t.shape).toEqual([n, 32]);
   expect(t.data.every((v) => Number.isFinite(v))).toBe(true);
 }

@@ -20,7 +20,7 @@ import { Clip } from '../../lib/clip/clip.js';
 import { PromptModel, isPromptParameter } from '../../lib/ipclip/prompt-model.js';
 import { preprocess } from '../../lib/image/preprocess.js';
 import { Rng } from '../../lib/core/rng.js';
-import type { Tensor } from '../../lib/core/tensor.js';
+import type { Tensor, FloatTensor } from '../../lib/core/tensor.js';
 import { CHECKPOINT_FILE, IPTrainer } from '../../lib/ipclip/trainer/trainer.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from '../helpers/fixtures.js';
 import { codeOf, ensureDist } from './helpers.js';
@@ -120,7 +120,7 @@ function runTrain(data: string, out: string, kill?: Kill): Promise<RunResult> {
   });
 }
 
-function expectSameTensors(a: Record<string, Tensor>, b: Record<string, Tensor>): void {
+function expectSameTensors(a: Record<string, FloatTensor>, b: Record<string, FloatTensor>): void {
   expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
   for (const [name, t] of Object.entries(a)) {
     expect(b[name]!.shape, name).toEqual(t.shape);
