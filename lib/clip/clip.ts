@@ -13,6 +13,7 @@ import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/
 import { ClipTokenizer } from './tokenizer/tokenizer.js';
 import { clipLogits, softmaxRows } from './similarity.js';
 import { queueOf } from '../core/queue.js';
+import { assertIntegerInRange } from '../core/is.js';
 
 export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/types.js';
 
@@ -178,8 +179,7 @@ export class Clip implements Disposable {
     check(typeof device === 'string', `Clip.load: device must be a string such as 'cpu' or 'cuda:0'`);
     check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64',
       `Clip.load: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16', 'bfloat16' or 'float64')`);
-    check(threads === undefined || (Number.isInteger(threads) && threads >= 1 && threads <= 1024),
-      `Clip.load: threads must be an integer between 1 and 1024 (got ${String(threads)})`);
+    if (threads !== undefined) assertIntegerInRange(threads, 'Clip.load: threads', 1, 1024);
     check(vocab === undefined || (typeof vocab === 'string' && vocab.length > 0), 'Clip.load: vocab must be a path');
     // The tokenizer first: a bad vocabulary fails fast, before seconds of weight loading.
     const vocabPath = vocab ?? findVocab(path);

@@ -12,6 +12,7 @@ import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
 import { cosineAnneal, linearWarmup } from '../core/schedule.js';
 import { queueOf } from '../core/queue.js';
+import { assertPositiveInteger } from '../core/is.js';
 import { CLIP_MEAN, CLIP_STD, checkRawImage, decodeImage, type ImageInput, type RawImage } from '../image/decode.js';
 import { loadNative } from '../native/load.js';
 import { callNative, callNativeSync } from '../native/errors.js';
@@ -191,15 +192,11 @@ export function cropToTensor(img: RawImage, box: Box, size: number, flip: boolea
   }
 }
 
-function checkPositiveInt(v: unknown, what: string, max = 1 << 20): asserts v is number {
-  check(Number.isInteger(v) && (v as number) >= 1 && (v as number) <= max, `${what} must be an integer from 1 to ${max}, got ${String(v)}`);
-}
-
 function checkConfig(c: PretrainConfig): void {
   check(c !== null && typeof c === 'object' && c.vision && c.text, 'config must be { embedDim, vision: {…}, text: {…} }');
-  checkPositiveInt(c.embedDim, 'config.embedDim', 4096);
-  for (const key of ['width', 'layers', 'heads', 'patchSize', 'imageSize'] as const) checkPositiveInt(c.vision[key], `config.vision.${key}`, 4096);
-  for (const key of ['width', 'layers', 'heads', 'contextLength'] as const) checkPositiveInt(c.text[key], `config.text.${key}`, 4096);
+  assertPositiveInteger(c.embedDim, 'config.embedDim', 4096);
+  for (const key of ['width', 'layers', 'heads', 'patchSize', 'imageSize'] as const) assertPositiveInteger(c.vision[key], `config.vision.${key}`, 4096);
+  for (const key of ['width', 'layers', 'heads', 'contextLength'] as const) assertPositiveInteger(c.text[key], `config.text.${key}`, 4096);
   // The weights loader infers heads as width/64 (OpenAI's rule): any other count would load as a different model.
   for (const [tower, t] of [['vision', c.vision], ['text', c.text]] as const) {
     const expected = Math.max(1, Math.floor(t.width / 64));
@@ -325,8 +322,8 @@ export class ClipPretrainer implements Disposable {
     check(data.captions.length === n, `fit: ${n} images but ${data.captions.length} captions`);
     check(options !== null && typeof options === 'object', 'fit: options { epochs, batchSize } are required');
     const { epochs, lr = 5e-4, minLr = 0, weightDecay = 0.1, gradClip = 0, cropScale = [0.6, 1], flip = true, onProgress, signal } = options;
-    checkPositiveInt(epochs, 'epochs', 100_000);
-    checkPositiveInt(options.batchSize, 'batchSize', 65_536);
+    assertPositiveInteger(epochs, 'epochs', 100_000);
+    assertPositiveInteger(options.batchSize, 'batchSize', 65_536);
     check(options.batchSize >= 2, 'batchSize must be at least 2 (a contrastive loss needs negatives)');
     check(n >= 2, 'fit needs at least 2 image–caption pairs');
     for (const [v, what] of [[lr, 'lr'], [minLr, 'minLr'], [weightDecay, 'weightDecay'], [gradClip, 'gradClip']] as const) {
