@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
-import { callNative, type NativeLossWeights } from '../lib/native/binding.js';
+import { callNative } from '../lib/native/errors.js';
+import type { NativeLossWeights } from '../lib/native/types.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { SCENARIO_LOSS, stepLoss } from '../lib/ipclip/scenario.js';
