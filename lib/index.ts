@@ -66,6 +66,11 @@ export {
   type EvalSet, type EvaluatorOptions, type SetResult, type EvaluationReport, type OwnershipReport,
 } from './ipclip/evaluator.js';
 export {
+  runProtectionBenchmark, DEFAULT_RECIPE, DEFAULT_TARGETS,
+  type BenchmarkOptions, type BenchmarkRecipe, type BenchmarkTargets, type BenchmarkProgress, type BenchmarkResult,
+  type BenchmarkRun, type BenchmarkSetScore, type BenchmarkCheck, type BenchmarkScenarioSummary, type Spread,
+} from './ipclip/benchmark.js';
+export {
   accuracy, confusionMatrix, macroF1, protectionMetrics, ownershipEvidence, binomialTestGreater, binomialTestLess,
   type ProtectionMetrics, type OwnershipEvidence, type Tally,
 } from './ipclip/metrics.js';

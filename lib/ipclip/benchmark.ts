@@ -16,7 +16,10 @@ import { PROTECTION_SCENARIOS, trainingStreams, type ProtectionScenario } from '
 import type { Preset } from './schedule.js';
 import { IPTrainer, type TrainProgress } from './trainer/trainer.js';
 
-/** What a scenario must reach, per seed (accuracies as fractions). */
+/**
+ * What a scenario must reach, per seed (accuracies as fractions).
+ * @category Evaluation
+ */
 export interface BenchmarkTargets {
   /** The reference on the authorized set must reach zero-shot − this (prompt learning must not hurt). */
   referenceSlack: number;
@@ -28,7 +31,10 @@ export interface BenchmarkTargets {
   pValue?: number;
 }
 
-/** The issue's targets: the paper's claim (authorized accuracy kept, unauthorized at chance) made checkable. */
+/**
+ * The issue's targets: the paper's claim (authorized accuracy kept, unauthorized at chance) made checkable.
+ * @category Evaluation
+ */
 export const DEFAULT_TARGETS: Readonly<Record<ProtectionScenario, Readonly<BenchmarkTargets>>> = Object.freeze({
   'target-specified': { referenceSlack: 0.01, retention: 0.97, margin: 0.05 },
   'target-free': { referenceSlack: 0.01, retention: 0.95, margin: 0.1 },
@@ -36,7 +42,10 @@ export const DEFAULT_TARGETS: Readonly<Record<ProtectionScenario, Readonly<Bench
   authorization: { referenceSlack: 0.01, retention: 0.95, margin: 0.1 },
 });
 
-/** The training settings of both runs of a seed (reference and protected). */
+/**
+ * The training settings of both runs of a seed (reference and protected).
+ * @category Evaluation
+ */
 export interface BenchmarkRecipe {
   epochs: number;
   lr: number;
@@ -47,12 +56,18 @@ export interface BenchmarkRecipe {
   trainEnhancer: boolean;
 }
 
-/** The benchmark's default recipe (see docs/method.md, "Recipe on small data"). */
+/**
+ * The benchmark's default recipe (see docs/method.md, "Recipe on small data").
+ * @category Evaluation
+ */
 export const DEFAULT_RECIPE: Readonly<BenchmarkRecipe> = Object.freeze({
   epochs: 20, lr: 0.001, batchSize: 8, preset: 'paper', featureCache: true, trainEnhancer: false,
 });
 
-/** Options of {@link runProtectionBenchmark}. */
+/**
+ * Options of {@link runProtectionBenchmark}.
+ * @category Evaluation
+ */
 export interface BenchmarkOptions {
   /** The frozen CLIP (the caller owns it). */
   clip: Clip;
@@ -83,7 +98,10 @@ export interface BenchmarkOptions {
   signal?: AbortSignal;
 }
 
-/** Progress of {@link runProtectionBenchmark}: which run is going, and the trainer's own progress inside it. */
+/**
+ * Progress of {@link runProtectionBenchmark}: which run is going, and the trainer's own progress inside it.
+ * @category Evaluation
+ */
 export interface BenchmarkProgress {
   scenario: ProtectionScenario;
   seed: number;
@@ -95,7 +113,10 @@ export interface BenchmarkProgress {
   training?: TrainProgress;
 }
 
-/** One scored set of a run: accuracies of the three models and the set's size. */
+/**
+ * One scored set of a run: accuracies of the three models and the set's size.
+ * @category Evaluation
+ */
 export interface BenchmarkSetScore {
   zeroShot: number;
   reference: number;
@@ -103,7 +124,10 @@ export interface BenchmarkSetScore {
   n: number;
 }
 
-/** A target checked on one seed. */
+/**
+ * A target checked on one seed.
+ * @category Evaluation
+ */
 export interface BenchmarkCheck {
   name: string;
   value: number;
@@ -113,7 +137,10 @@ export interface BenchmarkCheck {
   pass: boolean;
 }
 
-/** One scenario on one seed. */
+/**
+ * One scenario on one seed.
+ * @category Evaluation
+ */
 export interface BenchmarkRun {
   scenario: ProtectionScenario;
   seed: number;
@@ -139,14 +166,20 @@ export interface BenchmarkRun {
   seconds: number;
 }
 
-/** Mean, sample standard deviation (n − 1; 0 for one value) and the values, in seed order. */
+/**
+ * Mean, sample standard deviation (n − 1; 0 for one value) and the values, in seed order.
+ * @category Evaluation
+ */
 export interface Spread {
   mean: number;
   std: number;
   values: number[];
 }
 
-/** One scenario over all seeds. */
+/**
+ * One scenario over all seeds.
+ * @category Evaluation
+ */
 export interface BenchmarkScenarioSummary {
   scenario: ProtectionScenario;
   authorizedSet: string;
@@ -161,7 +194,10 @@ export interface BenchmarkScenarioSummary {
   pass: boolean;
 }
 
-/** What {@link runProtectionBenchmark} returns (and `benchmark.json` holds). */
+/**
+ * What {@link runProtectionBenchmark} returns (and `benchmark.json` holds).
+ * @category Evaluation
+ */
 export interface BenchmarkResult {
   clip: { fingerprint: string; dtype: string; device: string };
   data: string;
@@ -244,6 +280,7 @@ function targetsFor(scenario: ProtectionScenario, t: BenchmarkOptions['targets']
  * the scenarios of a seed whose authorized streams are the same (target-specified, target-free and ownership all
  * train on the clean authorized images).
  * @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options, `ERR_ABORTED` when `signal` fires, data and native errors.
+ * @category Evaluation
  */
 export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<BenchmarkResult> {
   check(opts !== null && typeof opts === 'object', 'runProtectionBenchmark: expected an options object');

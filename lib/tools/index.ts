@@ -22,6 +22,7 @@ export {
   renderReport, writeReport, thumbnail,
   type ReportData, type ReportDomain, type DomainRole, type ReportPoint, type ReportRun, type ReportSample, type ReportMetrics,
 } from './report/report.js';
+export { renderBenchmarkPage, writeBenchmark } from './report/benchmark-page.js';
 
 // --- Demo and progress ----------------------------------------------------------------------------------------------
 export { runDemo, DEMO_DOMAINS, type DemoOptions, type DemoResult, type DemoSet } from './demo.js';

@@ -104,7 +104,10 @@ function scenarioSection(result: BenchmarkResult, s: BenchmarkScenarioSummary): 
     `<p class="sub">Recipe: ${esc(Object.entries(s.recipe).map(([k, v]) => `${k} ${v}`).join(', '))}.</p></div></section>`;
 }
 
-/** The benchmark as one HTML document. */
+/**
+ * The benchmark as one HTML document.
+ * @category Report
+ */
 export function renderBenchmarkPage(result: BenchmarkResult): string {
   const title = `IP-CLIP protection benchmark: ${result.authorized} authorized`;
   const verdict = result.scenarios.map((s) => `<li><span class="${s.pass ? 'pass' : 'fail'}">${s.pass ? 'PASS' : 'FAIL'}</span> ` +
@@ -126,7 +129,10 @@ ${result.scenarios.map((s) => scenarioSection(result, s)).join('\n')}
 `;
 }
 
-/** Writes `benchmark.json` and `benchmark.html` into `dir` (each to a temporary file, then renamed). */
+/**
+ * Writes `benchmark.json` and `benchmark.html` into `dir` (each to a temporary file, then renamed).
+ * @category Report
+ */
 export async function writeBenchmark(dir: string, result: BenchmarkResult): Promise<{ json: string; html: string }> {
   const out = { json: resolve(dir, 'benchmark.json'), html: resolve(dir, 'benchmark.html') };
   try {
