@@ -4,7 +4,8 @@
 // weights, config, vocabulary, eval.json and the model card README.md.
 //   node scripts/pretrain.mjs [--out models/synth-clip] [--data .cache/synth-pretrain] [--train-per-class 400]
 //                             [--test-per-class 50] [--epochs 18] [--batch-size 128] [--lr 1e-3] [--seed 0]
-//                             [--threads 2] [--merges 300] [--render-size 64] [--image-size 32] [--quiet]
+//                             [--threads 2] [--merges 300] [--render-size 64] [--image-size 32] [--patch-size 8]
+//                             [--vision-layers 4] [--fade 0] [--fillers 0] [--quiet]
 // Needs the built addon and the compiled library (dist/, `npm run build`): it imports the package itself
 // (`ipclip`, `ipclip/tools`, resolved through package.json "exports"), as any user script would.
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
@@ -31,6 +32,10 @@ try {
     merges: { type: 'string', default: '300' },
     'render-size': { type: 'string', default: '64' },
     'image-size': { type: 'string', default: '32' },
+    'patch-size': { type: 'string', default: '8' },
+    'vision-layers': { type: 'string', default: '4' },
+    fade: { type: 'string', default: '0' },
+    fillers: { type: 'string', default: '0' },
     quiet: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   } }));
@@ -47,13 +52,23 @@ const int = (name) => {
 const opt = {
   trainPer: int('train-per-class'), testPer: int('test-per-class'), epochs: int('epochs'), batchSize: int('batch-size'),
   lr: Number(args.lr), seed: int('seed'), threads: int('threads'), merges: int('merges'), renderSize: int('render-size'),
-  imageSize: int('image-size'),
+  imageSize: int('image-size'), patchSize: int('patch-size'), visionLayers: int('vision-layers'), fade: Number(args.fade), fillers: int('fillers'),
 };
 if (!(opt.lr > 0)) { console.error('pretrain: --lr must be a positive number'); process.exit(2); }
+if (!(opt.fade >= 0 && opt.fade <= 1)) { console.error('pretrain: --fade must be a fraction in [0, 1]'); process.exit(2); }
+if (opt.patchSize === 0 || opt.imageSize % opt.patchSize !== 0) { console.error('pretrain: --patch-size must divide --image-size'); process.exit(2); }
 
 // Imported after the flags are parsed, so `--help` works before a build.
-const { Clip, setThreads } = await import('ipclip');
-const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS, ClipPretrainer, learnMerges, writeOpenAiVocab } = await import('ipclip/tools');
+const { Clip, setThreads, ClipTokenizer, decodeImage } = await import('ipclip');
+const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS, ClipPretrainer, learnMerges, writeOpenAiVocab, Rng } = await import('ipclip/tools');
+/** The ownership/authorization watermark as lib/image/augment.ts applies it (not public): every even row and column white. */
+const watermark = (img) => {
+  const data = img.data.slice();
+  for (let y = 0; y < img.height; y++) for (let x = 0; x < img.width; x++) {
+    if (y % 2 === 0 || x % 2 === 0) data.fill(255, (y * img.width + x) * 3, (y * img.width + x) * 3 + 3);
+  }
+  return { data, width: img.width, height: img.height };
+};
 
 const t0 = performance.now();
 const secs = () => ((performance.now() - t0) / 1000).toFixed(0);
@@ -67,7 +82,20 @@ const manifest = JSON.parse(readFileSync(join(synth.root, 'synth.json'), 'utf8')
 log(`SynthDomains: ${synth.count} images at ${opt.renderSize}px in ${synth.root}${synth.reused ? ' (cached)' : ''}`);
 
 const article = (w) => (/^[aeiou]/i.test(w) ? 'an' : 'a');
-/** Caption variants of one image, repeated to weight them: full, domain + class, plain, colour + class. */
+// The IP prompt puts n_ctx = 2L + 4 learned tokens before the class name, so the class sits at positions
+// n_ctx + 1 … ; captions with a prefix of filler words (no class, colour or style meaning) train those positions.
+const nCtx = 2 * opt.visionLayers + 4;
+const FILLERS = ['here', 'is', 'this', 'my', 'our', 'one', 'nice', 'little', 'old', 'new', 'picture', 'image', 'look', 'at',
+  'see', 'we', 'have', 'there', 'another', 'just', 'really', 'very', 'good', 'cool', 'simple', 'quick', 'shot', 'view',
+  'again', 'today'];
+const CONTEXT = 32;
+const captionRng = new Rng(opt.seed).fork('captions');
+const fillers = (k, rng) => Array.from({ length: k }, () => FILLERS[rng.int(FILLERS.length)]).join(' ');
+/**
+ * Caption variants of one image (one is drawn per use), repeated to weight them: full, domain + class, plain,
+ * colour + class, and `--fillers` (default 0) with a random filler prefix (1 … n_ctx + 6 words) before one of full, domain + class,
+ * plain or the bare class name, so the class name appears at every position up to about n_ctx + 8.
+ */
 function captionsOf(domain, cls, full) {
   const dw = SYNTH_DOMAIN_WORDS[domain];
   const colour = SYNTH_COLOURS.find((c) => full.includes(` ${c} ${cls}.`));
@@ -75,6 +103,13 @@ function captionsOf(domain, cls, full) {
   const plain = `a photo of ${article(cls)} ${cls}.`;
   const list = [full, full, full, withDomain, withDomain, plain, plain];
   if (colour) list.push(`${article(colour)} ${colour} ${cls}.`);
+  const bases = [full, withDomain, plain, `${cls}.`];
+  for (let j = 0; j < opt.fillers; j++) {
+    const base = bases[j % bases.length];
+    const room = CONTEXT - 4 - base.split(' ').length; // words are single tokens after the merges; '.', SOT, EOT
+    const k = 1 + captionRng.int(Math.min(nCtx + 6, room));
+    list.push(`${fillers(k, captionRng)} ${base}`);
+  }
   return list;
 }
 const train = { images: [], captions: [] };
@@ -91,6 +126,26 @@ for (const domain of synth.domains) {
     }
   });
 }
+// Photometric robustness: a share of the training images is also given faded towards white, grey or black
+// (blend factor 0.3–0.8), with the same captions. Real CLIPs keep recognising low-contrast, washed-out images
+// (which is what the ownership watermark's white grid becomes once an image is resized); a model trained on
+// clean renders alone does not.
+const fadeRng = new Rng(opt.seed).fork('fade');
+const originals = train.images.length;
+let faded = 0;
+for (let i = 0; i < originals; i++) {
+  if (!fadeRng.chance(opt.fade)) continue;
+  const img = await decodeImage(train.images[i]);
+  const u = fadeRng.next();
+  const target = u < 0.5 ? 255 : u < 0.75 ? 128 : 0;
+  const a = fadeRng.uniform(0.3, 0.8);
+  const data = new Uint8Array(img.data.length);
+  for (let j = 0; j < data.length; j++) data[j] = Math.round(a * target + (1 - a) * img.data[j]);
+  train.images.push({ data, width: img.width, height: img.height });
+  train.captions.push(train.captions[i]);
+  faded++;
+}
+log(`training pairs: ${originals} images + ${faded} faded copies; ${test.length} held out`);
 
 // 2. Vocabulary: byte-level BPE merges learnt from every caption variant.
 const work = mkdtempSync(join(tmpdir(), 'ipclip-pretrain-'));
@@ -98,12 +153,19 @@ const vocabPath = join(work, 'vocab.txt.gz');
 const merges = learnMerges(train.captions.flat(), { numMerges: opt.merges, minFrequency: 2 });
 writeOpenAiVocab(vocabPath, merges);
 log(`vocabulary: ${merges.length} merges (${512 + merges.length + 2} ids)`);
+{
+  const tok = ClipTokenizer.fromFile(vocabPath);
+  let longest = 0;
+  for (const list of train.captions.slice(0, originals)) for (const c of list) longest = Math.max(longest, tok.encode(c).length + 2);
+  if (longest > CONTEXT) { console.error(`pretrain: a caption needs ${longest} tokens, more than the context ${CONTEXT}`); process.exit(1); }
+  log(`longest caption: ${longest} tokens of ${CONTEXT}`);
+}
 
 // 3. Pretraining.
 const config = {
   embedDim: 64,
-  vision: { width: 128, layers: 4, heads: 2, patchSize: 8, imageSize: opt.imageSize },
-  text: { width: 128, layers: 3, heads: 2, contextLength: 32 },
+  vision: { width: 128, layers: opt.visionLayers, heads: 2, patchSize: opt.patchSize, imageSize: opt.imageSize },
+  text: { width: 128, layers: 3, heads: 2, contextLength: CONTEXT },
 };
 const pretrainer = await ClipPretrainer.create(config, { vocab: vocabPath, seed: opt.seed });
 const fitOptions = { epochs: opt.epochs, batchSize: opt.batchSize, lr: opt.lr, weightDecay: 0.1, gradClip: 1 };
@@ -128,9 +190,13 @@ log(`trained ${fit.steps} steps in ${trainSeconds.toFixed(0)}s; saved to ${out}`
 
 // 4. Zero-shot evaluation of the saved model (as users load it), per domain and template.
 const clip = await Clip.load(join(out, 'model.safetensors'));
+const pushFill = new Rng(opt.seed).fork('pushed');
+const pushPrefix = fillers(nCtx, pushFill);
 const templates = {
   domain: (domain, cls) => `${article(SYNTH_DOMAIN_WORDS[domain])} ${SYNTH_DOMAIN_WORDS[domain]} of ${article(cls)} ${cls}.`,
   plain: (_domain, cls) => `a photo of ${article(cls)} ${cls}.`,
+  // The class name where an IP prompt puts it: after n_ctx tokens (here filler words), at position n_ctx + 1.
+  pushed: (_domain, cls) => `${pushPrefix} ${cls}.`,
 };
 const normalise = (t) => {
   const [n, d] = t.shape;
@@ -142,27 +208,37 @@ const normalise = (t) => {
   }
   return t;
 };
+const accuracy = (img, txt, items) => {
+  const d = img.shape[1];
+  let correct = 0;
+  items.forEach((item, i) => {
+    let best = -1, bestScore = -Infinity;
+    for (let c = 0; c < synth.classes.length; c++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += img.data[i * d + j] * txt.data[c * d + j];
+      if (s > bestScore) { bestScore = s; best = c; }
+    }
+    if (best === item.label) correct++;
+  });
+  return correct / items.length;
+};
 const results = {};
 for (const domain of synth.domains) {
   const items = test.filter((t) => t.domain === domain);
   const img = normalise(await clip.encodeImage(items.map((t) => t.file)));
+  // The ownership/authorization watermark as the IP-CLIP streams apply it: at the rendered resolution, before resizing.
+  const marked = [];
+  for (const t of items) marked.push(watermark(await decodeImage(t.file)));
+  const imgW = normalise(await clip.encodeImage(marked));
   results[domain] = {};
   for (const [name, template] of Object.entries(templates)) {
+    if (name === 'pushed' && opt.fillers === 0) continue; // the filler words are learnt only with --fillers
     const txt = normalise(await clip.encodeText(synth.classes.map((c) => template(domain, c))));
-    const d = img.shape[1];
-    let correct = 0;
-    items.forEach((item, i) => {
-      let best = -1, bestScore = -Infinity;
-      for (let c = 0; c < synth.classes.length; c++) {
-        let s = 0;
-        for (let j = 0; j < d; j++) s += img.data[i * d + j] * txt.data[c * d + j];
-        if (s > bestScore) { bestScore = s; best = c; }
-      }
-      if (best === item.label) correct++;
-    });
-    results[domain][name] = correct / items.length;
+    results[domain][name] = accuracy(img, txt, items);
+    if (name === 'domain') results[domain].watermarked = accuracy(imgW, txt, items);
   }
-  log(`zero-shot ${domain}: domain template ${(100 * results[domain].domain).toFixed(1)}%, plain ${(100 * results[domain].plain).toFixed(1)}% (${items.length} images)`);
+  log(`zero-shot ${domain}: domain template ${(100 * results[domain].domain).toFixed(1)}%, plain ${(100 * results[domain].plain).toFixed(1)}%, ` +
+    `class at position ${nCtx + 1} ${results[domain].pushed === undefined ? '-' : (100 * results[domain].pushed).toFixed(1)}%, watermarked ${(100 * results[domain].watermarked).toFixed(1)}% (${items.length} images)`);
 }
 clip.dispose();
 
@@ -171,7 +247,7 @@ const totalSeconds = (performance.now() - t0) / 1000;
 const lastLoss = fit.history.slice(-20).reduce((s, h) => s + h.loss, 0) / Math.min(20, fit.history.length);
 const evalJson = {
   config: pretrainer.config, seed: opt.seed, data: { renderSize: opt.renderSize, trainPerClass: opt.trainPer, testPerClass: opt.testPer,
-    classes: synth.classes, domains: synth.domains }, merges: merges.length, fit: { ...fitOptions, steps: fit.steps, seconds: trainSeconds, finalLoss: lastLoss },
+    classes: synth.classes, domains: synth.domains, trainImages: originals, fadedCopies: faded, fade: opt.fade }, merges: merges.length, fit: { ...fitOptions, steps: fit.steps, seconds: trainSeconds, finalLoss: lastLoss },
   zeroShot: results, totalSeconds, threads: opt.threads,
 };
 const writeAtomic = (file, text) => { writeFileSync(file + '.tmp', text); renameSync(file + '.tmp', file); };
@@ -180,7 +256,7 @@ const pct = (x) => `${(100 * x).toFixed(1)}%`;
 const c = pretrainer.config;
 const cmd = `node scripts/pretrain.mjs --train-per-class ${opt.trainPer} --test-per-class ${opt.testPer} --epochs ${opt.epochs} ` +
   `--batch-size ${opt.batchSize} --lr ${opt.lr} --seed ${opt.seed} --threads ${opt.threads} --merges ${opt.merges} ` +
-  `--render-size ${opt.renderSize} --image-size ${opt.imageSize}`;
+  `--render-size ${opt.renderSize} --image-size ${opt.imageSize} --patch-size ${opt.patchSize} --vision-layers ${opt.visionLayers} --fade ${opt.fade} --fillers ${opt.fillers}`;
 writeAtomic(join(out, 'README.md'), `# synth-clip: a small CLIP pretrained by ipclip on SynthDomains
 
 A small ViT CLIP trained from scratch, both towers, by \`ClipPretrainer\` (native contrastive
@@ -207,10 +283,15 @@ The context of ${c.text.contextLength} fits IP-CLIP's prompts (2·${c.vision.lay
 
 SynthDomains (seed ${opt.seed}, rendered at ${opt.renderSize}px, resized to ${c.vision.imageSize}px): 10 classes × 4 domains (photo, clipart,
 sketch, product). Images 0–${opt.trainPer - 1} of each (domain, class) train (${train.images.length} images); images ${opt.trainPer}–${perClass - 1}
-are held out (${test.length} images) for the evaluation. Each training use of an image is a random resized crop (area 60–100%)
-with a random horizontal flip, and one caption drawn from: the dataset caption "a {domain word} of a {colour} {class}."
-(weight 3; sketches name no colour), "a {domain word} of a {class}." (weight 2), "a photo of a {class}." (weight 2) and
-"a {colour} {class}." (weight 1, not for sketches, which are grey).
+are held out (${test.length} images) for the evaluation. ${opt.fade > 0 ? `A share ${opt.fade} of the training images (${faded}) is added a second time faded towards white, grey or black (blend
+0.3–0.8), so that the model, like a CLIP trained on web images, still recognises washed-out images (the ownership
+watermark's white grid becomes one once an image is resized). ` : ''}Each training use of an image is a random resized
+crop (area 60–100%) with a random horizontal flip, and one caption drawn from: the dataset caption
+"a {domain word} of a {colour} {class}." (weight 3; sketches name no colour), "a {domain word} of a {class}." (2),
+"a photo of a {class}." (2), "a {colour} {class}." (1, not for sketches, which are grey)${opt.fillers > 0 ? `, and ${opt.fillers} with a random
+prefix of 1 to ${nCtx + 6} filler words (such as "here is my nice picture") before one of the first three or the bare
+"{class}.". IP-CLIP's prompts put 2L + 4 = ${nCtx} learned tokens before the class name; the prefixes make the class
+name appear, during pretraining, at every text position up to about ${nCtx + 8}` : ''}.
 
 ## Training
 
@@ -224,9 +305,13 @@ Reproduce: \`npm run pretrain\` (the defaults are this run), i.e.
 
 ## Zero-shot accuracy (held-out images, 10 classes, chance 10%)
 
-| domain | "a {domain word} of a {class}." | "a photo of a {class}." |
-|---|---|---|
-${synth.domains.map((d) => `| ${d} | ${pct(results[d].domain)} | ${pct(results[d].plain)} |`).join('\n')}
+| domain | "a {domain word} of a {class}." | "a photo of a {class}." | class at position ${nCtx + 1} | watermarked, first template |
+|---|---|---|---|---|
+${synth.domains.map((d) => `| ${d} | ${pct(results[d].domain)} | ${pct(results[d].plain)} | ${results[d].pushed === undefined ? '–' : pct(results[d].pushed)} | ${pct(results[d].watermarked)} |`).join('\n')}
+
+"Class at position ${nCtx + 1}": "${pushPrefix} {class}.", the class name where IP-CLIP's prompts put it
+(after ${nCtx} filler words instead of the learned context). "Watermarked": the ownership watermark (every even row and
+column white) applied at the rendered ${opt.renderSize} px, then resized to ${c.vision.imageSize} px, as the IP-CLIP streams do.
 
 Domain words: ${synth.domains.map((d) => `${d} → "${SYNTH_DOMAIN_WORDS[d]}"`).join(', ')}. The bar the project set is ≥ 60% on each domain
 with either template; the table says which template reaches it.
