@@ -164,7 +164,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     Object.defineProperty(native, 'cacheFeatures', {
       value: (...args: Parameters<typeof cache>) => { callsAtIteration.push(iterationsSeen); return cache(...args); },
     });
-    const cached = new IPTrainer(clip64, cachedPrompt, { ...opts, featureCache: true, onProgress: () => { iterationsSeen++; } });
+    const cached = new IPTrainer(cachedPrompt, { ...opts, featureCache: true, onProgress: () => { iterationsSeen++; } });
     const result = await cached.fit({ authorized: data });
     expect(result.history).toHaveLength(2);
     expect(iterationsSeen).toBe(4); // 9 samples, batch 4, a last single image merged into the batch before: 2 per epoch
@@ -172,7 +172,7 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     expect(callsAtIteration).toEqual([0, 0, 0, 0, 0, 0]);
 
     using imagePrompt = await PromptModel.create(clip64, CLASSES, { seed: 9 });
-    const plain = new IPTrainer(clip64, imagePrompt, opts);
+    const plain = new IPTrainer(imagePrompt, opts);
     await plain.buildBanks({ authorized: data });
     const loader = (transform: { watermark?: boolean; augment: 'test' }) => new BatchLoader(data, {
       batchSize: 4, size, seed: plain.streamSeeds.authorized, shuffle: true, transform, mergeSingleLast: true, workers: 0,
@@ -202,17 +202,17 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     try {
       const cachedOpts = { ...opts, scenario: 'target-free' as const, featureCache: true };
       using whole = await PromptModel.create(clip, CLASSES, { seed: 6 });
-      await new IPTrainer(clip, whole, cachedOpts).fit({ authorized: data });
+      await new IPTrainer(whole, cachedOpts).fit({ authorized: data });
       using resumed = await PromptModel.create(clip, CLASSES, { seed: 6 });
       const stop = new AbortController();
-      const first = new IPTrainer(clip, resumed, { ...cachedOpts, checkpointDir: dir, signal: stop.signal, onProgress: (p) => { if (p.iteration === 3) stop.abort(); } });
+      const first = new IPTrainer(resumed, { ...cachedOpts, checkpointDir: dir, signal: stop.signal, onProgress: (p) => { if (p.iteration === 3) stop.abort(); } });
       expect(await codeOf(first.fit({ authorized: data }))).toBe('ERR_ABORTED');
       // The same run without the cache would mix two augmentation rules: its checkpoint is refused.
       using other = await PromptModel.create(clip, CLASSES, { seed: 6 });
-      expect(await codeOf(new IPTrainer(clip, other, { ...cachedOpts, featureCache: false, checkpointDir: dir }).fit({ authorized: data })))
+      expect(await codeOf(new IPTrainer(other, { ...cachedOpts, featureCache: false, checkpointDir: dir }).fit({ authorized: data })))
         .toBe('ERR_MISMATCH');
       using again = await PromptModel.create(clip, CLASSES, { seed: 6 });
-      const r = await new IPTrainer(clip, again, { ...cachedOpts, checkpointDir: dir }).fit({ authorized: data });
+      const r = await new IPTrainer(again, { ...cachedOpts, checkpointDir: dir }).fit({ authorized: data });
       expect(r.resumedFrom).toBe(3);
       expect(maxAbsDiff(await whole.state(), await again.state())).toBe(0);
     } finally {

@@ -173,7 +173,7 @@ describe.skipIf(!HAVE)('IP-CLIP step parity with the release (ipclip-step fixtur
   for (const name of CASES) {
     it(`matches the release's ${name} step: terms, total, logits, domain tokens, gradients`, async () => {
       const [preset, scenario] = name.split('/') as ['official' | 'paper', 'target-specified' | 'target-free'];
-      const trainer = new IPTrainer(clip, prompt, { scenario, preset });
+      const trainer = new IPTrainer(prompt, { scenario, preset });
       const r = await trainer.step(batchA, batchU, { update: false, returnOutputs: true });
       expect(r.skipped).toBe(false);
       expect(trainer.iteration).toBe(0); // update: false is not an optimiser step
@@ -218,8 +218,8 @@ describe.skipIf(!HAVE)('IP-CLIP step parity with the release (ipclip-step fixtur
       expect(relToScale(lf.data, ln.data, 'logits fast vs naive')).toBeLessThanOrEqual(EXACT);
       for (const name of CASES) {
         const [preset, scenario] = name.split('/') as ['official' | 'paper', 'target-specified' | 'target-free'];
-        const rf = await new IPTrainer(clip64, fast, { scenario, preset }).step(batchA, batchU, { update: false });
-        const rn = await new IPTrainer(clip64, slow, { scenario, preset }).step(batchA, batchU, { update: false });
+        const rf = await new IPTrainer(fast, { scenario, preset }).step(batchA, batchU, { update: false });
+        const rn = await new IPTrainer(slow, { scenario, preset }).step(batchA, batchU, { update: false });
         // Each term against its own size (means of non-negative quantities); the total, which nearly cancels in
         // official/target-free (−0.03 from O(1) terms), against the sum of its weighted terms' sizes.
         for (const k of TERMS) {

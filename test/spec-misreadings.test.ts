@@ -92,7 +92,7 @@ describe.skipIf(!HAVE)('spec checks a misreading would fail (clip-tiny, ipclip-s
       const [preset, scenario] = name.split('/') as ['official' | 'paper', 'target-specified' | 'target-free'];
       const prompt = await PromptModel.load(clip, releaseFile, { classNames });
       try {
-        const trainer = new IPTrainer(clip, prompt, { scenario, preset });
+        const trainer = new IPTrainer(prompt, { scenario, preset });
         // U's labels enter the loss only through CE_U (every other term uses A's labels or none): three labellings
         // of the same U images change CE_U and nothing else.
         const probe = await trainer.step(batchA, { images: imagesU, labels: labels(fx, 'inputs.labelsU') }, { update: false, returnOutputs: true });
@@ -141,7 +141,7 @@ describe.skipIf(!HAVE)('spec checks a misreading would fail (clip-tiny, ipclip-s
       const [b1, b2, eps, lr] = [0.9, 0.999, 1e-8, 2e-3];
       const prompt = await PromptModel.load(clip, releaseFile, { classNames });
       try {
-        const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', preset: 'paper', ...(weightDecay === undefined ? {} : { weightDecay }) });
+        const trainer = new IPTrainer(prompt, { scenario: 'target-specified', preset: 'paper', ...(weightDecay === undefined ? {} : { weightDecay }) });
         const batchU = { images: imagesU, labels: labels(fx, 'inputs.labelsU') };
         expect((await prompt.native.optimizerState()).step).toBe(0);
         let before = await prompt.state();

@@ -42,7 +42,7 @@ describe.skipIf(!HAVE_SHARED)('step state', () => {
 
   it('a checkpoint carries the loss scale and the compute dtype, and a resume restores the scale', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 2 });
-    const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 2, seed: 2 });
+    const trainer = new IPTrainer(prompt, { scenario: 'target-specified', batchSize: 2, seed: 2 });
     const native = prompt.native;
     expect((await callNative(() => native.optimizerState())).lossScale).toEqual({ scale: 65536, goodSteps: 0 });
     await callNative(() => native.setOptimizerState({ step: 0, tensors: {}, lossScale: { scale: 1024, goodSteps: 17 } }));
@@ -53,7 +53,7 @@ describe.skipIf(!HAVE_SHARED)('step state', () => {
     expect(meta.training!.dtype).toBe('float32');
 
     using resumed = await PromptModel.create(clip, CLASSES, { seed: 2 });
-    await new IPTrainer(clip, resumed, { scenario: 'target-specified', batchSize: 2, seed: 2 }).restore(file);
+    await new IPTrainer(resumed, { scenario: 'target-specified', batchSize: 2, seed: 2 }).restore(file);
     expect((await callNative(() => resumed.native.optimizerState())).lossScale).toEqual({ scale: 1024, goodSteps: 17 });
 
     // A scale the loss-scale rule could never reach is refused, and nothing changes.
@@ -66,12 +66,12 @@ describe.skipIf(!HAVE_SHARED)('step state', () => {
   it('resuming under another compute dtype is ERR_MISMATCH naming both dtypes', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 3 });
     const file = join(tmp, 'fp32.safetensors');
-    await new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 2, seed: 3 }).saveCheckpoint(file);
+    await new IPTrainer(prompt, { scenario: 'target-specified', batchSize: 2, seed: 3 }).saveCheckpoint(file);
     const bf16 = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE, dtype: 'bfloat16' });
     try {
       expect(bf16.info.fingerprint).toBe(clip.info.fingerprint); // the same weights: only the dtype differs
       using other = await PromptModel.create(bf16, CLASSES, { seed: 3 });
-      const e = await errorOf(new IPTrainer(bf16, other, { scenario: 'target-specified', batchSize: 2, seed: 3 }).restore(file));
+      const e = await errorOf(new IPTrainer(other, { scenario: 'target-specified', batchSize: 2, seed: 3 }).restore(file));
       expect(e.code).toBe('ERR_MISMATCH');
       expect(e.message).toContain('compute dtype');
       expect(e.message).toContain('float32');
@@ -83,7 +83,7 @@ describe.skipIf(!HAVE_SHARED)('step state', () => {
 
   it('gradients are kept by update: false and keepGradients steps only, and are the same either way', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 4 });
-    const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 3, seed: 4 });
+    const trainer = new IPTrainer(prompt, { scenario: 'target-specified', batchSize: 3, seed: 4 });
     const rng = new Rng(5);
     const a = { images: randomImages(rng, 3), labels: Int32Array.from([0, 1, 2]) };
     const u = { images: randomImages(rng, 3), labels: Int32Array.from([2, 0, 1]) };
@@ -113,7 +113,7 @@ describe.skipIf(!HAVE_SHARED)('step state', () => {
     const half = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE, dtype: 'float16' });
     try {
       using prompt = await PromptModel.create(half, CLASSES, { seed: 6 });
-      const trainer = new IPTrainer(half, prompt, { scenario: 'target-specified', batchSize: 2, seed: 6 });
+      const trainer = new IPTrainer(prompt, { scenario: 'target-specified', batchSize: 2, seed: 6 });
       const rng = new Rng(7);
       const a = { images: randomImages(rng, 2), labels: Int32Array.from([0, 1]) };
       const u = { images: randomImages(rng, 2), labels: Int32Array.from([2, 0]) };

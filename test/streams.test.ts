@@ -161,7 +161,7 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
 
   async function record(opts: TrainerOptions, data: { authorized: DomainDataset; unauthorized?: DomainDataset }) {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
-    const trainer = new RecordingTrainer(clip, prompt, { workers: 0, ...opts });
+    const trainer = new RecordingTrainer(prompt, { workers: 0, ...opts });
     const result = await trainer.fit(data);
     return { fed: trainer.fed, result, trainer };
   }
@@ -276,8 +276,8 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
     for (const f of clean.fed) f.a.indices.forEach((_, k) => expect(isDark(pixels(f.a, k))).toBe(true));
     expect(marked.trainer.options.referenceFor).toBe('authorization');
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
-    expect(() => new IPTrainer(clip, prompt, { scenario: 'ownership', referenceFor: 'authorization' })).toThrow(/reference scenario only/);
-    expect(() => new IPTrainer(clip, prompt, { scenario: 'reference', referenceFor: 'reference' as 'ownership' })).toThrow(IpclipError);
+    expect(() => new IPTrainer(prompt, { scenario: 'ownership', referenceFor: 'authorization' })).toThrow(/reference scenario only/);
+    expect(() => new IPTrainer(prompt, { scenario: 'reference', referenceFor: 'reference' as 'ownership' })).toThrow(IpclipError);
     // A checkpoint of one reference does not resume as the other.
     const ck = mkdtempSync(join(dir, 'ck-'));
     await record({ scenario: 'reference', referenceFor: 'authorization', epochs: 1, batchSize: 4, seed: 7, checkpointDir: ck }, { authorized: twelve });

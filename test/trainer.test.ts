@@ -130,11 +130,11 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     // reference, CE_A only) also works on U; the protected prompt must work on A and fail on U.
     const opts = { epochs: 12, batchSize: 4, lr: 0.01, seed: 1 };
     using reference = await PromptModel.create(clip, CLASSES, { seed: 1 });
-    await new IPTrainer(clip, reference, { ...opts, scenario: 'reference' }).fit({ authorized: dots });
+    await new IPTrainer(reference, { ...opts, scenario: 'reference' }).fit({ authorized: dots });
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
     const before = { a: await accuracyOn(prompt, dots), u: await accuracyOn(prompt, stripes) };
     const seen: number[] = [];
-    const trainer = new IPTrainer(clip, prompt, {
+    const trainer = new IPTrainer(prompt, {
       ...opts, scenario: 'target-specified',
       onProgress: (p) => { seen.push(p.iteration); expect(p.totalIterations).toBe(36); expect(Number.isFinite(p.terms.loss)).toBe(true); },
     });
@@ -153,7 +153,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
 
   it('builds banks by the rules: authorized slots only for correct predictions', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 2 });
-    const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 4, seed: 2 });
+    const trainer = new IPTrainer(prompt, { scenario: 'target-specified', batchSize: 4, seed: 2 });
     await trainer.buildBanks({ authorized: dots, unauthorized: stripes });
     const s = await prompt.state();
     const filled = (name: string) => Array.from({ length: 15 }, (_, i) => s[name]!.data.subarray(i * 32, i * 32 + 32).some((v) => v !== 0));
@@ -179,7 +179,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
   /** Runs `fit` to completion (resuming whatever `dir` holds), returning the final state. */
   async function fitAll(opts: TrainerOptions, data: { authorized: DomainDataset; unauthorized?: DomainDataset }) {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
-    const trainer = new IPTrainer(clip, prompt, opts);
+    const trainer = new IPTrainer(prompt, opts);
     const result = await trainer.fit(data);
     return { state: await stateOf(prompt), result, skipped: trainer.skippedUpdates };
   }
@@ -194,7 +194,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     const ctrl = new AbortController();
     {
       using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
-      const trainer = new IPTrainer(clip, prompt, {
+      const trainer = new IPTrainer(prompt, {
         ...base, checkpointDir: dir, signal: ctrl.signal, onProgress: (p) => { if (p.iteration === 4) ctrl.abort(); },
       });
       expect(await codeOf(trainer.fit(data))).toBe('ERR_ABORTED');
@@ -214,7 +214,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
     const dir = mkdtempSync(join(root, 'ck-'));
     {
       using prompt = await PromptModel.create(clip, CLASSES, { seed: 5 });
-      const trainer = new IPTrainer(clip, prompt, { ...base, checkpointDir: dir, onProgress: (p) => { if (p.iteration === 5) throw new Error('simulated crash'); } });
+      const trainer = new IPTrainer(prompt, { ...base, checkpointDir: dir, onProgress: (p) => { if (p.iteration === 5) throw new Error('simulated crash'); } });
       await expect(trainer.fit({ authorized: dots })).rejects.toThrow('simulated crash');
     }
     const resumed = await fitAll({ ...base, checkpointDir: dir }, { authorized: dots });
@@ -224,7 +224,7 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
 
   it('reference training optimises CE_A only', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
-    const trainer = new IPTrainer(clip, prompt, { scenario: 'reference', epochs: 1, batchSize: 4 });
+    const trainer = new IPTrainer(prompt, { scenario: 'reference', epochs: 1, batchSize: 4 });
     await trainer.fit({ authorized: dots });
     const batch = { images: await preprocess(dots.samples.slice(0, 4).map((s) => s.path!), { size: 32 }), labels: Int32Array.from(dots.samples.slice(0, 4), (s) => s.label) };
     const t = await trainer.step(batch, batch, { update: false });
@@ -235,14 +235,18 @@ describe.skipIf(!HAVE_SHARED)('IPTrainer', () => {
 
   it('refuses bad inputs with clear errors and leaves the prompt untouched', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
-    const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', batchSize: 4 });
+    const trainer = new IPTrainer(prompt, { scenario: 'target-specified', batchSize: 4 });
     const empty = DomainDataset.fromSamples([], CLASSES);
     expect(await codeOf(trainer.fit({ authorized: empty, unauthorized: stripes }))).toBe('ERR_EMPTY_INPUT');
     expect(await codeOf(trainer.fit({ authorized: dots }))).toBe('ERR_INVALID_ARGUMENT'); // no target domain
     const other = DomainDataset.fromSamples(dots.samples, ['cyan', 'magenta', 'yellow']);
     expect(await codeOf(trainer.fit({ authorized: dots, unauthorized: other }))).toBe('ERR_MISMATCH');
-    expect(await codeOf(Promise.resolve().then(() => new IPTrainer(clip, prompt, { scenario: 'ownership', batchSize: 1 })))).toBe('ERR_INVALID_ARGUMENT');
-    expect(await codeOf(Promise.resolve().then(() => new IPTrainer(clip, prompt, { scenario: 'nope' as 'ownership' })))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(Promise.resolve().then(() => new IPTrainer(prompt, { scenario: 'ownership', batchSize: 1 })))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(Promise.resolve().then(() => new IPTrainer(prompt, { scenario: 'nope' as 'ownership' })))).toBe('ERR_INVALID_ARGUMENT');
+    // The trainer takes the prompt model alone; the old (clip, prompt, options) call is refused, naming the new one.
+    const old = () => new (IPTrainer as unknown as new (...a: unknown[]) => IPTrainer)(clip, prompt, { scenario: 'ownership' });
+    expect(old).toThrow(/new IPTrainer\(promptModel, options\)/);
+    expect(new IPTrainer(prompt, { scenario: 'ownership' }).clip).toBe(clip);
 
     const before = await prompt.state();
     const images = await preprocess(dots.samples.slice(0, 4).map((s) => s.path!), { size: 32 });

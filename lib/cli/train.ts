@@ -144,7 +144,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
       `${a.train.length} training images, ${a.train.numClasses} classes, ${epochs} epoch${epochs === 1 ? '' : 's'} of batch ${batchSize}`);
     say(resuming ? `resuming from ${file}` : scenario === 'reference' ? 'starting' : 'building the feature banks');
     let bar: ProgressBar | undefined;
-    const trainer = new IPTrainer(clip, prompt, {
+    const trainer = new IPTrainer(prompt, {
       scenario, preset, epochs, batchSize, lr, seed, checkpointDir: out, checkpointEvery,
       ...(pairing ? { pairing } : {}), ...(referenceFor ? { referenceFor } : {}),
       onProgress: (pr) => {

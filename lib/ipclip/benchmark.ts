@@ -328,7 +328,7 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
         const train = async (kind: 'reference' | 'protected'): Promise<PromptModel> => {
           const model = await PromptModel.create(clip, classNames!, { seed });
           owned.push(model);
-          const trainer = new IPTrainer(clip, model, {
+          const trainer = new IPTrainer(model, {
             scenario: kind === 'reference' ? 'reference' : scenario,
             ...(kind === 'reference' ? { referenceFor: scenario } : {}),
             epochs: recipe.epochs, lr: recipe.lr, batchSize: recipe.batchSize, preset: recipe.preset, seed,

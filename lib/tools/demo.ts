@@ -138,7 +138,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       prompts.push(prompt);
       const points: ReportPoint[] = [];
       let pbar: ProgressBar | undefined;
-      const trainer = new IPTrainer(clip, prompt, {
+      const trainer = new IPTrainer(prompt, {
         scenario, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, seed: o.seed, ...(opts.signal ? { signal: opts.signal } : {}),
         ...(referenceFor ? { referenceFor } : {}),
         onProgress: (p) => {

@@ -247,7 +247,7 @@ describe.skipIf(!HAVE_SHARED)('interrupted training', () => {
   it('a non-finite loss skips the update, is counted and reported in the checkpoint; NaN state is refused at load', async () => {
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 6 });
     const dir = join(tmp, 'nonfinite');
-    const trainer = new IPTrainer(clip, prompt, { scenario: 'ownership', batchSize: 4, checkpointDir: dir });
+    const trainer = new IPTrainer(prompt, { scenario: 'ownership', batchSize: 4, checkpointDir: dir });
     const images = await preprocess(CLASSES.map((c) => join(data, DOMAIN, c, '0.png')).concat(join(data, DOMAIN, 'red', '1.png')), { size: 32 });
     const labels = Int32Array.from([0, 1, 2, 2]);
     const before = await prompt.state();

@@ -152,7 +152,7 @@ const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf',
  * Trains an IP prompt.
  *
  * ```ts
- * const trainer = new IPTrainer(clip, prompt, { scenario: 'target-specified', epochs: 50, seed: 1, checkpointDir: 'run' });
+ * const trainer = new IPTrainer(prompt, { scenario: 'target-specified', epochs: 50, seed: 1, checkpointDir: 'run' });
  * await trainer.fit({ authorized: trainA, unauthorized: trainU });
  * ```
  *
@@ -189,10 +189,15 @@ export class IPTrainer {
   /** What data the current fit uses (recorded in checkpoints, compared on resume). */
   private runRecord?: RunRecord;
 
-  /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or a prompt made on another CLIP. */
-  constructor(readonly clip: Clip, readonly prompt: PromptModel, opts: TrainerOptions) {
+  /** The frozen CLIP the prompt model runs on (`prompt.clip`). */
+  readonly clip: Clip;
+
+  /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or something other than a {@link PromptModel}. */
+  constructor(readonly prompt: PromptModel, opts: TrainerOptions) {
+    check(prompt !== null && typeof prompt === 'object' && typeof prompt.clip === 'object' && prompt.clip !== null,
+      'IPTrainer: the first argument must be a PromptModel (new IPTrainer(promptModel, options))');
     check(opts !== null && typeof opts === 'object', 'IPTrainer: options are required');
-    check(prompt !== null && typeof prompt === 'object' && prompt.clip === clip, 'IPTrainer: the prompt must have been made on this clip');
+    this.clip = prompt.clip;
     checkScenario(opts.scenario);
     const preset = opts.preset ?? 'paper';
     check(preset === 'paper' || preset === 'official', `preset must be 'paper' or 'official', got ${String(preset)}`);
