@@ -8,7 +8,10 @@ import { DomainDataset, SPLIT_RULE } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
 import { Evaluator, refuseTrainingImages } from '../ipclip/evaluator.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
-import { SCENARIOS, authorizedImages, isProtectionScenario, isScenario, referenceFits } from '../ipclip/scenario.js';
+import {
+  SCENARIOS, SCENARIO_DESCRIPTORS, authorizedImages, describeEvaluation, isProtectionScenario, isScenario, needsOtherDomains, referenceFits,
+  resolveScenario, type ResolvedScenario,
+} from '../ipclip/scenario.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainTest, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,
@@ -30,6 +33,8 @@ interface EvalSetup {
   split: SplitFlags;
   /** The checkpoint's scenario (training metadata or run record), or `--scenario`. */
   scenario: string | undefined;
+  /** A reference checkpoint's `referenceFor` (training metadata). */
+  referenceFor: string | undefined;
   run: RunRecord | undefined;
   /** The domain the run trained U on (target-specified). */
   recordedUnauthorized: string | null;
@@ -79,7 +84,7 @@ async function evalSetup(p: Parsed, file: string): Promise<EvalSetup> {
   const trainFraction = sizes === undefined && split?.trainFraction != null ? split.trainFraction : undefined;
   const onBadImage = onBadImageFlag(p, split?.onBadImage ?? 'error');
   return {
-    root, authorized, scenario, run, recordedUnauthorized: run?.unauthorized ?? null,
+    root, authorized, scenario, referenceFor: meta?.training?.referenceFor, run, recordedUnauthorized: run?.unauthorized ?? null,
     split: { seed, onBadImage, ...(sizes !== undefined ? { sizes } : {}), ...(trainFraction !== undefined ? { trainFraction } : {}) },
   };
 }
@@ -90,13 +95,29 @@ async function evalSetup(p: Parsed, file: string): Promise<EvalSetup> {
  */
 async function checkReference(refFile: string, scenario: string): Promise<void> {
   const t = (await readCheckpoint(refFile)).meta?.training;
-  if (t?.scenario !== 'reference' || !isProtectionScenario(scenario)) return;
-  const was = t.referenceFor ?? 'target-specified'; // references from before referenceFor trained on clean images
+  const referenceOf = t && isScenario(t.scenario) ? SCENARIO_DESCRIPTORS[t.scenario].referenceOf : null;
+  if (!t || !referenceOf || !isProtectionScenario(scenario)) return;
+  const was = t.referenceFor ?? referenceOf.default; // references from before referenceFor trained on the default's images
   if (isProtectionScenario(was) && !referenceFits(scenario, was)) {
     throw new IpclipError('ERR_MISMATCH', `the reference ${refFile} was trained for ${was} (${authorizedImages(was)} ` +
       `authorized images), but a ${scenario} prompt is scored on ${authorizedImages(scenario)} ones: ` +
       `train the reference with --scenario reference --reference-for ${scenario}`);
   }
+}
+
+/** The scenario a checkpoint is scored as: a reference with the `referenceFor` it recorded (absent: its default). */
+function resolvedFor(scenario: string, referenceFor: string | undefined, file: string): ResolvedScenario {
+  if (!isScenario(scenario)) {
+    throw new IpclipError('ERR_BAD_FILE', `${file} records scenario '${scenario}', which this version does not know (${SCENARIOS.join(', ')})`);
+  }
+  const of = SCENARIO_DESCRIPTORS[scenario].referenceOf && isProtectionScenario(referenceFor) ? referenceFor : undefined;
+  return resolveScenario(scenario, of);
+}
+
+/** One line per protection scenario: the sets it is scored on. */
+function evaluationLines(): string {
+  return Object.entries(SCENARIO_DESCRIPTORS).filter(([, d]) => d.evaluation)
+    .map(([name, d]) => `  ${name.padEnd(17)} ${describeEvaluation(d.evaluation!)}`).join('\n');
 }
 
 /** `ipclip eval`. */
@@ -116,9 +137,9 @@ export const evalCommand: Command = {
     ...CLIP_FLAGS,
     ...JSON_FLAG,
   },
-  details: `The sets follow the checkpoint's scenario: ownership compares the authorized test split clean and
-watermarked; authorization scores the watermarked authorized split against every domain clean and watermarked;
-the others score each domain's test split. A prompt without training metadata needs --scenario.
+  details: `The sets follow the checkpoint's scenario (a reference: the scenario it is the reference of):
+${evaluationLines()}
+A prompt without training metadata needs --scenario.
 
 A checkpoint written by \`ipclip train\` records its run: data root, domains, split rule, sizes and seed. These
 are the defaults, so the test splits are the training's; a different --data, --authorized or --scenario is
@@ -135,12 +156,14 @@ far each unauthorized accuracy fell from the reference's towards chance; protect
     if (scenario === undefined) {
       throw new UsageError(`${file} has no training metadata, so its scenario is unknown: pass --scenario (${SCENARIOS.join(', ')})`);
     }
-    const others = list(p, 'unauthorized') ?? (scenario === 'target-specified' && setup.recordedUnauthorized
+    const resolved = resolvedFor(scenario, setup.referenceFor, file);
+    // A run with a U domain of its own is scored against that domain unless told otherwise.
+    const others = list(p, 'unauthorized') ?? (resolved.streams.source === 'own' && setup.recordedUnauthorized
       ? [setup.recordedUnauthorized] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized));
     if (others.includes(authorized)) throw new UsageError('--unauthorized must not include the authorized domain');
-    if (scenario !== 'ownership' && others.length === 0) throw new UsageError('no unauthorized domain to evaluate: pass --unauthorized');
+    if (needsOtherDomains(resolved.evaluation) && others.length === 0) throw new UsageError('no unauthorized domain to evaluate: pass --unauthorized');
     if (refFile) await checkReference(refFile, scenario);
-    const plan = await evaluationPlan(scenario, root, authorized, others, split);
+    const plan = await evaluationPlan(resolved.evaluation, root, authorized, others, split);
     const clip = await loadClipFromFlags(p);
     const prompts: PromptModel[] = [];
     try {

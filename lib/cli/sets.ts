@@ -1,14 +1,13 @@
 /**
- * Which test sets a trained prompt is scored on, per scenario (method §5's "evaluated on" column), and the
- * per-set results as the CLI prints them.
+ * The test sets a trained prompt is scored on, loaded from the domain folders as its scenario's descriptor says
+ * (lib/ipclip/scenario.ts, `evaluation`), and the per-set results as the CLI prints them.
  */
 import type { DomainDataset } from '../data/dataset.js';
 import { AUTHORIZED_SET, type EvalSet, type EvaluationReport } from '../ipclip/evaluator.js';
-import type { Scenario } from '../ipclip/scenario.js';
+import { evaluationSets, type EvaluationSpec } from '../ipclip/scenario.js';
 import { domainTest, pct, table, type SplitFlags } from './common.js';
 
-/** Suffix of a watermarked set's name. */
-export const WATERMARK_SUFFIX = '+watermark';
+export { WATERMARK_SUFFIX } from '../ipclip/scenario.js';
 
 /** The sets to evaluate: the authorized one and the unauthorized ones, by display name. */
 export interface EvalPlan {
@@ -18,30 +17,25 @@ export interface EvalPlan {
 }
 
 /**
- * The test sets of a scenario: target-specified, target-free and reference: the authorized domain's test split
- * and each other domain's; ownership: the authorized test split clean and watermarked; authorization: the
- * watermarked authorized test split against the clean one and every other domain, clean and watermarked.
+ * The test sets of `spec` (a resolved scenario's `evaluation`) for the authorized domain and the other domains
+ * `others`: each domain's test split is read once and used clean or watermarked as the rules say.
  */
-export async function evaluationPlan(scenario: Scenario | string, root: string, authorized: string, others: string[],
+export async function evaluationPlan(spec: EvaluationSpec, root: string, authorized: string, others: string[],
   split: SplitFlags): Promise<EvalPlan> {
-  const testOf = (d: string): Promise<DomainDataset> => domainTest(root, d, split);
-  const a = await testOf(authorized);
-  const marked = (d: DomainDataset): EvalSet => ({ dataset: d, watermark: true });
-  if (scenario === 'ownership') {
-    return { authorizedName: authorized, authorized: a, unauthorized: { [authorized + WATERMARK_SUFFIX]: marked(a) } };
-  }
-  if (scenario === 'authorization') {
-    const unauthorized: Record<string, EvalSet> = { [authorized]: a };
-    for (const d of others) {
-      const t = await testOf(d);
-      unauthorized[d] = t;
-      unauthorized[d + WATERMARK_SUFFIX] = marked(t);
-    }
-    return { authorizedName: authorized + WATERMARK_SUFFIX, authorized: marked(a), unauthorized };
-  }
+  const sets = evaluationSets(spec, authorized, others);
+  const tests = new Map<string, Promise<DomainDataset>>();
+  const testOf = (d: string): Promise<DomainDataset> => {
+    if (!tests.has(d)) tests.set(d, domainTest(root, d, split));
+    return tests.get(d)!;
+  };
+  const load = async (s: { domain: string; watermark: boolean }): Promise<EvalSet> => {
+    const dataset = await testOf(s.domain);
+    return s.watermark ? { dataset, watermark: true } : dataset;
+  };
+  const authorizedSet = await load(sets.authorized);
   const unauthorized: Record<string, EvalSet> = {};
-  for (const d of others) unauthorized[d] = await testOf(d);
-  return { authorizedName: authorized, authorized: a, unauthorized };
+  for (const s of sets.unauthorized) unauthorized[s.name] = await load(s);
+  return { authorizedName: sets.authorized.name, authorized: authorizedSet, unauthorized };
 }
 
 /** One row of the results: a set with the protected, reference and zero-shot accuracies. */

@@ -11,7 +11,9 @@ import { IpclipError } from '../core/errors.js';
 import { Evaluator } from '../ipclip/evaluator.js';
 import { ProgressBar } from '../tools/progress.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
-import { PROTECTION_SCENARIOS, SCENARIOS, type ProtectionScenario, type Scenario } from '../ipclip/scenario.js';
+import {
+  DEFAULT_SCENARIO, PROTECTION_SCENARIOS, SCENARIOS, SCENARIO_DESCRIPTORS, needsOtherDomains, resolveScenario, type ProtectionScenario, type Scenario,
+} from '../ipclip/scenario.js';
 import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
@@ -47,10 +49,10 @@ export const trainCommand: Command = {
     data: { type: 'string', value: 'dir', help: 'dataset root: <dir>/<domain>/<class>/<image>' },
     authorized: { type: 'string', value: 'domain', help: 'the authorized (source) domain' },
     unauthorized: { type: 'string', value: 'domain', help: 'the unauthorized (target) domain: target-specified only' },
-    scenario: { type: 'string', value: 'name', help: `${SCENARIOS.join(' | ')} (default target-specified)` },
+    scenario: { type: 'string', value: 'name', help: `${SCENARIOS.join(' | ')} (default ${DEFAULT_SCENARIO})` },
     preset: { type: 'string', value: 'name', help: "'paper' (default) or 'official' (the authors' release)" },
     pairing: { type: 'string', value: 'name', help: "paired | independent: U beside A's same images, or in its own shuffle (default: paper paired, official independent)" },
-    'reference-for': { type: 'string', value: 'name', help: 'scenario reference: the scenario it is the baseline of (default target-specified)' },
+    'reference-for': { type: 'string', value: 'name', help: `scenario reference: the scenario it is the baseline of (default ${referenceDefault()})` },
     epochs: { type: 'string', value: 'n', help: 'epochs over the authorized training split (default 50)' },
     'batch-size': { type: 'string', value: 'n', help: 'images per stream per step (default 8)' },
     lr: { type: 'string', value: 'x', help: 'peak learning rate (default 0.01)' },
@@ -64,10 +66,10 @@ export const trainCommand: Command = {
     ...CLIP_FLAGS,
     ...JSON_FLAG,
   },
-  details: `Scenarios (method §5): target-specified needs --unauthorized; ownership, target-free and authorization draw
-the unauthorized stream from the authorized images (watermark, strong augmentation, authorization mixture);
-reference trains with CE on the authorized domain only (the unprotected baseline the metrics compare with), on
-the authorized stream of --reference-for (authorization: watermarked images; the others: clean ones).
+  details: `Scenarios (method §5, §7):
+${scenarioLines()}
+A scenario without a U domain of its own draws the unauthorized stream from --authorized. The reference trains
+on the authorized stream of --reference-for (watermarked images when that scenario's are, else clean ones).
 
 The checkpoint is written after the feature banks, at every epoch end and when stopped. Running the same command
 again resumes where it stopped and ends with the same parameters as an uninterrupted run; --fresh starts over.
@@ -85,17 +87,35 @@ Exit codes: 0 done, 1 failure (missing folder, bad file, ...), 2 wrong usage, ${
   run: runTrain,
 };
 
+/** One line per scenario for `--help`. */
+function scenarioLines(): string {
+  return Object.entries(SCENARIO_DESCRIPTORS).map(([name, d]) => `  ${name.padEnd(17)} ${d.summary}`).join('\n');
+}
+
+/** The scenario a reference is the baseline of when --reference-for is not given. */
+function referenceDefault(): string {
+  return Object.values(SCENARIO_DESCRIPTORS).find((d) => d.referenceOf)?.referenceOf?.default ?? DEFAULT_SCENARIO;
+}
+
+/** The scenarios whose unauthorized stream is a domain of their own (--unauthorized). */
+function ownUScenarios(): Scenario[] {
+  return SCENARIOS.filter((s) => SCENARIO_DESCRIPTORS[s].streams?.source === 'own');
+}
+
 async function runTrain(p: Parsed, io: Io): Promise<number> {
   const json = bool(p, 'json');
-  const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, 'target-specified');
+  const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, DEFAULT_SCENARIO);
+  const descriptor = SCENARIO_DESCRIPTORS[scenario];
   const preset = choice(p, 'preset', ['paper', 'official'] as const, 'paper');
   const pairing = str(p, 'pairing') === undefined ? undefined : choice<Pairing>(p, 'pairing', PAIRINGS, 'paired');
-  if (pairing === 'paired' && scenario === 'target-specified') {
+  const referenceFor = str(p, 'reference-for') === undefined ? undefined
+    : choice<ProtectionScenario>(p, 'reference-for', PROTECTION_SCENARIOS, PROTECTION_SCENARIOS[0]!);
+  if (referenceFor !== undefined && !descriptor.referenceOf) throw new UsageError('--reference-for is only used by --scenario reference');
+  const resolved = resolveScenario(scenario, referenceFor);
+  const ownU = resolved.streams.source === 'own';
+  if (pairing === 'paired' && ownU) {
     throw new UsageError('--pairing paired needs a scenario that draws its unauthorized stream from --authorized');
   }
-  const referenceFor = str(p, 'reference-for') === undefined ? undefined
-    : choice<ProtectionScenario>(p, 'reference-for', PROTECTION_SCENARIOS, 'target-specified');
-  if (referenceFor !== undefined && scenario !== 'reference') throw new UsageError('--reference-for is only used by --scenario reference');
   const epochs = int(p, 'epochs', 50, 1);
   const batchSize = int(p, 'batch-size', 8, 2);
   const lr = positiveNumber(p, 'lr', 0.01);
@@ -104,11 +124,11 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const sizes = splitSizes(p);
   const authorized = required(p, 'authorized', 'the authorized domain, a folder under --data');
   const unauthorized = str(p, 'unauthorized');
-  if (scenario === 'target-specified' && unauthorized === undefined) {
-    throw new UsageError('--unauthorized is required for the target-specified scenario (the target domain)');
+  if (ownU && unauthorized === undefined) {
+    throw new UsageError(`--unauthorized is required for the ${scenario} scenario (the target domain)`);
   }
-  if (scenario !== 'target-specified' && unauthorized !== undefined) {
-    throw new UsageError(`--unauthorized is only used by target-specified; ${scenario} draws its unauthorized stream from --authorized`);
+  if (!ownU && unauthorized !== undefined) {
+    throw new UsageError(`--unauthorized is only used by ${ownUScenarios().join(', ')}; ${scenario} draws its unauthorized stream from --authorized`);
   }
   if (unauthorized === authorized) throw new UsageError('--authorized and --unauthorized must be different domains');
   const out = str(p, 'out') ?? join('runs', [scenario, referenceFor, authorized, unauthorized].filter(Boolean).join('-'));
@@ -121,12 +141,11 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const say = (line: string) => io.stderr.write(`${line}\n`);
   let plan: EvalPlan | null = null;
   if (!bool(p, 'skip-eval')) {
-    // A reference is scored on the sets of the scenario it is the baseline of.
-    const evalScenario = scenario === 'reference' ? referenceFor ?? 'target-specified' : scenario;
-    const others = evalScenario === 'target-specified' && unauthorized ? [unauthorized]
-      : evalScenario === 'ownership' ? [] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
-    if (evalScenario !== 'ownership' && others.length === 0) say('no other domain under --data to evaluate against; skipping the evaluation');
-    else plan = await evaluationPlan(evalScenario, root, authorized, others, { seed, sizes, onBadImage });
+    // A reference is scored on the sets of the scenario it is the baseline of (resolved.evaluation).
+    const needsOthers = needsOtherDomains(resolved.evaluation);
+    const others = !needsOthers ? [] : unauthorized ? [unauthorized] : (await DomainDataset.listDomains(root)).filter((d) => d !== authorized);
+    if (needsOthers && others.length === 0) say('no other domain under --data to evaluate against; skipping the evaluation');
+    else plan = await evaluationPlan(resolved.evaluation, root, authorized, others, { seed, sizes, onBadImage });
   }
   const skippedImages = dedupe([...a.train.skipped, ...(u?.train.skipped ?? []), ...(plan ? planSkipped(plan) : [])]);
   if (skippedImages.length > 0) {
@@ -142,7 +161,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     const resuming = existsSync(file);
     say(`ipclip train: ${scenario} (${preset}), authorized ${authorized}${unauthorized ? `, unauthorized ${unauthorized}` : ''}: ` +
       `${a.train.length} training images, ${a.train.numClasses} classes, ${epochs} epoch${epochs === 1 ? '' : 's'} of batch ${batchSize}`);
-    say(resuming ? `resuming from ${file}` : scenario === 'reference' ? 'starting' : 'building the feature banks');
+    say(resuming ? `resuming from ${file}` : descriptor.buildsBanks ? 'building the feature banks' : 'starting');
     let bar: ProgressBar | undefined;
     const trainer = new IPTrainer(prompt, {
       scenario, preset, epochs, batchSize, lr, seed, checkpointDir: out, checkpointEvery,

@@ -16,7 +16,7 @@ import { setThreads } from '../native/load.js';
 import { ProgressBar, type ProgressStream } from './progress.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
 import { thumbnail, writeReport, type ReportData, type ReportPoint, type ReportSample } from './report/report.js';
-import type { ProtectionScenario, Scenario } from '../ipclip/scenario.js';
+import { resolveScenario, scenarioLabel, type ProtectionScenario, type Scenario } from '../ipclip/scenario.js';
 import { generateSynthDomains } from './synth/synth.js';
 import { IPTrainer } from '../ipclip/trainer/trainer.js';
 
@@ -133,7 +133,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       `${splits[authorized]!.train.length} training images per domain, ${o.epochs} epochs at lr ${o.lr} (the paper: ${PAPER_EPOCHS} at ${PAPER_LR}; fewer suffice on this small dataset)`);
 
     // 3. The two training runs, curves recorded per iteration.
-    const train = async (scenario: Scenario, label: string, referenceFor?: ProtectionScenario): Promise<{ prompt: PromptModel; points: ReportPoint[] }> => {
+    const train = async (scenario: Scenario, referenceFor?: ProtectionScenario): Promise<{ prompt: PromptModel; points: ReportPoint[] }> => {
+      const { descriptor, streams } = resolveScenario(scenario, referenceFor);
+      const label = scenarioLabel(scenario, { authorized, unauthorized });
       const prompt = await PromptModel.create(clip, classNames, { seed: o.seed });
       prompts.push(prompt);
       const points: ReportPoint[] = [];
@@ -146,18 +148,18 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           points.push({ iteration: p.iteration, lr: p.lr, terms });
           pbar ??= new ProgressBar(p.totalIterations, { stream: stderr, label });
           pbar.update(p.iteration, { etaSeconds: p.etaSeconds, note: `epoch ${p.epoch + 1}/${o.epochs}`,
-            values: scenario === 'reference' ? { ceA: p.terms.ceA, lr: p.lr } : { loss: p.terms.loss, ceA: p.terms.ceA, ceU: p.terms.ceU, lr: p.lr } });
+            values: { ...Object.fromEntries(descriptor.progressTerms.map((k) => [k, p.terms[k]])), lr: p.lr } });
         },
       });
       const t0 = performance.now();
-      await trainer.fit({ authorized: splits[authorized]!.train, ...(scenario === 'target-specified' ? { unauthorized: splits[unauthorized]!.train } : {}) });
+      await trainer.fit({ authorized: splits[authorized]!.train, ...(streams.source === 'own' ? { unauthorized: splits[unauthorized]!.train } : {}) });
       pbar?.done(`${label}: ${trainer.iteration} iterations in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
       return { prompt, points };
     };
     // The reference trains on the protected scenario's own authorized stream (method §7: "trained the same way").
     const scenario: ProtectionScenario = 'target-specified';
-    const reference = await train('reference', 'reference (CE_A only)', scenario);
-    const protectedRun = await train(scenario, `IP-CLIP ${authorized} vs ${unauthorized}`);
+    const reference = await train('reference', scenario);
+    const protectedRun = await train(scenario);
 
     // 4. Evaluation on every domain's test split.
     note('evaluating zero-shot CLIP, the reference and the protected prompt on the test splits');

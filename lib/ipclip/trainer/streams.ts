@@ -4,10 +4,11 @@
  * run resumes at any step with exactly the samples (and, through the loaders' seeds, the augmentations) an
  * uninterrupted run gets there.
  */
-import { check } from '../../core/errors.js';
-import { cycledDraws, type BatchLoader, type Draw } from '../../data/loader.js';
+import { IpclipError, check } from '../../core/errors.js';
+import type { DomainDataset } from '../../data/dataset.js';
+import { BatchLoader, cycledDraws, type Draw, type TransformChoice } from '../../data/loader.js';
 import type { Preset } from '../schedule.js';
-import type { UnauthorizedSource } from '../scenario.js';
+import type { StreamPlan, UnauthorizedSource } from '../scenario.js';
 
 /**
  * How U's samples sit beside A's when U is drawn from the authorized images (ownership, target-free,
@@ -84,4 +85,76 @@ export class StreamSchedule {
   *steps(from: number, to: number): Generator<StepDraws> {
     for (let s = from; s < to; s++) yield this.at(s);
   }
+}
+
+/** The training data: the authorized stream, and the unauthorized one where the scenario has its own. */
+export interface TrainingData {
+  authorized: DomainDataset;
+  /**
+   * A scenario whose U is a dataset of its own (target-specified): the target domain (required). The others draw
+   * U from the authorized images (method §5); there it may be omitted or be the authorized dataset itself.
+   */
+  unauthorized?: DomainDataset;
+}
+
+/** The datasets of a run's two streams; `unauthorized` is the authorized dataset when U is drawn from it. */
+export interface StreamData {
+  authorized: DomainDataset;
+  unauthorized: DomainDataset;
+}
+
+/**
+ * The datasets of `plan`'s two streams, checked against it and against the prompt's `classNames`.
+ * @throws IpclipError `ERR_INVALID_ARGUMENT` (not datasets; a U dataset missing where the scenario needs its own,
+ * or another one given where U is drawn from the authorized images), `ERR_EMPTY_INPUT` (fewer than 2 samples),
+ * `ERR_MISMATCH` (other class names).
+ */
+export function resolveTrainingData(data: TrainingData, plan: StreamPlan, classNames: readonly string[]): StreamData {
+  check(data !== null && typeof data === 'object', 'training data must be { authorized, unauthorized? }');
+  const a = data.authorized;
+  check(a !== null && typeof a === 'object' && Array.isArray(a.samples), 'training data: authorized must be a DomainDataset');
+  if (a.length < 2) throw new IpclipError('ERR_EMPTY_INPUT', `the authorized dataset '${a.domain}' has ${a.length} samples; training needs at least 2`);
+  checkClasses(a, 'authorized', classNames);
+  const u = data.unauthorized;
+  if (plan.source === 'own') {
+    check(u !== undefined && u !== null && typeof u === 'object' && Array.isArray(u.samples),
+      `scenario '${plan.scenario}' needs an unauthorized dataset (the target domain)`);
+    if (u.length < 2) throw new IpclipError('ERR_EMPTY_INPUT', `the unauthorized dataset '${u.domain}' has ${u.length} samples; training needs at least 2`);
+    checkClasses(u, 'unauthorized', classNames);
+    return { authorized: a, unauthorized: u };
+  }
+  if (u !== undefined && u !== a) {
+    const same = u.length === a.length && u.samples.every((s, i) => s.path === a.samples[i]!.path && s.buffer === a.samples[i]!.buffer);
+    check(same, `scenario '${plan.scenario}' draws the unauthorized stream from the authorized images (method §5): ` +
+      'omit `unauthorized` or pass the authorized dataset');
+  }
+  return { authorized: a, unauthorized: a };
+}
+
+function checkClasses(d: DomainDataset, which: string, names: readonly string[]): void {
+  const same = d.classNames.length === names.length && d.classNames.every((c, i) => c === names[i]);
+  if (!same) {
+    throw new IpclipError('ERR_MISMATCH', `the ${which} dataset '${d.domain}' has classes [${d.classNames.join(', ')}] ` +
+      `but the prompt was made for [${names.join(', ')}]`);
+  }
+}
+
+/** How a run's loaders are made: image side and worker threads. */
+export interface LoaderSettings {
+  size: number;
+  workers?: number;
+}
+
+/**
+ * A loader over `dataset`. Training loaders (`training`) merge a last batch of a single image into the one
+ * before it: the enhancement branch's BatchNorm needs at least 2 rows, so such an epoch has floor(n / B)
+ * iterations (the last with B + 1 images) instead of ceil, and still sees every sample.
+ */
+export function streamLoader(settings: LoaderSettings, dataset: DomainDataset, transform: TransformChoice, seed: number,
+  batchSize: number, shuffle: boolean, training = false): BatchLoader {
+  return new BatchLoader(dataset, {
+    batchSize, size: settings.size, seed, shuffle, transform,
+    mergeSingleLast: training,
+    ...(settings.workers !== undefined ? { workers: settings.workers } : {}),
+  });
 }

@@ -1,29 +1,31 @@
 /**
- * {@link IPTrainer}: trains an {@link PromptModel} in one of the scenarios of method §5 (or the unprotected
- * reference of method §7): bank construction, the training loop over the two data streams, the learning-rate
- * schedule, progress, checkpoints and exact resumption.
+ * {@link IPTrainer}: trains a {@link PromptModel} in one of the scenarios of method §5 (or the unprotected
+ * reference of method §7). This file is the orchestration: the training loop over the two data streams, the
+ * learning-rate schedule, progress, checkpoints and exact resumption; the parts it drives live beside it.
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clip } from '../../clip/clip.js';
-import {
-  readCheckpoint, runDifference, runRecordOf, writeCheckpoint, type EpochAccumulator, type EpochRecord, type RunRecord, type TrainingMeta,
-} from '../checkpoint.js';
-import type { BadImage, DomainDataset } from '../../data/dataset.js';
+import { readCheckpoint, runRecordOf, writeCheckpoint, type EpochRecord, type RunRecord } from '../checkpoint.js';
 import { IpclipError, check } from '../../core/errors.js';
-import { BatchLoader, type TransformChoice } from '../../data/loader.js';
+import type { BadImage } from '../../data/dataset.js';
 import { callNative } from '../../native/errors.js';
-import type { NativeStepResult as RawStepResult } from '../../native/types.js';
-import { checkImages, type PromptModel, type LossTerms, type NativeStepResult } from '../prompt-model.js';
+import type { NativeStepOptions } from '../../native/types.js';
+import type { PromptModel, NativeStepResult } from '../prompt-model.js';
 import { Rng } from '../../core/rng.js';
-import {
-  bankStreams, checkScenario, isProtectionScenario, PROTECTION_SCENARIOS, stepLoss, trainingStreams, withoutRandomCrop,
-  type ProtectionScenario, type Scenario, type StreamPlan,
-} from '../scenario.js';
-import { learningRate, type Preset } from '../schedule.js';
-import { resolvePairing, StreamSchedule, type Pairing } from './streams.js';
-import type { FloatTensor, ImageTensor, Tensor } from '../../core/tensor.js';
+import { bankStreams, stepLoss, withoutRandomCrop, type ResolvedScenario } from '../scenario.js';
+import { learningRate } from '../schedule.js';
+import type { ImageTensor } from '../../core/tensor.js';
+import { buildBanks } from './banks.js';
+import { FeatureCache } from './feature-cache.js';
+import { resolveTrainerOptions, type ResolvedTrainerOptions, type TrainerHooks, type TrainerOptions } from './options.js';
+import { RunState, checkResumable, type StepTerms, type TrainProgress } from './run-state.js';
+import { StreamSchedule, resolveTrainingData, streamLoader, type LoaderSettings, type StreamData, type TrainingData } from './streams.js';
+
+export type { TrainerOptions, ResolvedTrainerOptions } from './options.js';
+export type { StepTerms, TrainProgress } from './run-state.js';
+export type { TrainingData } from './streams.js';
 
 /** Name of the checkpoint file in `checkpointDir`. */
 export const CHECKPOINT_FILE = 'last.safetensors';
@@ -32,89 +34,6 @@ export const CHECKPOINT_FILE = 'last.safetensors';
 export interface TrainBatch {
   images: ImageTensor;
   labels: Int32Array;
-}
-
-/** The terms of one step (unclamped, method §4), the total, the learning rate and whether the update was skipped. */
-export interface StepTerms extends LossTerms {
-  lr: number;
-  /** True when the loss or a gradient was not finite: the parameters were left unchanged. */
-  skipped: boolean;
-}
-
-/** What {@link IPTrainer.fit} reports after every iteration. */
-export interface TrainProgress {
-  /** Epoch of this iteration (0-based). */
-  epoch: number;
-  /** Iterations done, this one included. */
-  iteration: number;
-  totalIterations: number;
-  terms: StepTerms;
-  lr: number;
-  /** Estimated seconds left, from this session's mean iteration time. */
-  etaSeconds: number;
-  skippedUpdates: number;
-}
-
-/** Options of {@link IPTrainer}. */
-export interface TrainerOptions {
-  scenario: Scenario;
-  /** Default `'paper'`. */
-  preset?: Preset;
-  /** Default 50. */
-  epochs?: number;
-  /** Images per stream per step (default 8). */
-  batchSize?: number;
-  /** Peak learning rate (default 0.01). */
-  lr?: number;
-  /** Coupled L2 weight decay of Adam (default 5e-4). */
-  weightDecay?: number;
-  /** Seed of the data streams (order and augmentation); default the prompt's seed. */
-  seed?: number;
-  /** Also train the enhancement module (the release never does; default false). */
-  trainEnhancer?: boolean;
-  /** Folder for `last.safetensors`; a run finding a checkpoint there resumes from it. */
-  checkpointDir?: string;
-  /** Also checkpoint every this many iterations (always at each epoch's end). */
-  checkpointEvery?: number;
-  onProgress?: (progress: TrainProgress) => void | Promise<void>;
-  /** Stops {@link IPTrainer.fit} after the current step (see there). */
-  signal?: AbortSignal;
-  /** Images per batch when building the banks (default 32; the result does not depend on it). */
-  bankBatchSize?: number;
-  /** Loader worker threads (default: the loader's). */
-  workers?: number;
-  /**
-   * Cache each sample's vision-tower output so that {@link IPTrainer.fit} runs the frozen vision tower once per
-   * sample instead of once per epoch (default false). This CHANGES THE AUGMENTATION: every stream's random
-   * crop + flip is replaced by the test transform, and the per-sample random transforms (strong augmentation,
-   * the authorization mixture's draw) are drawn once, as epoch 0 of the stream's seed, and then frozen for the
-   * whole run. Watermarks are kept. The cache is a pure function of (seed, sample), rebuilt on every
-   * {@link IPTrainer.fit} (so resuming is exact); it holds `D + 2·L·W` floats per sample and stream in memory.
-   * Only {@link IPTrainer.fit} uses it; {@link IPTrainer.step} and {@link IPTrainer.buildBanks} take images.
-   */
-  featureCache?: boolean;
-  /**
-   * How the unauthorized stream lines up with the authorized one when it is drawn from the authorized images
-   * (see {@link Pairing}): default `paired` for the `paper` preset (MSE and KL then compare the same image under
-   * the two transforms, as the method intends), `independent` for `official` (as the release draws it).
-   */
-  pairing?: Pairing;
-  /**
-   * Scenario `reference` only: the protection scenario this reference is for (default `target-specified`). Its
-   * authorized stream is that scenario's (watermarked images for `authorization`, clean ones otherwise), so the
-   * metrics compare the protected prompt with a reference trained on the same kind of images.
-   */
-  referenceFor?: ProtectionScenario;
-}
-
-/** The training data: the authorized stream, and the unauthorized one where the scenario has its own. */
-export interface TrainingData {
-  authorized: DomainDataset;
-  /**
-   * target-specified: the target domain (required). Other scenarios draw U from the authorized images
-   * (method §5); there it may be omitted or be the authorized dataset itself.
-   */
-  unauthorized?: DomainDataset;
 }
 
 /** What {@link IPTrainer.fit} resolves to. */
@@ -128,25 +47,6 @@ export interface TrainResult {
   /** Images the datasets left out (`onBadImage: 'skip'`), of both streams. */
   skippedImages: BadImage[];
 }
-
-interface Resolved {
-  scenario: Scenario;
-  preset: Preset;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  weightDecay: number;
-  seed: number;
-  trainEnhancer: boolean;
-  checkpointEvery: number;
-  bankBatchSize: number;
-  featureCache: boolean;
-  pairing: Pairing;
-  /** The protection scenario a `reference` run is for; null for the protection scenarios. */
-  referenceFor: ProtectionScenario | null;
-}
-
-const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'];
 
 /**
  * Trains an IP prompt.
@@ -165,74 +65,58 @@ const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf',
  * (the same images) or drawn `independent`ly in a shuffle of its own and cycled the same way ({@link
  * TrainerOptions.pairing}).
  *
- * Non-finite values: images with NaN or Inf are refused with `ERR_NON_FINITE` before anything runs; a loss or
+ * Checks: this class gives the friendly messages of what only it knows (options, labels against the prompt's
+ * classes, the pairing of A's and U's batches); the binding checks every tensor's structure and the native core
+ * its numbers. Images with NaN or Inf are refused with `ERR_NON_FINITE` before anything is updated; a loss or
  * gradient that becomes non-finite from finite inputs makes the native step skip the update (the step reports
  * `skipped: true`; {@link skippedUpdates} counts them and the progress and history report them).
+ *
+ * The parts (lib/ipclip/trainer/): options.ts (resolution and validation), streams.ts (the datasets and samples of
+ * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), run-state.ts (position,
+ * history, resume checks); checkpoints are written with lib/ipclip/checkpoint.ts.
  */
 export class IPTrainer {
   /** The resolved options. */
-  readonly options: Readonly<Resolved>;
-  /** Optimiser updates done (the next step's iteration). */
-  iteration = 0;
-  /** Updates skipped because the loss or a gradient was not finite. */
-  skippedUpdates = 0;
-  /** Mean terms of every finished epoch. */
-  history: EpochRecord[] = [];
-  private accumulator: EpochAccumulator = emptyAccumulator();
-  private lastLr = 0;
-  private totalIterations = 0;
-  private busy = false;
-  private readonly checkpointDir?: string;
-  private readonly onProgress?: TrainerOptions['onProgress'];
-  private readonly signal?: AbortSignal;
-  private readonly workers?: number;
-  /** What data the current fit uses (recorded in checkpoints, compared on resume). */
-  private runRecord?: RunRecord;
-
+  readonly options: Readonly<ResolvedTrainerOptions>;
   /** The frozen CLIP the prompt model runs on (`prompt.clip`). */
   readonly clip: Clip;
+  /** The run's scenario: its descriptor and, for a reference, the scenario it is the reference of. */
+  readonly scenario: ResolvedScenario;
+  private readonly state = new RunState();
+  private readonly hooks: TrainerHooks;
+  private totalIterations = 0;
+  private busy = false;
+  /** What data the current fit uses (recorded in checkpoints, compared on resume). */
+  private runRecord?: RunRecord;
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or something other than a {@link PromptModel}. */
   constructor(readonly prompt: PromptModel, opts: TrainerOptions) {
     check(prompt !== null && typeof prompt === 'object' && typeof prompt.clip === 'object' && prompt.clip !== null,
       'IPTrainer: the first argument must be a PromptModel (new IPTrainer(promptModel, options))');
-    check(opts !== null && typeof opts === 'object', 'IPTrainer: options are required');
     this.clip = prompt.clip;
-    checkScenario(opts.scenario);
-    const preset = opts.preset ?? 'paper';
-    check(preset === 'paper' || preset === 'official', `preset must be 'paper' or 'official', got ${String(preset)}`);
-    const positiveInt = (v: number, name: string) => check(Number.isInteger(v) && v > 0, `${name} must be a positive integer, got ${String(v)}`);
-    const epochs = opts.epochs ?? 50;
-    const batchSize = opts.batchSize ?? 8;
-    const bankBatchSize = opts.bankBatchSize ?? 32;
-    const checkpointEvery = opts.checkpointEvery ?? 0;
-    positiveInt(epochs, 'epochs');
-    check(Number.isInteger(batchSize) && batchSize >= 2, `batchSize must be an integer ≥ 2 (the enhancement branch normalises over the batch), got ${String(batchSize)}`);
-    positiveInt(bankBatchSize, 'bankBatchSize');
-    check(Number.isInteger(checkpointEvery) && checkpointEvery >= 0, `checkpointEvery must be a non-negative integer, got ${String(checkpointEvery)}`);
-    const lr = opts.lr ?? 0.01;
-    check(typeof lr === 'number' && Number.isFinite(lr) && lr > 0, `lr must be a positive number, got ${String(lr)}`);
-    const weightDecay = opts.weightDecay ?? 5e-4;
-    check(typeof weightDecay === 'number' && Number.isFinite(weightDecay) && weightDecay >= 0, `weightDecay must be a non-negative number, got ${String(weightDecay)}`);
-    const seed = opts.seed ?? prompt.seed;
-    check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${String(seed)}`);
-    check(opts.checkpointDir === undefined || (typeof opts.checkpointDir === 'string' && opts.checkpointDir.length > 0), 'checkpointDir must be a path');
-    check(opts.onProgress === undefined || typeof opts.onProgress === 'function', 'onProgress must be a function');
-    check(opts.featureCache === undefined || typeof opts.featureCache === 'boolean', `featureCache must be a boolean, got ${String(opts.featureCache)}`);
-    check(opts.referenceFor === undefined || isProtectionScenario(opts.referenceFor),
-      `referenceFor must be one of ${PROTECTION_SCENARIOS.join(', ')}, got ${String(opts.referenceFor)}`);
-    const referenceFor = opts.scenario === 'reference' ? opts.referenceFor ?? 'target-specified' : null;
-    check(referenceFor !== null || opts.referenceFor === undefined, `referenceFor applies to the reference scenario only, not to '${opts.scenario}'`);
-    const pairing = resolvePairing(trainingStreams(opts.scenario).source, preset, opts.pairing);
-    this.options = Object.freeze({
-      scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
-      trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize, featureCache: opts.featureCache === true,
-      pairing, referenceFor,
-    });
-    this.checkpointDir = opts.checkpointDir;
-    this.onProgress = opts.onProgress;
-    this.signal = opts.signal;
-    this.workers = opts.workers;
+    const r = resolveTrainerOptions(opts, prompt.seed);
+    this.options = r.options;
+    this.scenario = r.scenario;
+    this.hooks = r.hooks;
+  }
+
+  /** Optimiser updates done (the next step's iteration). */
+  get iteration(): number {
+    return this.state.iteration;
+  }
+
+  set iteration(value: number) {
+    this.state.iteration = value;
+  }
+
+  /** Updates skipped because the loss or a gradient was not finite. */
+  get skippedUpdates(): number {
+    return this.state.skippedUpdates;
+  }
+
+  /** Mean terms of every finished epoch. */
+  get history(): EpochRecord[] {
+    return this.state.history;
   }
 
   /** The loader seeds of the two streams, derived from the run seed (distinct, so their crops differ). */
@@ -241,33 +125,31 @@ export class IPTrainer {
     return { authorized: root.fork('stream/authorized').seed, unauthorized: root.fork('stream/unauthorized').seed };
   }
 
+  private get loaders(): LoaderSettings {
+    return { size: this.clip.config.vision.imageSize, ...(this.hooks.workers !== undefined ? { workers: this.hooks.workers } : {}) };
+  }
+
   /**
    * Builds both feature banks (method §3) with the current prompt: the banks are reset, then one no-grad pass over
    * each stream (`paper`: the test transform with the stream's watermark / strong augmentation kept;
    * `official`: the training augmentation, as the release). Authorized rule on A, unauthorized rule on U.
    */
   async buildBanks(data: TrainingData, opts: { signal?: AbortSignal } = {}): Promise<void> {
-    const { authorized, unauthorized, plan } = this.resolveData(data, bankStreams(this.options.scenario, this.options.preset));
-    await this.prompt.resetBanks();
-    const seeds = new Rng(this.options.seed);
-    const pass = async (dataset: DomainDataset, transform: TransformChoice, key: string, which: 'authorized' | 'unauthorized') => {
-      const loader = this.loader(dataset, transform, seeds.fork(key).seed, this.options.bankBatchSize, false);
-      try {
-        for await (const b of loader.epoch(0)) {
-          throwIfAborted(opts.signal ?? this.signal, 'bank construction');
-          await this.prompt.updateBanks(b.images, b.labels, which);
-        }
-      } finally {
-        await loader.close();
-      }
-    };
-    await pass(authorized, plan.authorized, 'bank/authorized', 'authorized');
-    await pass(plan.source === 'own' ? unauthorized : authorized, plan.unauthorized, 'bank/unauthorized', 'unauthorized');
+    const plan = bankStreams(this.options.scenario, this.options.preset);
+    const streams = resolveTrainingData(data, plan, this.prompt.classNames);
+    await buildBanks(this.prompt, streams, plan, {
+      seed: this.options.seed, batchSize: this.options.bankBatchSize, loaders: this.loaders,
+      ...(opts.signal ?? this.hooks.signal ? { signal: opts.signal ?? this.hooks.signal } : {}),
+    });
   }
 
-  /** This run's training streams (for `reference`: those of the scenario it is the reference of). */
-  private trainingPlan(): StreamPlan {
-    return trainingStreams(this.options.scenario, this.options.referenceFor ?? undefined);
+  /** The native step's options: this run's scenario as data (its loss weights under the preset, whether U is read). */
+  private stepOptions(lr: number, update: boolean, returnOutputs: boolean, keepGradients?: boolean): NativeStepOptions {
+    return {
+      ...stepLoss(this.options.scenario, this.options.preset), lr, weightDecay: this.options.weightDecay,
+      update, returnOutputs, trainEnhancer: this.options.trainEnhancer,
+      ...(keepGradients === undefined ? {} : { keepGradients }),
+    };
   }
 
   /**
@@ -280,46 +162,40 @@ export class IPTrainer {
    */
   async step(batchA: TrainBatch, batchU: TrainBatch, opts: { lr?: number; update?: boolean; returnOutputs?: boolean; keepGradients?: boolean } = {}):
     Promise<StepTerms & { outputs?: NativeStepResult['outputs'] }> {
-    const size = this.clip.config.vision.imageSize;
     const lr = opts.lr ?? this.options.lr;
     check(typeof lr === 'number' && Number.isFinite(lr) && lr >= 0, `step: lr must be a non-negative number, got ${String(lr)}`);
-    for (const [name, b] of [['authorized', batchA], ['unauthorized', batchU]] as const) {
-      check(b !== null && typeof b === 'object', `step: the ${name} batch must be { images, labels }`);
-      checkImages(b.images, size, `step (${name} batch)`);
-      check(b.labels instanceof Int32Array && b.labels.length === b.images.shape[0],
-        `step: the ${name} batch needs an Int32Array of ${b.images.shape[0]} labels`);
-      for (const l of b.labels) check(l >= 0 && l < this.prompt.numClasses, `step: ${name} label ${l} is not in [0, ${this.prompt.numClasses})`);
-    }
-    check(batchA.images.shape[0]! >= 2, 'step: batches need at least 2 images (the enhancement branch normalises over the batch)');
-    check(batchA.images.shape[0] === batchU.images.shape[0],
-      `step: the authorized and unauthorized batches must have the same size (${batchA.images.shape[0]} vs ${batchU.images.shape[0]})`);
+    const n = this.batchSize(batchA, 'authorized'), m = this.batchSize(batchU, 'unauthorized');
+    check(n >= 2, 'step: batches need at least 2 images (the enhancement branch normalises over the batch)');
+    check(n === m, `step: the authorized and unauthorized batches must have the same size (${n} vs ${m})`);
     const update = opts.update !== false;
     const native = this.prompt.native;
     const res = await callNative(() => native.step(
       batchA.images.data, [...batchA.images.shape], batchA.labels,
       batchU.images.data, [...batchU.images.shape], batchU.labels,
-      {
-        ...stepLoss(this.options.scenario, this.options.preset), lr, weightDecay: this.options.weightDecay,
-        update, returnOutputs: opts.returnOutputs === true, trainEnhancer: this.options.trainEnhancer,
-        ...(opts.keepGradients === undefined ? {} : { keepGradients: opts.keepGradients === true }),
-      }));
-    const terms = this.record(res, lr, update);
+      this.stepOptions(lr, update, opts.returnOutputs === true, opts.keepGradients === undefined ? undefined : opts.keepGradients === true)));
+    const terms = this.state.record(res, lr, update);
     return res.outputs ? { ...terms, outputs: res.outputs } : terms;
   }
 
-  /** Counts a native step's update and turns its result into {@link StepTerms}. */
-  private record(res: RawStepResult, lr: number, update: boolean): StepTerms {
-    if (update) {
-      this.iteration++;
-      this.lastLr = lr;
-      if (res.skipped) this.skippedUpdates++;
-    }
-    return { ...pickTerms(res.terms), lr, skipped: res.skipped };
+  /**
+   * The number of images of a step's batch, after the checks only the trainer can word: a batch object, and
+   * labels that fit its images and the prompt's classes. The tensor's structure is the binding's to check (its
+   * shape, type and length), its values the core's (NaN, Inf).
+   */
+  private batchSize(b: TrainBatch, name: string): number {
+    check(b !== null && typeof b === 'object' && b.images !== null && typeof b.images === 'object' && Array.isArray(b.images.shape),
+      `step: the ${name} batch must be { images: { data, shape: [N, 3, S, S] }, labels }`);
+    const n = b.images.shape[0];
+    check(Number.isInteger(n), `step: the ${name} images must have shape [N, 3, S, S], got [${String(b.images.shape)}]`);
+    if (n === 0) throw new IpclipError('ERR_EMPTY_INPUT', `step (${name} batch): the batch is empty`);
+    check(b.labels instanceof Int32Array && b.labels.length === n, `step: the ${name} batch needs an Int32Array of ${n} labels`);
+    for (const l of b.labels) check(l >= 0 && l < this.prompt.numClasses, `step: ${name} label ${l} is not in [0, ${this.prompt.numClasses})`);
+    return n!;
   }
 
   /**
-   * Trains for `epochs` epochs: builds the banks with the initial prompt (not for `reference`), then runs the
-   * loop with the preset's schedule. With `checkpointDir`, `last.safetensors` is written (atomically) after the
+   * Trains for `epochs` epochs: builds the banks with the initial prompt (where the scenario has banks), then runs
+   * the loop with the preset's schedule. With `checkpointDir`, `last.safetensors` is written (atomically) after the
    * banks, at the end of every epoch and every `checkpointEvery` iterations; a `checkpointDir` that already holds
    * a checkpoint of the same run is resumed from, giving the same final parameters as an uninterrupted run.
    *
@@ -332,7 +208,7 @@ export class IPTrainer {
     check(!this.busy, 'fit: this trainer is already running');
     this.busy = true;
     try {
-      const result = await this.run(data, opts.signal ?? this.signal);
+      const result = await this.run(data, opts.signal ?? this.hooks.signal);
       return { ...result, skippedImages: this.runRecord?.skippedImages ?? [] };
     } finally {
       this.busy = false;
@@ -340,31 +216,33 @@ export class IPTrainer {
   }
 
   private async run(data: TrainingData, signal: AbortSignal | undefined): Promise<Omit<TrainResult, 'skippedImages'>> {
-    const { authorized, unauthorized, plan } = this.resolveData(data, this.trainingPlan());
-    this.runRecord = runRecordOf(this.options.scenario, authorized, plan.source === 'own' ? unauthorized : undefined);
+    const plan = this.scenario.streams;
+    const streams = resolveTrainingData(data, plan, this.prompt.classNames);
+    const ownU = plan.source === 'own';
+    this.runRecord = runRecordOf(this.options.scenario, streams.authorized, ownU ? streams.unauthorized : undefined);
     throwIfAborted(signal, 'training');
     const seeds = this.streamSeeds;
-    const aLoader = this.loader(authorized, plan.authorized, seeds.authorized, this.options.batchSize, true, true);
-    // U: its own dataset (target-specified) or the authorized images, in U's own shuffle (unused when paired).
-    const uLoader = this.loader(plan.source === 'own' ? unauthorized : authorized, plan.unauthorized, seeds.unauthorized,
-      this.options.batchSize, true, true);
+    const aLoader = streamLoader(this.loaders, streams.authorized, plan.authorized, seeds.authorized, this.options.batchSize, true, true);
+    // U: its own dataset or the authorized images, in U's own shuffle (unused when paired).
+    const uLoader = streamLoader(this.loaders, streams.unauthorized, plan.unauthorized, seeds.unauthorized, this.options.batchSize, true, true);
     try {
       const schedule = new StreamSchedule(aLoader, uLoader, this.options.pairing);
       const perEpoch = schedule.perEpoch;
       const total = perEpoch * this.options.epochs;
       this.totalIterations = total;
-      const file = this.checkpointDir ? join(this.checkpointDir, CHECKPOINT_FILE) : undefined;
+      const dir = this.hooks.checkpointDir;
+      const file = dir ? join(dir, CHECKPOINT_FILE) : undefined;
       let resumedFrom: number | null = null;
       if (file && existsSync(file)) {
         await this.restore(file, total);
         this.totalIterations = total;
         resumedFrom = this.iteration;
       } else {
-        this.resetRun();
-        if (this.options.scenario !== 'reference') await this.buildBanks(data, { signal });
+        this.state.reset();
+        if (this.scenario.descriptor.buildsBanks) await this.buildBanks(data, { signal });
         if (file) {
-          await mkdir(this.checkpointDir!, { recursive: true }).catch((err: unknown) => {
-            throw new IpclipError('ERR_IO', `cannot create checkpointDir ${this.checkpointDir}: ${(err as Error).message}`, { cause: err });
+          await mkdir(dir!, { recursive: true }).catch((err: unknown) => {
+            throw new IpclipError('ERR_IO', `cannot create checkpointDir ${dir}: ${(err as Error).message}`, { cause: err });
           });
           await this.writeCheckpoint(file, total);
         }
@@ -373,14 +251,10 @@ export class IPTrainer {
       const startIt = this.iteration;
       const finish = (e: number, terms: StepTerms, lr: number) =>
         this.finishIteration({ epoch: e, terms, lr, perEpoch, total, started, startIt, file, signal });
+      const result = () => ({ iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom });
       if (this.options.featureCache) {
-        try {
-          await this.fillFeatures(authorized, unauthorized, plan, signal);
-          await this.runCached(schedule, authorized, plan.source === 'own' ? unauthorized : authorized, finish);
-        } finally {
-          await callNative(() => this.prompt.native.clearFeatures()).catch(() => undefined); // a disposed prompt has nothing to free
-        }
-        return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
+        await this.runCached(schedule, streams, signal, finish);
+        return result();
       }
       // Both loaders prefetch along the same step plan, from the step this session starts at.
       const aBatches = aLoader.batches(map(schedule.steps(startIt, total), (s) => s.a))[Symbol.asyncIterator]();
@@ -390,18 +264,22 @@ export class IPTrainer {
           const it = this.iteration;
           const [a, u] = [await aBatches.next(), await uBatches.next()];
           check(!a.done && !u.done, 'the training streams ended early');
-          const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
+          const lr = this.learningRate(it, perEpoch);
           await finish(Math.floor(it / perEpoch), await this.step(a.value, u.value, { lr }), lr);
         }
       } finally {
         await aBatches.return?.();
         await uBatches.return?.();
       }
-      return { iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom };
+      return result();
     } finally {
       await aLoader.close();
       await uLoader.close();
     }
+  }
+
+  private learningRate(iteration: number, perEpoch: number): number {
+    return learningRate(iteration, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
   }
 
   /** After each step: epoch means, progress, checkpoints and the abort check. */
@@ -410,13 +288,14 @@ export class IPTrainer {
     file: string | undefined; signal: AbortSignal | undefined;
   }): Promise<void> {
     const { epoch: e, terms, lr, total, file, signal } = p;
-    this.accumulate(terms);
+    this.state.accumulate(terms);
     const endOfEpoch = this.iteration % p.perEpoch === 0;
-    if (endOfEpoch) this.closeEpoch(e);
-    if (this.onProgress) {
+    if (endOfEpoch) this.state.closeEpoch(e);
+    const onProgress = this.hooks.onProgress;
+    if (onProgress) {
       const elapsed = (Date.now() - p.started) / 1000;
       const done = this.iteration - p.startIt;
-      await this.onProgress({
+      await onProgress({
         epoch: e, iteration: this.iteration, totalIterations: total, terms, lr,
         etaSeconds: done > 0 ? (elapsed / done) * (total - this.iteration) : NaN, skippedUpdates: this.skippedUpdates,
       });
@@ -431,50 +310,43 @@ export class IPTrainer {
   }
 
   /**
-   * featureCache: runs the vision tower once over every sample of each stream, with the random crop replaced by
-   * the test transform and per-sample random transforms drawn as epoch 0 of the stream's seed (in dataset order,
-   * unshuffled), so each sample's features depend only on (seed, sample).
+   * featureCache: runs the vision tower once over every sample of each stream the loss reads (kept native-side),
+   * with the random crop replaced by the test transform and per-sample random transforms drawn as epoch 0 of the stream's seed
+   * (in dataset order, unshuffled), so each sample's features depend only on (seed, sample); then the training
+   * loop over the cached features (the same step plan and schedule as the image loop).
    */
-  private async fillFeatures(authorized: DomainDataset, unauthorized: DomainDataset, plan: StreamPlan, signal: AbortSignal | undefined): Promise<void> {
+  private async runCached(schedule: StreamSchedule, streams: StreamData, signal: AbortSignal | undefined,
+    finish: (e: number, terms: StepTerms, lr: number) => Promise<void>): Promise<void> {
+    const plan = this.scenario.streams;
+    const readsU = this.scenario.descriptor.loss.unauthorized;
     const seeds = this.streamSeeds;
-    const native = this.prompt.native;
-    await callNative(() => native.clearFeatures());
-    const pass = async (stream: 'authorized' | 'unauthorized', dataset: DomainDataset, transform: TransformChoice, seed: number) => {
-      const loader = this.loader(dataset, withoutRandomCrop(transform), seed, this.options.bankBatchSize, false);
+    const cache = new FeatureCache(this.prompt);
+    const fill = async (stream: 'authorized' | 'unauthorized', data: StreamData[typeof stream], transform: typeof plan.authorized, seed: number) => {
+      const loader = streamLoader(this.loaders, data, withoutRandomCrop(transform), seed, this.options.bankBatchSize, false);
       try {
-        for await (const b of loader.epoch(0)) {
-          throwIfAborted(signal, 'feature caching');
-          await callNative(() => native.cacheFeatures(stream, dataset.length, Int32Array.from(b.indices), b.images.data, [...b.images.shape]));
-        }
+        await cache.fill(stream, loader, signal);
       } finally {
         await loader.close();
       }
     };
-    await pass('authorized', authorized, plan.authorized, seeds.authorized);
-    // The reference scenario's loss never reads U: nothing to cache for it.
-    if (stepLoss(this.options.scenario, this.options.preset).unauthorized) {
-      await pass('unauthorized', unauthorized, plan.unauthorized, seeds.unauthorized);
-    }
-  }
-
-  /** featureCache: the training loop over cached features (the same step plan and schedule as the image loop). */
-  private async runCached(schedule: StreamSchedule, authorized: DomainDataset, uDataset: DomainDataset,
-    finish: (e: number, terms: StepTerms, lr: number) => Promise<void>): Promise<void> {
-    const perEpoch = schedule.perEpoch;
-    const total = perEpoch * this.options.epochs;
-    const native = this.prompt.native;
-    const loss = stepLoss(this.options.scenario, this.options.preset);
-    while (this.iteration < total) {
-      const it = this.iteration;
-      const draws = schedule.at(it);
-      const idxA = Int32Array.from(draws.a, (d) => d.index), idxU = Int32Array.from(draws.u, (d) => d.index);
-      const labelsA = Int32Array.from(idxA, (i) => authorized.samples[i]!.label);
-      const labelsU = Int32Array.from(idxU, (i) => uDataset.samples[i]!.label);
-      const lr = learningRate(it, { preset: this.options.preset, lr: this.options.lr, itersPerEpoch: perEpoch, epochs: this.options.epochs });
-      const res = await callNative(() => native.stepCached(idxA, labelsA, idxU, labelsU, {
-        ...loss, lr, weightDecay: this.options.weightDecay, update: true, returnOutputs: false, trainEnhancer: this.options.trainEnhancer,
-      }));
-      await finish(draws.epoch, this.record(res, lr, true), lr);
+    try {
+      await cache.clear();
+      await fill('authorized', streams.authorized, plan.authorized, seeds.authorized);
+      if (readsU) await fill('unauthorized', streams.unauthorized, plan.unauthorized, seeds.unauthorized);
+      const perEpoch = schedule.perEpoch;
+      const total = perEpoch * this.options.epochs;
+      while (this.iteration < total) {
+        const it = this.iteration;
+        const draws = schedule.at(it);
+        const idxA = Int32Array.from(draws.a, (d) => d.index), idxU = Int32Array.from(draws.u, (d) => d.index);
+        const labelsA = Int32Array.from(idxA, (i) => streams.authorized.samples[i]!.label);
+        const labelsU = Int32Array.from(idxU, (i) => streams.unauthorized.samples[i]!.label);
+        const lr = this.learningRate(it, perEpoch);
+        const res = await cache.step(idxA, labelsA, idxU, labelsU, this.stepOptions(lr, true, false));
+        await finish(draws.epoch, this.state.record(res, lr, true), lr);
+      }
+    } finally {
+      await cache.clear();
     }
   }
 
@@ -486,18 +358,10 @@ export class IPTrainer {
   private async writeCheckpoint(file: string, total: number): Promise<void> {
     const native = this.prompt.native;
     const optim = await callNative(() => native.optimizerState());
-    const seeds = this.streamSeeds;
-    const training: TrainingMeta = {
-      scenario: this.options.scenario, preset: this.options.preset, epochs: this.options.epochs,
-      batchSize: this.options.batchSize, lr: this.options.lr, weightDecay: this.options.weightDecay,
-      trainEnhancer: this.options.trainEnhancer, featureCache: this.options.featureCache,
-      pairing: this.options.pairing, ...(this.options.referenceFor ? { referenceFor: this.options.referenceFor } : {}),
-      iteration: this.iteration,
-      epoch: total > 0 ? Math.floor((this.iteration * this.options.epochs) / total) : 0,
-      seed: this.options.seed, totalIterations: total, optimizerStep: optim.step, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
-      dtype: this.clip.info.dtype, ...(optim.lossScale ? { lossScale: optim.lossScale } : {}),
-      streamSeeds: seeds, history: this.history, accumulator: this.accumulator,
-    };
+    const training = this.state.trainingMeta(this.options, total, {
+      optimizerStep: optim.step, dtype: this.clip.info.dtype, streamSeeds: this.streamSeeds,
+      ...(optim.lossScale ? { lossScale: optim.lossScale } : {}),
+    });
     await writeCheckpoint(file, {
       state: await this.prompt.state(),
       optimizer: optim.tensors,
@@ -511,115 +375,15 @@ export class IPTrainer {
    */
   async restore(file: string, expectedTotal?: number): Promise<void> {
     const content = await readCheckpoint(file);
-    const meta = content.meta;
-    const t = meta?.training;
-    if (!meta || !t) throw new IpclipError('ERR_BAD_FILE', `${file} is not a training checkpoint (no training metadata)`);
-    const mismatch = (what: string, was: unknown, now: unknown) =>
-      new IpclipError('ERR_MISMATCH', `${file} belongs to another run: ${what} was ${JSON.stringify(was)}, now ${JSON.stringify(now)}`);
-    const names = this.prompt.classNames;
-    if (meta.classNames.length !== names.length || meta.classNames.some((c, i) => c !== names[i])) throw mismatch('classNames', meta.classNames, names);
-    if (meta.clip.fingerprint !== this.clip.info.fingerprint) throw mismatch('the CLIP fingerprint', meta.clip.fingerprint, this.clip.info.fingerprint);
-    const o = this.options;
-    const pairs: [string, unknown, unknown][] = [
-      ['scenario', t.scenario, o.scenario], ['preset', t.preset, o.preset], ['epochs', t.epochs, o.epochs],
-      ['batchSize', t.batchSize, o.batchSize], ['lr', t.lr, o.lr], ['weightDecay', t.weightDecay, o.weightDecay],
-      ['seed', t.seed, o.seed], ['trainEnhancer', t.trainEnhancer, o.trainEnhancer],
-      ['featureCache', t.featureCache, o.featureCache],
-      // Checkpoints from before the stream rules were recorded used another sample plan: not resumable.
-      ['pairing', t.pairing ?? 'unrecorded (a checkpoint from an older stream rule)', o.pairing],
-      ['referenceFor', t.referenceFor ?? null, o.referenceFor],
-    ];
-    if (expectedTotal !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, expectedTotal]);
-    // Another compute dtype is another run: other rounding, and a float16 loss scale that means nothing elsewhere.
-    if (t.dtype !== undefined) pairs.push(['the compute dtype', t.dtype, this.clip.info.dtype]);
-    for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);
-    const runDiff = meta.run && this.runRecord ? runDifference(meta.run, this.runRecord) : null;
-    if (runDiff) throw mismatch(...runDiff);
-    if (t.iteration > t.totalIterations) throw new IpclipError('ERR_BAD_FILE', `${file}: iteration ${t.iteration} is past the run's ${t.totalIterations}`);
+    const t = checkResumable(file, content.meta, {
+      classNames: this.prompt.classNames, fingerprint: this.clip.info.fingerprint, dtype: this.clip.info.dtype, options: this.options,
+      ...(expectedTotal !== undefined ? { totalIterations: expectedTotal } : {}), ...(this.runRecord ? { run: this.runRecord } : {}),
+    });
     await this.prompt.setState(content.state);
     const native = this.prompt.native;
     await callNative(() => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {}, ...(t.lossScale ? { lossScale: t.lossScale } : {}) }));
-    this.iteration = t.iteration;
-    this.skippedUpdates = t.skippedUpdates;
-    this.lastLr = t.lastLr;
-    this.history = t.history.map((h) => ({ ...h, terms: { ...h.terms } }));
-    this.accumulator = { sums: { ...t.accumulator.sums }, count: t.accumulator.count, skipped: t.accumulator.skipped };
+    this.state.restore(t);
   }
-
-  private resetRun(): void {
-    this.iteration = 0;
-    this.skippedUpdates = 0;
-    this.lastLr = 0;
-    this.history = [];
-    this.accumulator = emptyAccumulator();
-  }
-
-  private accumulate(terms: StepTerms): void {
-    if (terms.skipped) { this.accumulator.skipped++; return; }
-    for (const k of TERM_KEYS) this.accumulator.sums[k] = (this.accumulator.sums[k] ?? 0) + terms[k];
-    this.accumulator.count++;
-  }
-
-  private closeEpoch(epoch: number): void {
-    const a = this.accumulator;
-    const terms: Record<string, number> = {};
-    for (const k of TERM_KEYS) terms[k] = a.count > 0 ? (a.sums[k] ?? 0) / a.count : NaN;
-    this.history.push({ epoch, iterations: a.count + a.skipped, skipped: a.skipped, terms, lr: this.lastLr });
-    this.accumulator = emptyAccumulator();
-  }
-
-  /**
-   * A loader over `dataset`. Training loaders (`training`) merge a last batch of a single image into the one
-   * before it: the enhancement branch's BatchNorm needs at least 2 rows, so such an epoch has floor(n / B)
-   * iterations (the last with B + 1 images) instead of ceil, and still sees every sample.
-   */
-  private loader(dataset: DomainDataset, transform: TransformChoice, seed: number, batchSize: number, shuffle: boolean, training = false): BatchLoader {
-    return new BatchLoader(dataset, {
-      batchSize, size: this.clip.config.vision.imageSize, seed, shuffle, transform,
-      mergeSingleLast: training,
-      ...(this.workers !== undefined ? { workers: this.workers } : {}),
-    });
-  }
-
-  /** Validates the datasets against the scenario and the prompt's classes. */
-  private resolveData(data: TrainingData, plan: StreamPlan): { authorized: DomainDataset; unauthorized: DomainDataset; plan: StreamPlan } {
-    check(data !== null && typeof data === 'object', 'training data must be { authorized, unauthorized? }');
-    const a = data.authorized;
-    check(a !== null && typeof a === 'object' && Array.isArray(a.samples), 'training data: authorized must be a DomainDataset');
-    if (a.length < 2) throw new IpclipError('ERR_EMPTY_INPUT', `the authorized dataset '${a.domain}' has ${a.length} samples; training needs at least 2`);
-    this.checkClasses(a, 'authorized');
-    const u = data.unauthorized;
-    if (plan.source === 'own') {
-      check(u !== undefined && u !== null && typeof u === 'object' && Array.isArray(u.samples),
-        `scenario '${plan.scenario}' needs an unauthorized dataset (the target domain)`);
-      if (u.length < 2) throw new IpclipError('ERR_EMPTY_INPUT', `the unauthorized dataset '${u.domain}' has ${u.length} samples; training needs at least 2`);
-      this.checkClasses(u, 'unauthorized');
-      return { authorized: a, unauthorized: u, plan };
-    }
-    if (u !== undefined && u !== a) {
-      const same = u.length === a.length && u.samples.every((s, i) => s.path === a.samples[i]!.path && s.buffer === a.samples[i]!.buffer);
-      check(same, `scenario '${plan.scenario}' draws the unauthorized stream from the authorized images (method §5): ` +
-        'omit `unauthorized` or pass the authorized dataset');
-    }
-    return { authorized: a, unauthorized: a, plan };
-  }
-
-  private checkClasses(d: DomainDataset, which: string): void {
-    const names = this.prompt.classNames;
-    const same = d.classNames.length === names.length && d.classNames.every((c, i) => c === names[i]);
-    if (!same) {
-      throw new IpclipError('ERR_MISMATCH', `the ${which} dataset '${d.domain}' has classes [${d.classNames.join(', ')}] ` +
-        `but the prompt was made for [${names.join(', ')}]`);
-    }
-  }
-}
-
-function emptyAccumulator(): EpochAccumulator {
-  return { sums: {}, count: 0, skipped: 0 };
-}
-
-function pickTerms(t: LossTerms): LossTerms {
-  return { loss: t.loss, ceA: t.ceA, ceU: t.ceU, ceSelf: t.ceSelf, ceCross: t.ceCross, mse: t.mse, kl: t.kl, entropy: t.entropy };
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {

@@ -1,0 +1,130 @@
+/**
+ * The options of {@link IPTrainer}: what a caller may set, the defaults, and their validation, resolved once into
+ * the frozen settings a run records in its checkpoints.
+ */
+import { check } from '../../core/errors.js';
+import { resolveScenario, type ProtectionScenario, type ResolvedScenario, type Scenario } from '../scenario.js';
+import type { Preset } from '../schedule.js';
+import type { TrainProgress } from './run-state.js';
+import { resolvePairing, type Pairing } from './streams.js';
+
+/** Options of {@link IPTrainer}. */
+export interface TrainerOptions {
+  scenario: Scenario;
+  /** Default `'paper'`. */
+  preset?: Preset;
+  /** Default 50. */
+  epochs?: number;
+  /** Images per stream per step (default 8). */
+  batchSize?: number;
+  /** Peak learning rate (default 0.01). */
+  lr?: number;
+  /** Coupled L2 weight decay of Adam (default 5e-4). */
+  weightDecay?: number;
+  /** Seed of the data streams (order and augmentation); default the prompt's seed. */
+  seed?: number;
+  /** Also train the enhancement module (the release never does; default false). */
+  trainEnhancer?: boolean;
+  /** Folder for `last.safetensors`; a run finding a checkpoint there resumes from it. */
+  checkpointDir?: string;
+  /** Also checkpoint every this many iterations (always at each epoch's end). */
+  checkpointEvery?: number;
+  onProgress?: (progress: TrainProgress) => void | Promise<void>;
+  /** Stops {@link IPTrainer.fit} after the current step (see there). */
+  signal?: AbortSignal;
+  /** Images per batch when building the banks (default 32; the result does not depend on it). */
+  bankBatchSize?: number;
+  /** Loader worker threads (default: the loader's). */
+  workers?: number;
+  /**
+   * Cache each sample's vision-tower output so that {@link IPTrainer.fit} runs the frozen vision tower once per
+   * sample instead of once per epoch (default false). This CHANGES THE AUGMENTATION: every stream's random
+   * crop + flip is replaced by the test transform, and the per-sample random transforms (strong augmentation,
+   * the authorization mixture's draw) are drawn once, as epoch 0 of the stream's seed, and then frozen for the
+   * whole run. Watermarks are kept. The cache is a pure function of (seed, sample), rebuilt on every
+   * {@link IPTrainer.fit} (so resuming is exact); it holds `D + 2·L·W` floats per sample and stream in memory.
+   * Only {@link IPTrainer.fit} uses it; {@link IPTrainer.step} and {@link IPTrainer.buildBanks} take images.
+   */
+  featureCache?: boolean;
+  /**
+   * How the unauthorized stream lines up with the authorized one when it is drawn from the authorized images
+   * (see {@link Pairing}): default `paired` for the `paper` preset (MSE and KL then compare the same image under
+   * the two transforms, as the method intends), `independent` for `official` (as the release draws it).
+   */
+  pairing?: Pairing;
+  /**
+   * Scenario `reference` only: the protection scenario this reference is for (default `target-specified`). Its
+   * authorized stream is that scenario's (watermarked images for `authorization`, clean ones otherwise), so the
+   * metrics compare the protected prompt with a reference trained on the same kind of images.
+   */
+  referenceFor?: ProtectionScenario;
+}
+
+/** The settings of a run, defaults filled in (what its checkpoints record and a resume compares). */
+export interface ResolvedTrainerOptions {
+  scenario: Scenario;
+  preset: Preset;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  weightDecay: number;
+  seed: number;
+  trainEnhancer: boolean;
+  checkpointEvery: number;
+  bankBatchSize: number;
+  featureCache: boolean;
+  pairing: Pairing;
+  /** The protection scenario a reference run is for; null for the protection scenarios. */
+  referenceFor: ProtectionScenario | null;
+}
+
+/** The options that shape how a run is driven, not what it computes (never recorded). */
+export interface TrainerHooks {
+  checkpointDir?: string;
+  onProgress?: TrainerOptions['onProgress'];
+  signal?: AbortSignal;
+  workers?: number;
+}
+
+/**
+ * Validates `opts` and fills in the defaults (`seed` defaults to `defaultSeed`, the prompt's).
+ * @throws IpclipError `ERR_INVALID_ARGUMENT` naming the first bad option.
+ */
+export function resolveTrainerOptions(opts: TrainerOptions, defaultSeed: number):
+  { options: Readonly<ResolvedTrainerOptions>; scenario: ResolvedScenario; hooks: TrainerHooks } {
+  check(opts !== null && typeof opts === 'object', 'IPTrainer: options are required');
+  const preset = opts.preset ?? 'paper';
+  check(preset === 'paper' || preset === 'official', `preset must be 'paper' or 'official', got ${String(preset)}`);
+  const positiveInt = (v: number, name: string) => check(Number.isInteger(v) && v > 0, `${name} must be a positive integer, got ${String(v)}`);
+  const epochs = opts.epochs ?? 50;
+  const batchSize = opts.batchSize ?? 8;
+  const bankBatchSize = opts.bankBatchSize ?? 32;
+  const checkpointEvery = opts.checkpointEvery ?? 0;
+  positiveInt(epochs, 'epochs');
+  check(Number.isInteger(batchSize) && batchSize >= 2, `batchSize must be an integer ≥ 2 (the enhancement branch normalises over the batch), got ${String(batchSize)}`);
+  positiveInt(bankBatchSize, 'bankBatchSize');
+  check(Number.isInteger(checkpointEvery) && checkpointEvery >= 0, `checkpointEvery must be a non-negative integer, got ${String(checkpointEvery)}`);
+  const lr = opts.lr ?? 0.01;
+  check(typeof lr === 'number' && Number.isFinite(lr) && lr > 0, `lr must be a positive number, got ${String(lr)}`);
+  const weightDecay = opts.weightDecay ?? 5e-4;
+  check(typeof weightDecay === 'number' && Number.isFinite(weightDecay) && weightDecay >= 0, `weightDecay must be a non-negative number, got ${String(weightDecay)}`);
+  const seed = opts.seed ?? defaultSeed;
+  check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${String(seed)}`);
+  check(opts.checkpointDir === undefined || (typeof opts.checkpointDir === 'string' && opts.checkpointDir.length > 0), 'checkpointDir must be a path');
+  check(opts.onProgress === undefined || typeof opts.onProgress === 'function', 'onProgress must be a function');
+  check(opts.featureCache === undefined || typeof opts.featureCache === 'boolean', `featureCache must be a boolean, got ${String(opts.featureCache)}`);
+  const scenario = resolveScenario(opts.scenario, opts.referenceFor);
+  const pairing = resolvePairing(scenario.streams.source, preset, opts.pairing);
+  const options: ResolvedTrainerOptions = {
+    scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
+    trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize, featureCache: opts.featureCache === true,
+    pairing, referenceFor: scenario.referenceFor,
+  };
+  const hooks: TrainerHooks = {
+    ...(opts.checkpointDir !== undefined ? { checkpointDir: opts.checkpointDir } : {}),
+    ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+  };
+  return { options: Object.freeze(options), scenario, hooks };
+}
