@@ -303,6 +303,29 @@ describe.skipIf(!HAVE_SHARED)('what fit() feeds the step', () => {
     await expect(run('ref-marked')).rejects.not.toMatchObject({ code: 'ERR_MISMATCH' });
   });
 
+  it('`ipclip eval` scores a reference on the sets of the scenario it was trained for (as train does)', async () => {
+    const runs = mkdtempSync(join(dir, 'ref-sets-'));
+    // Only the authorized domain exists: ownership's sets need no other domain, target-specified's do.
+    for (const c of CLASSES) {
+      mkdirSync(join(runs, 'data', 'twelve', c), { recursive: true });
+      for (let i = 0; i < 4; i++) {
+        await sharp({ create: { width: 40, height: 40, channels: 3, background: { r: 10 * i, g: 50, b: 90 } } }).png()
+          .toFile(join(runs, 'data', 'twelve', c, `${i}.png`));
+      }
+    }
+    const write = (name: string, opts: TrainerOptions) =>
+      record({ ...opts, epochs: 1, batchSize: 4, seed: 9, checkpointDir: join(runs, name) }, { authorized: twelve });
+    await write('ref-ownership', { scenario: 'reference', referenceFor: 'ownership' });
+    await write('ref-default', { scenario: 'reference' });
+    const io: Io = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as Io;
+    const run = (ref: string) => evalCommand.run(parseCommand(evalCommand, [
+      '--checkpoint', join(runs, ref), '--data', join(runs, 'data'), '--authorized', 'twelve',
+      '--clip', join(runs, 'no-such-clip.safetensors')]), io);
+    // The ownership reference's sets (clean and watermarked 'twelve') are read, then the CLIP is missing.
+    await expect(run('ref-ownership')).rejects.toMatchObject({ code: 'ERR_FILE_NOT_FOUND', message: expect.stringMatching(/no-such-clip/) });
+    await expect(run('ref-default')).rejects.toThrow(/no unauthorized domain to evaluate/);
+  });
+
   it('resumes mid-run with exactly the batches an uninterrupted run feeds (independent U across a pass boundary)', async () => {
     const base: TrainerOptions = { scenario: 'ownership', preset: 'official', epochs: 3, batchSize: 5, seed: 8 };
     const whole = await record(base, { authorized: twelve });

@@ -298,7 +298,7 @@ export class PromptModel implements Disposable {
       out.push(...predictions(logits, this.classNames));
     };
     if (isImageTensor(images)) {
-      checkImages(images, size, 'classify');
+      checkImageShape(images, size, 'classify'); // the values are checked batch by batch in logits()
       const n = images.shape[0]!;
       const plane = 3 * size * size;
       for (let i = 0; i < n; i += batchSize) {
@@ -374,10 +374,10 @@ function isImageTensor(x: unknown): x is ImageTensor {
 }
 
 /**
- * Checks a preprocessed batch `[N, 3, size, size]`: shape, length, and that every value is finite.
- * @throws IpclipError `ERR_INVALID_ARGUMENT`, `ERR_EMPTY_INPUT`, `ERR_NON_FINITE`.
+ * Checks a preprocessed batch's shape `[N, 3, size, size]` and length (no values read).
+ * @throws IpclipError `ERR_INVALID_ARGUMENT`, `ERR_EMPTY_INPUT`.
  */
-export function checkImages(images: ImageTensor, size: number, what: string): void {
+function checkImageShape(images: ImageTensor, size: number, what: string): void {
   check(images !== null && typeof images === 'object' && images.data instanceof Float32Array,
     `${what}: images must be { data: Float32Array, shape: [N, 3, ${size}, ${size}] }`);
   const s = images.shape;
@@ -385,6 +385,18 @@ export function checkImages(images: ImageTensor, size: number, what: string): vo
     `${what}: images must have shape [N, 3, ${size}, ${size}], got [${String(s)}]`);
   if (s[0] === 0) throw new IpclipError('ERR_EMPTY_INPUT', `${what}: the batch is empty`);
   check(images.data.length === numel(s), `${what}: data has ${images.data.length} values but shape [${s}] needs ${numel(s)}`);
+}
+
+/**
+ * Checks a preprocessed batch `[N, 3, size, size]` given to {@link PromptModel.logits} or
+ * {@link PromptModel.updateBanks}: shape, length, and that every value is finite (the native core checks the
+ * training step's values itself; these two calls are not on the training loop's path, which feeds the binding
+ * loader batches directly).
+ * @throws IpclipError `ERR_INVALID_ARGUMENT`, `ERR_EMPTY_INPUT`, `ERR_NON_FINITE`.
+ */
+function checkImages(images: ImageTensor, size: number, what: string): void {
+  checkImageShape(images, size, what);
+  const s = images.shape;
   const d = images.data;
   for (let i = 0; i < d.length; i++) {
     if (!Number.isFinite(d[i]!)) throw new IpclipError('ERR_NON_FINITE', `${what}: image ${Math.floor(i / numel(s.slice(1)))} has a non-finite value (${d[i]}) at ${i}`);
