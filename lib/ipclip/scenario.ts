@@ -4,9 +4,10 @@
  * unauthorized stream is a dataset of its own, the loss weights per preset (the table the native step is given),
  * the test sets the trained prompt is scored on, and the labels the CLI and the demo show.
  *
- * {@link SCENARIO_DESCRIPTORS} is the only list of scenarios: the trainer, the evaluator's set plan, the CLI
- * (`train`, `eval`) and the demo read it and never branch on a scenario's name. A new scenario is one new entry
- * here plus the code that is genuinely new to it (a new transform, say).
+ * {@link SCENARIO_DESCRIPTORS} is the only list of scenarios (the {@link Scenario} type names its keys, and the
+ * compiler holds the two together): the trainer, the evaluator's set plan, the CLI (`train`, `eval`) and the demo
+ * read it and never branch on a scenario's name. A new scenario is one new entry here (and its name in the type)
+ * plus the code that is genuinely new to it (a new transform, say).
  */
 import { check } from '../core/errors.js';
 import type { TransformChoice } from '../data/loader.js';
@@ -73,6 +74,16 @@ export interface EvaluationSpec {
   readonly unauthorized: readonly EvaluationSetRule[];
 }
 
+/**
+ * `target-specified`, `ownership`, `target-free`, `authorization`: the protection scenarios of method §5.
+ * `reference`: the unprotected model of method §7 (CE_A only). The keys of {@link SCENARIO_DESCRIPTORS} (the
+ * compiler holds the two to the same names).
+ */
+export type Scenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
+
+/** The protection scenarios: every {@link Scenario} whose descriptor is not a reference's. */
+export type ProtectionScenario = Exclude<Scenario, 'reference'>;
+
 /** Everything that makes a scenario what it is. */
 export interface ScenarioDescriptor {
   /** One line on what the scenario trains for (CLI help). */
@@ -117,7 +128,7 @@ const CLEAN_AGAINST_OTHERS: EvaluationSpec = { authorized: { watermark: false },
  *   (40% watermark + strong, 20% clean + train, 40% clean + strong);
  * - reference: CE_A only, on the authorized stream of the protection scenario it is the reference of.
  */
-const TABLE = {
+const TABLE: Record<Scenario, ScenarioDescriptor> = {
   'target-specified': {
     summary: 'protect against one target domain: U is a dataset of its own (--unauthorized)',
     label: 'IP-CLIP {authorized} vs {unauthorized}',
@@ -171,16 +182,7 @@ const TABLE = {
     progressTerms: ['ceA'],
     referenceOf: { default: 'target-specified' },
   },
-} satisfies Record<string, ScenarioDescriptor>;
-
-/**
- * `target-specified`, `ownership`, `target-free`, `authorization`: the protection scenarios of method §5.
- * `reference`: the unprotected model of method §7 (CE_A only). The names are the keys of {@link SCENARIO_DESCRIPTORS}.
- */
-export type Scenario = keyof typeof TABLE;
-
-/** The protection scenarios: every {@link Scenario} that is not a reference. */
-export type ProtectionScenario = { [K in Scenario]: (typeof TABLE)[K]['referenceOf'] extends null ? K : never }[Scenario];
+};
 
 function deepFreeze<T>(x: T): T {
   if (x !== null && typeof x === 'object' && !Object.isFrozen(x)) {
