@@ -2,6 +2,9 @@
 // every descriptor is complete and consistent, says what method §4–§5 say (checked against hand-written copies of
 // the spec's tables, not against the code), and the CLI's choices, help, usage rules and evaluation sets, and
 // the trainer's bank pass and stream sources, follow the table for every scenario in it.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError, parseCommand, type Io } from '../lib/cli/args.js';
@@ -53,6 +56,10 @@ describe('the scenario table', () => {
       // The banks feed CE_self and CE_cross (method §3): built exactly where one of them has a weight.
       const usesBanks = (['paper', 'official'] as const).some((p) => d.loss.weights[p].ceSelf !== 0 || d.loss.weights[p].ceCross !== 0);
       expect(d.buildsBanks, s).toBe(usesBanks);
+      // Ownership evidence compares the authorized test split clean with it watermarked.
+      if (d.ownershipEvidence) {
+        expect(d.evaluation, s).toEqual({ authorized: { watermark: false }, unauthorized: [{ domain: 'authorized', watermark: true }] });
+      }
       expect(d.progressTerms.length, s).toBeGreaterThan(0);
       for (const t of d.progressTerms) expect(termNames, s).toContain(t);
       const r = resolveScenario(s);
@@ -124,6 +131,29 @@ describe('the scenario table', () => {
     expect(describeEvaluation(keyOnly)).toBe('the authorized test split watermarked, against it clean');
     expect(describeEvaluation(SCENARIO_DESCRIPTORS.authorization.evaluation!))
       .toBe('the authorized test split watermarked, against it clean and every other domain clean and watermarked');
+  });
+});
+
+describe('nothing outside the table branches on a scenario name', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const files = (dir: string, ends: string[]): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name), ends) : ends.some((x) => e.name.endsWith(x)) ? [join(dir, e.name)] : []);
+  const names = SCENARIOS.map((n) => n.replace(/[-]/g, '\\-')).join('|');
+  const offenders = (paths: string[], pattern: RegExp) => paths.flatMap((f) => readFileSync(f, 'utf8').split('\n')
+    .map((line, i) => ({ line, where: `${relative(root, f)}:${i + 1}` })).filter((l) => pattern.test(l.line)).map((l) => `${l.where}: ${l.line.trim()}`));
+
+  it('no comparison with, case on or list of scenario names in lib/ but lib/ipclip/scenario.ts', () => {
+    const q = `'(${names})'`;
+    const pattern = new RegExp(`[!=]==\\s*${q}|${q}\\s*[!=]==|case\\s+${q}|${q}\\s*[,|]\\s*${q}`);
+    const lib = files(join(root, 'lib'), ['.ts']).filter((f) => relative(root, f) !== join('lib', 'ipclip', 'scenario.ts'));
+    expect(lib.length).toBeGreaterThan(40);
+    expect(offenders(lib, pattern)).toEqual([]);
+  });
+
+  it('native code knows no scenario: the step gets the table\'s weights as data', () => {
+    const native = files(join(root, 'native'), ['.cpp', '.h']);
+    expect(native.length).toBeGreaterThan(20);
+    expect(offenders(native, new RegExp(`"(${names})"|\\bScenario::`))).toEqual([]);
   });
 });
 
@@ -200,6 +230,26 @@ describe.skipIf(!HAVE_SHARED)('the trainer reads the table', () => {
     }
     override async buildBanks(): Promise<void> { this.banks++; }
   }
+
+  it('gives the native step each descriptor\'s loss as data (weights of the preset, whether U is read)', async () => {
+    for (const s of SCENARIOS) {
+      for (const preset of ['paper', 'official'] as const) {
+        using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
+        const native = prompt.native;
+        const seen: Record<string, unknown>[] = [];
+        const step = native.step.bind(native);
+        // The bound method is read-only on the prototype: shadow it with an own property that records the options.
+        Object.defineProperty(native, 'step', { value: (...args: Parameters<typeof step>) => { seen.push({ ...args[6] }); return step(...args); } });
+        const trainer = new IPTrainer(prompt, { scenario: s, preset });
+        const images = { data: new Float32Array(2 * 3 * 32 * 32), shape: [2, 3, 32, 32] };
+        const batch = { images, labels: Int32Array.from([0, 1]) };
+        await trainer.step(batch, batch, { update: false });
+        const loss = SCENARIO_DESCRIPTORS[s].loss;
+        expect(seen, `${s} ${preset}`).toHaveLength(1);
+        expect(seen[0], `${s} ${preset}`).toMatchObject({ preset, unauthorized: loss.unauthorized, lossWeights: { ...loss.weights[preset] } });
+      }
+    }
+  });
 
   it('builds banks, needs a U dataset and draws U from it exactly as each descriptor says', async () => {
     for (const s of SCENARIOS) {

@@ -12,7 +12,9 @@ import { DomainDataset } from '../data/dataset.js';
 import { AUTHORIZED_SET, Evaluator, type EvalSet } from './evaluator.js';
 import { binomialTestLess } from './metrics.js';
 import { PromptModel } from './prompt-model.js';
-import { PROTECTION_SCENARIOS, trainingStreams, type ProtectionScenario } from './scenario.js';
+import {
+  PROTECTION_SCENARIOS, REFERENCE_SCENARIO, SCENARIO_DESCRIPTORS, WATERMARK_SUFFIX, evaluationSets, resolveScenario, trainingStreams, type ProtectionScenario,
+} from './scenario.js';
 import type { Preset } from './schedule.js';
 import { IPTrainer, type TrainProgress } from './trainer/trainer.js';
 
@@ -217,7 +219,7 @@ export interface BenchmarkResult {
 }
 
 /** Suffix of a watermarked set's name. */
-export const WATERMARKED = '+watermark';
+export const WATERMARKED = WATERMARK_SUFFIX;
 
 /** Mean, sample standard deviation and the values. */
 export function spread(values: number[]): Spread {
@@ -238,20 +240,13 @@ export function spread(values: number[]): Spread {
  */
 export function benchmarkSets(scenario: ProtectionScenario, authorized: string, unauthorized: string, others: string[]):
   { authorizedSet: string; sets: { name: string; domain: string; watermark: boolean }[]; scored: string[] } {
-  const clean = (d: string) => ({ name: d, domain: d, watermark: false });
-  const marked = (d: string) => ({ name: d + WATERMARKED, domain: d, watermark: true });
-  switch (scenario) {
-    case 'target-specified':
-      return { authorizedSet: authorized, sets: [clean(authorized), ...others.map(clean)], scored: [unauthorized] };
-    case 'target-free':
-      return { authorizedSet: authorized, sets: [clean(authorized), ...others.map(clean)], scored: others.slice() };
-    case 'ownership':
-      return { authorizedSet: authorized, sets: [clean(authorized), marked(authorized)], scored: [authorized + WATERMARKED] };
-    case 'authorization': {
-      const rest = [clean(authorized), ...others.flatMap((d) => [clean(d), marked(d)])];
-      return { authorizedSet: authorized + WATERMARKED, sets: [marked(authorized), ...rest], scored: rest.map((s) => s.name) };
-    }
-  }
+  // The sets are the scenario descriptor's (lib/ipclip/scenario.ts); a scenario with a U domain of its own is
+  // scored on that domain only, the others on every unauthorized set.
+  const resolved = resolveScenario(scenario);
+  const planned = evaluationSets(resolved.evaluation, authorized, others);
+  const rest = planned.unauthorized;
+  const scored = resolved.streams.source === 'own' ? [unauthorized] : rest.map((x) => x.name);
+  return { authorizedSet: planned.authorized.name, sets: [planned.authorized, ...rest], scored };
 }
 
 function recipeFor(scenario: ProtectionScenario, r: BenchmarkOptions['recipe']): BenchmarkRecipe {
@@ -329,8 +324,8 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
           const model = await PromptModel.create(clip, classNames!, { seed });
           owned.push(model);
           const trainer = new IPTrainer(model, {
-            scenario: kind === 'reference' ? 'reference' : scenario,
-            ...(kind === 'reference' ? { referenceFor: scenario } : {}),
+            scenario: kind === 'protected' ? scenario : REFERENCE_SCENARIO,
+            ...(kind === 'protected' ? {} : { referenceFor: scenario }),
             epochs: recipe.epochs, lr: recipe.lr, batchSize: recipe.batchSize, preset: recipe.preset, seed,
             featureCache: recipe.featureCache, trainEnhancer: recipe.trainEnhancer,
             ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
@@ -339,12 +334,12 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
           });
           await trainer.fit({
             authorized: splits.get(opts.authorized)!.train,
-            ...(kind === 'protected' && scenario === 'target-specified' ? { unauthorized: splits.get(opts.unauthorized)!.train } : {}),
+            ...(kind === 'protected' && resolveScenario(scenario).streams.source === 'own' ? { unauthorized: splits.get(opts.unauthorized)!.train } : {}),
           });
           return model;
         };
         // Scenarios whose reference trains on the same authorized stream share it.
-        const refKey = JSON.stringify(trainingStreams('reference', scenario).authorized);
+        const refKey = JSON.stringify(trainingStreams(REFERENCE_SCENARIO, scenario).authorized);
         let reference = references.get(refKey);
         if (!reference) {
           progress('reference');
@@ -407,7 +402,7 @@ export function scoreRun(scenario: ProtectionScenario, seed: number, sets: Recor
     ...scored.map((name) => ({ name: `${name} ≤ chance + ${target.margin}`, value: sets[name]!.protected, op: '<=' as const, limit: chance + target.margin, pass: false })),
   ];
   const metrics: BenchmarkRun['metrics'] = { best, retention, retentionVsReference, suppression };
-  if (scenario === 'ownership' && counts) {
+  if (SCENARIO_DESCRIPTORS[scenario].ownershipEvidence && counts) {
     // How surprising the watermarked tally is if the model were as accurate on watermarked images as on clean ones.
     const clean = counts[AUTHORIZED_SET]!;
     const marked = counts[scored[0]!]!;

@@ -97,6 +97,11 @@ export interface ScenarioDescriptor {
   readonly loss: ScenarioLoss;
   /** The test sets; null for a reference, which is scored on those of the scenario it is the reference of. */
   readonly evaluation: EvaluationSpec | null;
+  /**
+   * Whether the prompt's clean vs watermarked accuracy on the authorized test split is ownership evidence (the
+   * one-sided binomial test of method §5).
+   */
+  readonly ownershipEvidence: boolean;
   /** The loss terms a compact progress line shows. */
   readonly progressTerms: readonly (keyof LossTerms)[];
   /**
@@ -136,6 +141,7 @@ const TABLE: Record<Scenario, ScenarioDescriptor> = {
     buildsBanks: true,
     loss: SPECIFIED,
     evaluation: CLEAN_AGAINST_OTHERS,
+    ownershipEvidence: false,
     progressTerms: PROGRESS,
     referenceOf: null,
   },
@@ -146,6 +152,7 @@ const TABLE: Record<Scenario, ScenarioDescriptor> = {
     buildsBanks: true,
     loss: SPECIFIED,
     evaluation: { authorized: { watermark: false }, unauthorized: [{ domain: 'authorized', watermark: true }] },
+    ownershipEvidence: true,
     progressTerms: PROGRESS,
     referenceOf: null,
   },
@@ -156,6 +163,7 @@ const TABLE: Record<Scenario, ScenarioDescriptor> = {
     buildsBanks: true,
     loss: FREE,
     evaluation: CLEAN_AGAINST_OTHERS,
+    ownershipEvidence: false,
     progressTerms: PROGRESS,
     referenceOf: null,
   },
@@ -169,6 +177,7 @@ const TABLE: Record<Scenario, ScenarioDescriptor> = {
       authorized: { watermark: true },
       unauthorized: [{ domain: 'authorized', watermark: false }, { domain: 'others', watermark: false }, { domain: 'others', watermark: true }],
     },
+    ownershipEvidence: false,
     progressTerms: PROGRESS,
     referenceOf: null,
   },
@@ -179,6 +188,7 @@ const TABLE: Record<Scenario, ScenarioDescriptor> = {
     buildsBanks: false,
     loss: { unauthorized: false, weights: { paper: NONE, official: NONE } },
     evaluation: null,
+    ownershipEvidence: false,
     progressTerms: ['ceA'],
     referenceOf: { default: 'target-specified' },
   },
@@ -201,6 +211,9 @@ export const SCENARIOS: readonly Scenario[] = Object.freeze(Object.keys(TABLE) a
 /** Every {@link ProtectionScenario} name. */
 export const PROTECTION_SCENARIOS: readonly ProtectionScenario[] =
   Object.freeze(SCENARIOS.filter((s) => TABLE[s].referenceOf === null) as ProtectionScenario[]);
+
+/** The unprotected reference's scenario (the one descriptor with `referenceOf`). */
+export const REFERENCE_SCENARIO: Scenario = SCENARIOS.find((s) => SCENARIO_DESCRIPTORS[s].referenceOf !== null)!;
 
 /** The scenario `ipclip train` runs without `--scenario`. */
 export const DEFAULT_SCENARIO: Scenario = 'target-specified';
@@ -288,8 +301,7 @@ export function trainingStreams(scenario: Scenario, referenceFor?: ProtectionSce
  */
 export function referenceStreams(of: ProtectionScenario): StreamPlan {
   check(isProtectionScenario(of), `referenceFor must be one of ${PROTECTION_SCENARIOS.join(', ')}, got ${String(of)}`);
-  const reference = SCENARIOS.find((s) => SCENARIO_DESCRIPTORS[s].referenceOf !== null)!;
-  return trainingStreams(reference, of);
+  return trainingStreams(REFERENCE_SCENARIO, of);
 }
 
 /**
