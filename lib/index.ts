@@ -53,11 +53,15 @@ export type { LossTerms } from './native/types.js';
 export { LOSS_TERMS, type LossTermName } from './ipclip/loss-terms.js';
 
 // --- Training ---------------------------------------------------------------------------------------------------------
-export { SCENARIOS, PROTECTION_SCENARIOS, type Scenario, type ProtectionScenario } from './ipclip/scenario.js';
+export {
+  SCENARIOS, PROTECTION_SCENARIOS, SCENARIO_DESCRIPTORS, type Scenario, type ProtectionScenario, type ScenarioDescriptor,
+  type ResolvedScenario, type StreamSpec, type StreamPlan, type UnauthorizedSource, type ScenarioLoss, type LossWeights,
+  type EvaluationSpec, type EvaluationSetRule,
+} from './ipclip/scenario.js';
 export { learningRate, PRESETS, type Preset, type ScheduleOptions } from './ipclip/schedule.js';
 export {
   IPTrainer, CHECKPOINT_FILE,
-  type TrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,
+  type TrainerOptions, type ResolvedTrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,
 } from './ipclip/trainer/trainer.js';
 export type { Pairing } from './ipclip/trainer/streams.js';
 // --- Evaluation -------------------------------------------------------------------------------------------------------
