@@ -15,10 +15,16 @@ import {
 import type { PromptModel } from './prompt-model.js';
 import type { ImageTensor } from '../core/tensor.js';
 
-/** A test set: a dataset (test transform), optionally watermarked (the ownership / authorization key). */
+/**
+ * A test set: a dataset (test transform), optionally watermarked (the ownership / authorization key).
+ * @category Evaluation
+ */
 export type EvalSet = DomainDataset | { dataset: DomainDataset; watermark?: boolean };
 
-/** Options of {@link Evaluator}. */
+/**
+ * Options of {@link Evaluator}.
+ * @category Evaluation
+ */
 export interface EvaluatorOptions {
   /** Images per forward pass (default 32). */
   batchSize?: number;
@@ -30,7 +36,10 @@ export interface EvaluatorOptions {
   workers?: number;
 }
 
-/** Scores of one model on one set. */
+/**
+ * Scores of one model on one set.
+ * @category Evaluation
+ */
 export interface SetResult {
   accuracy: number;
   macroF1: number;
@@ -38,7 +47,10 @@ export interface SetResult {
   correct: number;
 }
 
-/** What {@link Evaluator.evaluate} returns. */
+/**
+ * What {@link Evaluator.evaluate} returns.
+ * @category Evaluation
+ */
 export interface EvaluationReport {
   /** The protected prompt per set: `authorized` and the names of the unauthorized sets. */
   sets: Record<string, SetResult>;
@@ -56,14 +68,20 @@ export interface EvaluationReport {
   skippedImages: BadImage[];
 }
 
-/** What {@link Evaluator.evaluateOwnership} returns. */
+/**
+ * What {@link Evaluator.evaluateOwnership} returns.
+ * @category Evaluation
+ */
 export interface OwnershipReport {
   clean: SetResult;
   watermarked: SetResult;
   evidence: OwnershipEvidence;
 }
 
-/** Name under which the authorized set is reported. */
+/**
+ * Name under which the authorized set is reported.
+ * @category Evaluation
+ */
 export const AUTHORIZED_SET = 'authorized';
 
 type Predictor = (images: ImageTensor) => Promise<Int32Array>;
@@ -75,6 +93,7 @@ type Predictor = (images: ImageTensor) => Promise<Int32Array>;
  * const report = await new Evaluator(clip).evaluate(prompt, { authorized: testA, unauthorized: { clipart: testC }, reference });
  * report.sets.clipart.accuracy; report.metrics?.protection;
  * ```
+ * @category Evaluation
  */
 export class Evaluator {
   private readonly batchSize: number;

@@ -22,10 +22,14 @@ import { authorizationMixture, type TransformSpec } from '../image/transforms.js
  * - `authorized`: the authorized images themselves under another transform (ownership, target-free,
  *   authorization, reference); U then carries A's labels. How U's samples line up with A's is the run's
  *   pairing (lib/ipclip/trainer/streams.ts: `paired` or `independent`).
+ * @category Training
  */
 export type UnauthorizedSource = 'own' | 'authorized';
 
-/** The two training streams of a scenario: each stream's transform, and where U's images come from. */
+/**
+ * The two training streams of a scenario: each stream's transform, and where U's images come from.
+ * @category Training
+ */
 export interface StreamSpec {
   readonly authorized: TransformChoice;
   readonly unauthorized: TransformChoice;
@@ -35,6 +39,7 @@ export interface StreamSpec {
 /**
  * The weight of each loss term beside CE_A (weight 1) in the total of method §4:
  * `CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5) + ceCross·min(CE_cross,5) + mse·min(MSE,5) + entropy·H + kl·KL`.
+ * @category Training
  */
 export interface LossWeights {
   ceU: number;
@@ -51,19 +56,26 @@ export const LOSS_WEIGHT_NAMES: readonly (keyof LossWeights)[] = ['ceU', 'ceSelf
 /**
  * A scenario's loss (method §4): whether its step has an unauthorized batch at all (false: CE_A alone, the other
  * terms reported as 0), and its weights per preset.
+ * @category Training
  */
 export interface ScenarioLoss {
   readonly unauthorized: boolean;
   readonly weights: Readonly<Record<Preset, Readonly<LossWeights>>>;
 }
 
-/** One test set of a scenario: the authorized domain's test split or every other domain's, clean or watermarked. */
+/**
+ * One test set of a scenario: the authorized domain's test split or every other domain's, clean or watermarked.
+ * @category Training
+ */
 export interface EvaluationSetRule {
   readonly domain: 'authorized' | 'others';
   readonly watermark: boolean;
 }
 
-/** The test sets a scenario's prompt is scored on (method §5's "evaluated on"). */
+/**
+ * The test sets a scenario's prompt is scored on (method §5's "evaluated on").
+ * @category Training
+ */
 export interface EvaluationSpec {
   /** The authorized set: the authorized domain's test split, watermarked (the key) or clean. */
   readonly authorized: { readonly watermark: boolean };
@@ -78,13 +90,20 @@ export interface EvaluationSpec {
  * `target-specified`, `ownership`, `target-free`, `authorization`: the protection scenarios of method §5.
  * `reference`: the unprotected model of method §7 (CE_A only). The keys of {@link SCENARIO_DESCRIPTORS} (the
  * compiler holds the two to the same names).
+ * @category Training
  */
 export type Scenario = 'target-specified' | 'ownership' | 'target-free' | 'authorization' | 'reference';
 
-/** The protection scenarios: every {@link Scenario} whose descriptor is not a reference's. */
+/**
+ * The protection scenarios: every {@link Scenario} whose descriptor is not a reference's.
+ * @category Training
+ */
 export type ProtectionScenario = Exclude<Scenario, 'reference'>;
 
-/** Everything that makes a scenario what it is. */
+/**
+ * Everything that makes a scenario what it is.
+ * @category Training
+ */
 export interface ScenarioDescriptor {
   /** One line on what the scenario trains for (CLI help). */
   readonly summary: string;
@@ -202,13 +221,22 @@ function deepFreeze<T>(x: T): T {
   return x;
 }
 
-/** Every scenario's descriptor, by name (frozen). */
+/**
+ * Every scenario's descriptor, by name (frozen).
+ * @category Training
+ */
 export const SCENARIO_DESCRIPTORS: Readonly<Record<Scenario, ScenarioDescriptor>> = deepFreeze(TABLE);
 
-/** Every accepted scenario name, in the table's order. */
+/**
+ * Every accepted scenario name, in the table's order.
+ * @category Training
+ */
 export const SCENARIOS: readonly Scenario[] = Object.freeze(Object.keys(TABLE) as Scenario[]);
 
-/** Every {@link ProtectionScenario} name. */
+/**
+ * Every {@link ProtectionScenario} name.
+ * @category Training
+ */
 export const PROTECTION_SCENARIOS: readonly ProtectionScenario[] =
   Object.freeze(SCENARIOS.filter((s) => TABLE[s].referenceOf === null) as ProtectionScenario[]);
 
@@ -242,14 +270,20 @@ export function scenarioDescriptor(scenario: Scenario): ScenarioDescriptor {
   return SCENARIO_DESCRIPTORS[scenario];
 }
 
-/** How the two streams of a run are drawn. */
+/**
+ * How the two streams of a run are drawn.
+ * @category Training
+ */
 export interface StreamPlan extends StreamSpec {
   scenario: Scenario;
   /** A reference only: the protection scenario whose authorized stream this reference trains on. */
   referenceFor?: ProtectionScenario;
 }
 
-/** A scenario as one run uses it: its descriptor, and for a reference the scenario it is the reference of. */
+/**
+ * A scenario as one run uses it: its descriptor, and for a reference the scenario it is the reference of.
+ * @category Training
+ */
 export interface ResolvedScenario {
   scenario: Scenario;
   descriptor: ScenarioDescriptor;

@@ -20,7 +20,10 @@ import { resolveScenario, scenarioLabel, type ProtectionScenario, type Scenario 
 import { generateSynthDomains } from './synth/synth.js';
 import { IPTrainer } from '../ipclip/trainer/trainer.js';
 
-/** The demo's setup: which domain is authorized, which is unauthorized, which the protection never sees. */
+/**
+ * The demo's setup: which domain is authorized, which is unauthorized, which the protection never sees.
+ * @category Demo and progress
+ */
 export const DEMO_DOMAINS = { authorized: 'photo', unauthorized: 'sketch', unseen: ['clipart', 'product'] } as const;
 
 /** The paper's number of epochs and learning rate (method §6); the demo trains fewer epochs at a lower rate. */
@@ -28,7 +31,10 @@ export const PAPER_EPOCHS = 50;
 /** The paper's peak learning rate. */
 export const PAPER_LR = 0.01;
 
-/** Options of {@link runDemo}. Defaults are tuned to finish within 10 minutes on 2 CPU cores. */
+/**
+ * Options of {@link runDemo}. Defaults are tuned to finish within 10 minutes on 2 CPU cores.
+ * @category Demo and progress
+ */
 export interface DemoOptions {
   /** CLIP weights (its vocabulary beside them unless `vocab`). Required. */
   clip: string;
@@ -64,14 +70,20 @@ export interface DemoOptions {
   stderr?: ProgressStream;
 }
 
-/** Accuracies of one domain (fractions). */
+/**
+ * Accuracies of one domain (fractions).
+ * @category Demo and progress
+ */
 export interface DemoSet {
   zeroShot: number;
   reference: number;
   protected: number;
 }
 
-/** What {@link runDemo} returns; `demo.json` holds the same. */
+/**
+ * What {@link runDemo} returns; `demo.json` holds the same.
+ * @category Demo and progress
+ */
 export interface DemoResult {
   chance: number;
   sets: Record<string, DemoSet>;
@@ -98,6 +110,7 @@ export function describeUnseen(name: string, ref: number, acc: number, chance: n
 /**
  * Runs the demo end to end and writes `<out>/report.html` and `<out>/demo.json`.
  * @throws IpclipError from the steps (missing model, `ERR_ABORTED` when `signal` fires, I/O errors).
+ * @category Demo and progress
  */
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const started = performance.now();

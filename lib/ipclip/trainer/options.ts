@@ -8,7 +8,10 @@ import type { Preset } from '../schedule.js';
 import type { TrainProgress } from './run-state.js';
 import { resolvePairing, type Pairing } from './streams.js';
 
-/** Options of {@link IPTrainer}. */
+/**
+ * Options of {@link IPTrainer}.
+ * @category Training
+ */
 export interface TrainerOptions {
   scenario: Scenario;
   /** Default `'paper'`. */
@@ -60,7 +63,10 @@ export interface TrainerOptions {
   referenceFor?: ProtectionScenario;
 }
 
-/** The settings of a run, defaults filled in (what its checkpoints record and a resume compares). */
+/**
+ * The settings of a run, defaults filled in (what its checkpoints record and a resume compares).
+ * @category Training
+ */
 export interface ResolvedTrainerOptions {
   scenario: Scenario;
   preset: Preset;

@@ -8,14 +8,20 @@ import type { NativeStepResult, LossTerms } from '../../native/types.js';
 import { runDifference, type CheckpointMeta, type EpochAccumulator, type EpochRecord, type RunRecord, type TrainingMeta } from '../checkpoint.js';
 import type { ResolvedTrainerOptions } from './options.js';
 
-/** The terms of one step (unclamped, method §4), the total, the learning rate and whether the update was skipped. */
+/**
+ * The terms of one step (unclamped, method §4), the total, the learning rate and whether the update was skipped.
+ * @category Training
+ */
 export interface StepTerms extends LossTerms {
   lr: number;
   /** True when the loss or a gradient was not finite: the parameters were left unchanged. */
   skipped: boolean;
 }
 
-/** What {@link IPTrainer.fit} reports after every iteration. */
+/**
+ * What {@link IPTrainer.fit} reports after every iteration.
+ * @category Training
+ */
 export interface TrainProgress {
   /** Epoch of this iteration (0-based). */
   epoch: number;

@@ -18,6 +18,7 @@ import type { StreamPlan, UnauthorizedSource } from '../scenario.js';
  * - `independent`: U runs through the authorized images in a shuffle of its own, as the authors' release draws it
  *   (the `official` preset's default), so U's sample b is usually another image than A's sample b.
  * A scenario with a dataset of its own for U (target-specified) is always `independent`.
+ * @category Training
  */
 export type Pairing = 'paired' | 'independent';
 
@@ -87,7 +88,10 @@ export class StreamSchedule {
   }
 }
 
-/** The training data: the authorized stream, and the unauthorized one where the scenario has its own. */
+/**
+ * The training data: the authorized stream, and the unauthorized one where the scenario has its own.
+ * @category Training
+ */
 export interface TrainingData {
   authorized: DomainDataset;
   /**

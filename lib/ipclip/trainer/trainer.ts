@@ -27,16 +27,25 @@ export type { TrainerOptions, ResolvedTrainerOptions } from './options.js';
 export type { StepTerms, TrainProgress } from './run-state.js';
 export type { TrainingData } from './streams.js';
 
-/** Name of the checkpoint file in `checkpointDir`. */
+/**
+ * Name of the checkpoint file in `checkpointDir`.
+ * @category Training
+ */
 export const CHECKPOINT_FILE = 'last.safetensors';
 
-/** A batch for {@link IPTrainer.step}: preprocessed images `[B, 3, S, S]` and their labels. */
+/**
+ * A batch for {@link IPTrainer.step}: preprocessed images `[B, 3, S, S]` and their labels.
+ * @category Training
+ */
 export interface TrainBatch {
   images: ImageTensor;
   labels: Int32Array;
 }
 
-/** What {@link IPTrainer.fit} resolves to. */
+/**
+ * What {@link IPTrainer.fit} resolves to.
+ * @category Training
+ */
 export interface TrainResult {
   iterations: number;
   epochs: number;
@@ -74,6 +83,7 @@ export interface TrainResult {
  * The parts (lib/ipclip/trainer/): options.ts (resolution and validation), streams.ts (the datasets and samples of
  * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), run-state.ts (position,
  * history, resume checks); checkpoints are written with lib/ipclip/checkpoint.ts.
+ * @category Training
  */
 export class IPTrainer {
   /** The resolved options. */
