@@ -7,6 +7,7 @@
 #include "binding/convert.h"
 #include "binding/worker.h"
 #include "clip/init.h"
+#include "clip/linear.h"
 #include "clip/weights.h"
 
 namespace ipclip::binding {
@@ -14,13 +15,27 @@ namespace ipclip::binding {
 namespace {
 
 struct LoadOptions {
-  std::string path, device = "cpu", dtype = "float32";
+  std::string path, device = "cpu", dtype = "float32", linear = "auto";
   int threads = 0;  // 0: leave libtorch's default
 };
 
+// dtype 'auto': bfloat16 on a CPU with bf16 matrix hardware (AVX512-BF16 or AMX), where oneDNN's bf16 kernels
+// run; float32 everywhere else (without it libtorch 1.13's bf16 products are a scalar fallback, ~50× slower).
+std::string resolveDtype(const std::string& dtype, const torch::Device& device) {
+  if (dtype != "auto") return dtype;
+  const auto& cpu = cpuFeatures();
+  return device.is_cpu() && (cpu.avx512bf16 || cpu.amxBf16) ? "bfloat16" : "float32";
+}
+
+void readLoadOptions(Napi::Object o, LoadOptions& opts) {
+  opts.device = optionString(o, "device", opts.device);
+  opts.dtype = optionString(o, "dtype", opts.dtype);
+  opts.linear = optionString(o, "linear", opts.linear);
+}
+
 // Fingerprint, device/dtype move, freezing and memory accounting, shared by load and createRandom.
-void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, const std::string& format,
-                 const std::string& source) {
+void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, LinearKernel kernel,
+                 const std::string& format, const std::string& source) {
   h.fingerprint = fingerprintWeights(*h.model);
   // float32 asked on CUDA means float32: cuDNN convolutions (the patch embedding) allow TF32 by default on
   // Ampere and later, and cuBLAS may have been allowed it; both are switched off (process-wide, as in PyTorch).
@@ -29,6 +44,7 @@ void finishSetup(ClipHandle& h, torch::Device device, torch::Dtype dtype, const 
     at::globalContext().setAllowTF32CuBLAS(false);
   }
   castClip(*h.model, device, dtype);
+  h.model->setLinearKernel(kernel);
   h.model->eval();
   for (auto& p : h.model->parameters()) p.set_requires_grad(false);  // CLIP stays frozen
   h.device = device;
@@ -65,25 +81,25 @@ Napi::Value ClipModel::load(const Napi::CallbackInfo& info) {
   opts.path = info[0].As<Napi::String>().Utf8Value();
   if (info.Length() > 1 && info[1].IsObject()) {
     auto o = info[1].As<Napi::Object>();
-    opts.device = optionString(o, "device", opts.device);
-    opts.dtype = optionString(o, "dtype", opts.dtype);
+    readLoadOptions(o, opts);
     if (o.Has("threads") && o.Get("threads").IsNumber()) opts.threads = o.Get("threads").As<Napi::Number>().Int32Value();
   }
   IPCLIP_CHECK_ARG(env, opts.threads >= 0 && opts.threads <= 1024, "loadClip: threads must be between 0 and 1024");
   // Device and dtype are validated before queuing so their errors are immediate and precise.
   auto device = guarded(env, [&] { return parseDevice(opts.device); });
-  auto dtype = guarded(env, [&] { return parseDtype(opts.dtype, device); });
+  auto dtype = guarded(env, [&] { return parseDtype(resolveDtype(opts.dtype, device), device); });
+  auto kernel = guarded(env, [&] { return parseLinearKernel(opts.linear); });
   if (opts.threads > 0) at::set_num_threads(opts.threads);
 
   return PromiseWorker<std::shared_ptr<ClipHandle>>::start(
       env, Napi::Object(), "ipclip.loadClip",
-      [opts, device, dtype]() {
+      [opts, device, dtype, kernel]() {
         auto weights = readClipWeights(opts.path);
         auto config = inferClipConfig(weights);
         auto h = std::make_shared<ClipHandle>();
         h->model = Clip(config);
         assignClipWeights(*h->model, weights);
-        finishSetup(*h, device, dtype, formatName(weights.format), opts.path);
+        finishSetup(*h, device, dtype, kernel, formatName(weights.format), opts.path);
         return h;
       },
       [](Napi::Env env, std::shared_ptr<ClipHandle>& h) -> Napi::Value { return wrap(env, h); });
@@ -102,20 +118,20 @@ Napi::Value ClipModel::createRandom(const Napi::CallbackInfo& info) {
   double seed = 0;
   if (info.Length() > 1 && info[1].IsObject()) {
     auto o = info[1].As<Napi::Object>();
-    opts.device = optionString(o, "device", opts.device);
-    opts.dtype = optionString(o, "dtype", opts.dtype);
+    readLoadOptions(o, opts);
     if (o.Has("seed") && o.Get("seed").IsNumber()) seed = o.Get("seed").As<Napi::Number>().DoubleValue();
   }
   IPCLIP_CHECK_ARG(env, seed >= 0 && seed < 9007199254740992.0, "createRandomClip: seed must be a non-negative integer");
   auto device = guarded(env, [&] { return parseDevice(opts.device); });
-  auto dtype = guarded(env, [&] { return parseDtype(opts.dtype, device); });
+  auto dtype = guarded(env, [&] { return parseDtype(resolveDtype(opts.dtype, device), device); });
+  auto kernel = guarded(env, [&] { return parseLinearKernel(opts.linear); });
   return PromiseWorker<std::shared_ptr<ClipHandle>>::start(
       env, Napi::Object(), "ipclip.createRandomClip",
-      [config, device, dtype, seed]() {
+      [config, device, dtype, kernel, seed]() {
         auto h = std::make_shared<ClipHandle>();
         h->model = Clip(config);
         initializeClip(*h->model, static_cast<uint64_t>(seed));
-        finishSetup(*h, device, dtype, "random", "random");
+        finishSetup(*h, device, dtype, kernel, "random", "random");
         return h;
       },
       [](Napi::Env env, std::shared_ptr<ClipHandle>& h) -> Napi::Value { return wrap(env, h); });
@@ -133,6 +149,10 @@ Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
   out.Set("fingerprint", h->fingerprint);
   out.Set("device", h->device.str());
   out.Set("dtype", dtypeName(h->dtype));
+  // The engine of the towers' linear layers: 'onednn' only where it applies (float32 on the CPU).
+  const bool oneDnn = h->model->linearKernel() == LinearKernel::OneDnn && h->device.is_cpu() &&
+                      h->dtype == torch::kFloat32 && at::hasMKLDNN();
+  out.Set("linear", oneDnn ? "onednn" : h->device.is_cuda() ? "cublas" : "blas");
   out.Set("bytes", static_cast<double>(h->bytes.load()));
   out.Set("source", h->source);
   // Whether matrix products and convolutions may round to TF32 (CUDA only; false for float32 models).

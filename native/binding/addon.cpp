@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/Context.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
 
@@ -11,6 +12,7 @@
 #include "binding/common.h"
 #include "binding/register.h"
 #include "binding/worker.h"
+#include "clip/linear.h"
 
 #include <algorithm>
 #include <chrono>
@@ -35,27 +37,46 @@ Napi::Value runtimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaAvailable", torch::cuda::is_available());
   out.Set("cudaDevices", static_cast<double>(torch::cuda::device_count()));
   out.Set("threads", at::get_num_threads());
+  // What the bench's theoretical peak and dtype 'auto' read: the CPU's vector ISA from /proc/cpuinfo.
+  const auto& cpu = ipclip::cpuFeatures();
+  auto c = Napi::Object::New(env);
+  c.Set("model", cpu.model);
+  c.Set("mhz", cpu.mhz);
+  c.Set("avx2", cpu.avx2);
+  c.Set("avx512f", cpu.avx512f);
+  c.Set("avx512bf16", cpu.avx512bf16);
+  c.Set("amxBf16", cpu.amxBf16);
+  c.Set("onednn", at::hasMKLDNN());
+  out.Set("cpu", c);
   return out;
 }
 
-// benchMatmul(n, repeats): median milliseconds of an n×n float32 matrix product on the CPU, computed on a
-// worker thread with the addon's own libtorch and thread count — the bench's measure of the machine's peak.
+// benchMatmul(n, repeats, kernel = 'blas'): median milliseconds of an n×n float32 matrix product on the CPU,
+// computed on a worker thread with the addon's own libtorch and thread count — the bench's measure of the
+// machine's peak. 'blas' is torch::mm (OpenBLAS in Debian's libtorch); 'onednn' is the towers' oneDNN linear
+// (clip/linear.h) with its per-call layout conversions, so it is what a tower's layer pays.
 Napi::Value benchMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsNumber(), "benchMatmul: expected (n, repeats)");
   int64_t n = info[0].As<Napi::Number>().Int64Value();
   int64_t repeats = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 5;
   IPCLIP_CHECK_ARG(env, n >= 16 && n <= 16384 && repeats >= 1 && repeats <= 100, "benchMatmul: n in [16,16384], repeats in [1,100]");
+  const std::string kernelName = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "blas";
+  IPCLIP_CHECK_ARG(env, kernelName == "blas" || kernelName == "onednn", "benchMatmul: kernel must be 'blas' or 'onednn'");
+  const bool oneDnn = kernelName == "onednn";
   return PromiseWorker<double>::start(
       env, Napi::Object(), "ipclip.benchMatmul",
-      [n, repeats]() {
+      [n, repeats, oneDnn]() {
         c10::InferenceMode guard;
         auto a = torch::randn({n, n}), b = torch::randn({n, n});
-        torch::mm(a, b);  // warm-up
+        auto product = [&] {
+          return oneDnn ? ipclip::linear(a, b, {}, ipclip::LinearKernel::OneDnn) : torch::mm(a, b);
+        };
+        product();  // warm-up
         std::vector<double> ms;
         for (int64_t i = 0; i < repeats; ++i) {
           auto t0 = std::chrono::steady_clock::now();
-          auto c = torch::mm(a, b);
+          auto c = product();
           ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         }
         std::sort(ms.begin(), ms.end());

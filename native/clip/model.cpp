@@ -61,6 +61,14 @@ ClipImpl::ClipImpl(const ClipConfig& c) : config_(c) {
   logit_scale = register_parameter("logit_scale", torch::zeros({}));
 }
 
+void ClipImpl::setLinearKernel(LinearKernel kernel) {
+  linearKernel_ = kernel;
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* a = m->as<AttentionImpl>()) a->kernel = kernel;
+    if (auto* mlp = m->as<MlpImpl>()) mlp->kernel = kernel;
+  }
+}
+
 torch::Tensor ClipImpl::encodeText(const torch::Tensor& ids) {
   auto eot = ids.argmax(-1);
   return encodePrompts(token_embedding->forward(ids), eot);

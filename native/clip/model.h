@@ -69,6 +69,10 @@ class ClipImpl : public torch::nn::Module {
   torch::Dtype dtype() const { return text_projection.scalar_type(); }
   torch::Device device() const { return text_projection.device(); }
 
+  // The engine of both towers' linear layers (clip/linear.h): set on every residual block. Blas unless set.
+  void setLinearKernel(LinearKernel kernel);
+  LinearKernel linearKernel() const { return linearKernel_; }
+
   VisionTransformer visual{nullptr};
   Transformer transformer{nullptr};
   torch::nn::Embedding token_embedding{nullptr};
@@ -79,6 +83,7 @@ class ClipImpl : public torch::nn::Module {
 
  private:
   ClipConfig config_;
+  LinearKernel linearKernel_ = LinearKernel::Blas;
 };
 TORCH_MODULE(Clip);
 

@@ -27,7 +27,7 @@ AttentionImpl::AttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> AttentionImpl::project(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), W = x.size(2);
   const auto d = W / heads_;
-  auto qkv = torch::nn::functional::linear(x, in_proj_weight, in_proj_bias);  // [B,T,3W]
+  auto qkv = linear(x, in_proj_weight, in_proj_bias, kernel);                 // [B,T,3W]
   auto parts = qkv.view({B, T, 3, heads_, d}).permute({2, 0, 3, 1, 4});       // [3,B,H,T,d]
   auto q = parts[0] * (1.0 / std::sqrt(static_cast<double>(d)));
   return {q, parts[1], parts[2]};
@@ -36,7 +36,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> AttentionImpl::project(c
 torch::Tensor AttentionImpl::merge(const torch::Tensor& heads) {
   const auto B = heads.size(0), T = heads.size(2);
   auto x = heads.transpose(1, 2).reshape({B, T, -1});  // [B,T,W]
-  return out_proj->forward(x);
+  return linear(x, out_proj->weight, out_proj->bias, kernel);
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -53,12 +53,19 @@ MlpImpl::MlpImpl(int64_t width, Activation act) : activation(act) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  auto h = c_fc->forward(x);
-  if (activation == Activation::Gelu)
+  auto h = linear(x, c_fc->weight, c_fc->bias, kernel);
+  if (activation == Activation::Gelu) {
     h = torch::gelu(h);  // exact (erf) GELU: Hugging Face's "gelu", open_clip's nn.GELU
-  else
+  } else if (torch::GradMode::is_enabled() && h.requires_grad()) {
     h = h * torch::sigmoid(1.702 * h);  // QuickGELU, as OpenAI's CLIP was trained with
-  return c_proj->forward(h);
+  } else {
+    // The same QuickGELU, bit for bit, in one buffer instead of three when no backward needs the intermediates
+    // (inference, the frozen vision tower): s = 1.702·h, σ(s) in place, times h in place.
+    auto s = h.mul(1.702);
+    s.sigmoid_();
+    h = s.mul_(h);
+  }
+  return linear(h, c_proj->weight, c_proj->bias, kernel);
 }
 
 ResidualBlockImpl::ResidualBlockImpl(int64_t width, int64_t heads, Activation activation) {

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "clip/config.h"
+#include "clip/linear.h"
 
 namespace ipclip {
 
@@ -33,6 +34,7 @@ class AttentionImpl : public torch::nn::Module {
 
   int64_t heads() const { return heads_; }
 
+  LinearKernel kernel = LinearKernel::Blas;  // the engine of in_proj and out_proj (clip/linear.h)
   torch::Tensor in_proj_weight;  // [3W, W]
   torch::Tensor in_proj_bias;    // [3W]
   torch::nn::Linear out_proj{nullptr};
@@ -49,6 +51,7 @@ class MlpImpl : public torch::nn::Module {
   torch::nn::Linear c_fc{nullptr};
   torch::nn::Linear c_proj{nullptr};
   Activation activation;
+  LinearKernel kernel = LinearKernel::Blas;  // the engine of c_fc and c_proj (clip/linear.h)
 };
 TORCH_MODULE(Mlp);
 

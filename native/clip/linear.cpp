@@ -1,0 +1,73 @@
+#include "clip/linear.h"
+
+#include <ATen/Context.h>
+#include <ATen/ops/mkldnn_linear.h>
+#include <torch/nn/functional/linear.h>
+
+#include <fstream>
+#include <sstream>
+#include <set>
+
+#include "common/errors.h"
+
+namespace ipclip {
+
+const char* linearKernelName(LinearKernel k) { return k == LinearKernel::OneDnn ? "onednn" : "blas"; }
+
+LinearKernel parseLinearKernel(const std::string& s) {
+  if (s == "blas") return LinearKernel::Blas;
+  if (s == "onednn") return LinearKernel::OneDnn;
+  if (s == "auto") return cpuFeatures().avx512f && at::hasMKLDNN() ? LinearKernel::OneDnn : LinearKernel::Blas;
+  fail("ERR_INVALID_ARGUMENT", "unknown linear kernel '" + s + "' (use 'auto', 'onednn' or 'blas')");
+}
+
+bool usesOneDnn(const torch::Tensor& x, const torch::Tensor& w, LinearKernel kernel) {
+  return kernel == LinearKernel::OneDnn && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
+         w.scalar_type() == torch::kFloat32 && at::hasMKLDNN();
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, LinearKernel kernel) {
+  if (!usesOneDnn(x, w, kernel)) return torch::nn::functional::linear(x, w, b);
+  // oneDNN's inner product takes a 2-D input in its own layout and returns its own layout: one copy in, one out.
+  // The weight stays a dense tensor: libtorch 1.13 offers no prepacked (blocked) linear weight, and its backward
+  // needs the dense one. oneDNN reorders it to its blocked layout inside the call (N·K floats, small against the
+  // M·N·K of the product at the towers' row counts).
+  const auto K = x.size(-1);
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.size(0);
+  auto in = x.reshape({-1, K}).contiguous().to_mkldnn();
+  auto y = b.defined() ? at::mkldnn_linear(in, w, b) : at::mkldnn_linear(in, w);
+  return y.to_dense().view(sizes);
+}
+
+const CpuFeatures& cpuFeatures() {
+  static const CpuFeatures features = [] {
+    CpuFeatures f;
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    bool flagsSeen = false;
+    while (std::getline(in, line)) {
+      const auto colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      std::string key = line.substr(0, colon);
+      while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+      const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+      if (key == "model name" && f.model.empty()) f.model = value;
+      if (key == "cpu MHz" && f.mhz == 0) f.mhz = std::atof(value.c_str());
+      if (key == "flags" && !flagsSeen) {
+        flagsSeen = true;
+        std::istringstream words(value);
+        std::set<std::string> flags;
+        for (std::string w; words >> w;) flags.insert(w);
+        f.avx2 = flags.count("avx2") > 0;
+        f.avx512f = flags.count("avx512f") > 0;
+        f.avx512bf16 = flags.count("avx512_bf16") > 0;
+        f.amxBf16 = flags.count("amx_bf16") > 0;
+      }
+    }
+    return f;
+  }();
+  return features;
+}
+
+}  // namespace ipclip
