@@ -1,5 +1,6 @@
 // Child process of the bench: image-tower throughput of one runtime on one exported model.
 //   node bench/encode.mjs --runtime addon|ort --model bench/.work/vit-b-16 --batch 16 --repeats 5 --threads 2
+//     [--dtype float32|bfloat16|float16] [--linear auto|onednn|blas]   (addon only; dtype default: dtypeFor(device))
 // addon: loadClip(<model>.safetensors) then ClipModel.encodeImage; ort: onnxruntime-node on <model>.onnx (same
 // graph, same weights, written together by export_onnx.py). Also returns the embeddings of two fixed images so
 // the orchestrator can check both runtimes compute the same function.
@@ -15,6 +16,7 @@ const repeats = Number(args.repeats ?? 5);
 const threads = Number(args.threads ?? 1);
 const size = Number(args.image ?? 224);
 const device = args.device ?? 'cpu';
+const dtype = args.dtype ?? dtypeFor(device);
 
 const images = randomImages(21, batch, size);
 const probe = randomImages(22, 2, size);
@@ -24,9 +26,9 @@ let describe = {};
 if (runtime === 'addon') {
   const addon = loadAddon();
   addon.setThreads(threads);
-  const clip = await addon.loadClip(`${args.model}.safetensors`, { device, dtype: dtypeFor(device), threads });
+  const clip = await addon.loadClip(`${args.model}.safetensors`, { device, dtype, threads, ...(args.linear ? { linear: args.linear } : {}) });
   run = async (data, shape) => (await clip.encodeImage(data, shape)).embeds.data;
-  describe = { dtype: clip.info.dtype, device: clip.info.device, threads: addon.runtimeInfo().threads };
+  describe = { dtype: clip.info.dtype, linear: clip.info.linear, device: clip.info.device, threads: addon.runtimeInfo().threads };
 } else if (runtime === 'ort') {
   const ort = createRequire(join(workDir, 'node_modules', 'x.js'))('onnxruntime-node');
   const session = await ort.InferenceSession.create(`${args.model}.onnx`, {
@@ -45,7 +47,7 @@ if (runtime === 'addon') {
   throw new Error('--runtime must be addon or ort');
 }
 
-log(`encode ${runtime} ${args.model.split('/').pop()} batch ${batch}: warm-up`);
+log(`encode ${runtime}${describe.linear ? ` (${describe.dtype}, linear ${describe.linear})` : ''} ${args.model.split('/').pop()} batch ${batch}: warm-up`);
 await run(images.data, images.shape);
 const samples = [];
 for (let r = 0; r < repeats; r++) samples.push((await timed(() => run(images.data, images.shape))).ms);

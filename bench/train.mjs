@@ -20,7 +20,9 @@ const threads = Number(args.threads ?? 0);
 
 const addon = loadAddon();
 if (threads > 0) addon.setThreads(threads);
-const clip = await addon.createRandomClip(arch, { seed: 7, device, dtype: dtypeFor(device) });
+// --dtype and --linear (the towers' compute dtype and linear engine) default to dtypeFor(device) and the addon's 'auto'.
+const dtype = args.dtype ?? dtypeFor(device);
+const clip = await addon.createRandomClip(arch, { seed: 7, device, dtype, ...(args.linear ? { linear: args.linear } : {}) });
 const nCtx = 2 * arch.vision.layers + 4;
 const tokens = await classTokens(C, arch.text.contextLength, nCtx, arch.text.vocabSize);
 const S = arch.vision.imageSize;
@@ -38,7 +40,8 @@ if (args['memory-only']) {
   const only = prompt(args.path === 'naive' ? 'naive' : 'fast');
   await step(only);
   const again = await step(only); // a second, warm step: its time is this batch size's step time
-  emit({ peakRssMb: peakRssMb(), stepMs: again.ms, path: args.path === 'naive' ? 'naive' : 'fast', batch: `${B}+${B}` });
+  emit({ peakRssMb: peakRssMb(), stepMs: again.ms, path: args.path === 'naive' ? 'naive' : 'fast', batch: `${B}+${B}`,
+    dtype: clip.info.dtype, linear: clip.info.linear });
   process.exit(0);
 }
 
@@ -114,7 +117,7 @@ const visionMs = median(visionSamples);
 
 const fm = median(fastMs), nm = median(naiveMs);
 emit({
-  arch: args.arch, classes: C, batch: `${B}+${B}`, nCtx, classTokens: tokens.source, device, dtype: dtypeFor(device),
+  arch: args.arch, classes: C, batch: `${B}+${B}`, nCtx, classTokens: tokens.source, device, dtype: clip.info.dtype, linear: clip.info.linear,
   threads: addon.runtimeInfo().threads,
   trainStep: {
     fastMs: fm, naiveMs: nm, speedup: nm / fm, fastSamplesMs: fastMs, naiveSamplesMs: naiveMs,
