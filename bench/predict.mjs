@@ -5,7 +5,7 @@
 // (models/synth-clip) over the ten classes, saved once — its predictions are meaningless, its cost is a trained
 // one's. The CLI run is timed as a whole (process start, loading, every image); the breakdown then times each stage
 // in this process on the same files: decode (sharp), preprocess (resize + crop + normalise of decoded pixels),
-// the vision tower (Clip.encodeImage) and the prompt + text tower (IPPrompt.logits minus its vision pass, which
+// the vision tower (Clip.encodeImage) and the prompt + text tower (PromptModel.logits minus its vision pass, which
 // takes per-layer statistics as well: approximately).
 // Uses the compiled package (dist/): run `npx tsc -p tsconfig.build.json` first.
 import { spawnSync } from 'node:child_process';
@@ -18,7 +18,7 @@ const args = Object.fromEntries(process.argv.slice(2).map((a, i, all) =>
 const count = Number(args.images ?? 1000);
 const threads = Number(args.threads ?? 0);
 const ipclip = await import(join(root, 'dist', 'index.js'));
-const { Clip, IPPrompt, Rng, SYNTH_CLASSES, SYNTH_DOMAINS, decodeImage, preprocess, renderSynthImage, setThreads } = ipclip;
+const { Clip, PromptModel, Rng, SYNTH_CLASSES, SYNTH_DOMAINS, decodeImage, preprocess, renderSynthImage, setThreads } = ipclip;
 const { default: sharp } = await import('sharp');
 if (threads > 0) setThreads(threads);
 
@@ -39,7 +39,7 @@ const modelFile = join(root, 'models', 'synth-clip', 'model.safetensors');
 const promptFile = join(workDir, 'predict-prompt.safetensors');
 const clip = await Clip.load(modelFile);
 if (!existsSync(promptFile)) {
-  const p = await IPPrompt.create(clip, SYNTH_CLASSES, { seed: 3 });
+  const p = await PromptModel.create(clip, SYNTH_CLASSES, { seed: 3 });
   await p.save(promptFile);
   p.dispose();
 }
@@ -61,7 +61,7 @@ if (one.status !== 0) throw new Error(`ipclip predict (one image) failed: ${one.
 
 // 2. The stages, in this process.
 const size = clip.config.vision.imageSize;
-const prompt = await IPPrompt.load(clip, promptFile);
+const prompt = await PromptModel.load(clip, promptFile);
 const decode = await timed(() => Promise.all(files.map((f) => decodeImage(f))));
 const pre = await timed(() => preprocess(decode.result, { size }));
 await clip.encodeImage(pre.result); // warm-up

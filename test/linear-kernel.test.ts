@@ -5,11 +5,11 @@
 // by a few units of 2⁻²⁴ per product, far below it, while a wrong layer (a dropped bias, a transposed weight, a
 // mixed-up activation) is off by O(1). float64 never takes oneDNN: its results are bit for bit today's.
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadNative } from '../lib/native.js';
-import type { NativePromptModel } from '../lib/prompt.js';
-import { Rng } from '../lib/rng.js';
-import type { FloatTensor } from '../lib/tensor.js';
+import { describe, expect, it } from 'vitest';
+import { loadNative } from '../lib/native/binding.js';
+import type { NativePromptModel } from '../lib/ipclip/prompt-model.js';
+import { Rng } from '../lib/core/rng.js';
+import type { FloatTensor } from '../lib/core/tensor.js';
 import { relToScale } from './helpers/exactness.js';
 import { CLIP_TINY, HAVE_SHARED } from './helpers/fixtures.js';
 import { testThreads } from './helpers/threads.js';
@@ -176,5 +176,24 @@ describe('linear: float64 and the option itself', () => {
     const err = await Promise.resolve().then(() => addon.createRandomClip(config('gelu'), { linear: 'mkl' })).then(() => null, (e: unknown) => e);
     expect((err as { code?: string }).code).toBe('ERR_INVALID_ARGUMENT');
     expect(String((err as Error).message)).toMatch(/'auto', 'onednn' or 'blas'/);
+  });
+});
+
+describe('Clip.load / Clip.random: dtype auto and linear', () => {
+  it('pass linear through (info.linear) and refuse an unknown one with ERR_INVALID_ARGUMENT', async () => {
+    const { Clip } = await import('../lib/clip/clip.js');
+    const blas = await Clip.random(config('gelu') as never, { seed: 1, linear: 'blas' });
+    expect(blas.info.linear).toBe('blas');
+    blas.dispose();
+    if (ONEDNN) {
+      const onednn = await Clip.random(config('gelu') as never, { seed: 1, linear: 'onednn' });
+      expect(onednn.info.linear).toBe('onednn');
+      onednn.dispose();
+    }
+    const err = await Clip.random(config('gelu') as never, { linear: 'fast' as never }).then(() => null, (e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('ERR_INVALID_ARGUMENT');
+    const auto = await Clip.random(config('gelu') as never, { seed: 1, dtype: 'auto' });
+    expect(['float32', 'bfloat16']).toContain(auto.info.dtype);
+    auto.dispose();
   });
 });

@@ -7,7 +7,7 @@ import { IpclipError, check } from '../core/errors.js';
 import { isRawImage, type ImageInput } from '../image/decode.js';
 import { loadNative } from '../native/load.js';
 import { callNative, callNativeSync } from '../native/errors.js';
-import type { ClipConfig, ClipDtype, ClipInfo, NativeClipModel } from '../native/types.js';
+import type { ClipConfig, ClipDtype, ClipInfo, ClipLinear, NativeClipModel } from '../native/types.js';
 import { preprocess as preprocessImages } from '../image/preprocess.js';
 import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/tensor.js';
 import { ClipTokenizer } from './tokenizer/tokenizer.js';
@@ -15,7 +15,7 @@ import { clipLogits, softmaxRows } from './similarity.js';
 import { queueOf } from '../core/queue.js';
 import { assertIntegerInRange } from '../core/is.js';
 
-export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo } from '../native/types.js';
+export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo, ClipLinear } from '../native/types.js';
 
 /**
  * Options of {@link Clip.load}.
@@ -27,9 +27,16 @@ export interface ClipLoadOptions {
   /**
    * Compute dtype (default `'float32'`). `float16` needs CUDA; `bfloat16` works on CPU and CUDA; `float64` (CPU
    * only) returns `Float64Array` results and is meant for exactness checks. In half precision, `logit_scale`,
-   * the LayerNorm parameters and the embedding tables stay fp32 (LayerNorm is computed in fp32).
+   * the LayerNorm parameters and the embedding tables stay fp32 (LayerNorm is computed in fp32). `'auto'` (not the
+   * default) is `bfloat16` on a CPU with AVX512-BF16 or AMX and `float32` elsewhere (without bf16 hardware,
+   * libtorch's bf16 products are a slow scalar fallback); `info.dtype` tells which.
    */
-  dtype?: ClipDtype;
+  dtype?: ClipDtype | 'auto';
+  /**
+   * The engine of the towers' linear layers on the CPU in float32 (default `'auto'`: oneDNN on AVX-512 CPUs,
+   * OpenBLAS otherwise); `info.linear` tells which runs. See {@link ClipLinear}.
+   */
+  linear?: ClipLinear;
   /**
    * A tokenizer vocabulary: OpenAI's `bpe_simple_vocab_16e6.txt.gz`, or a Hugging Face `vocab.json` (with
    * `merges.txt` beside it) or folder. Without it, a vocabulary beside the weights is used if there is one.
@@ -105,6 +112,14 @@ export interface Prediction {
 /** Vocabulary files looked for beside the weights, in this order. */
 export const VOCAB_FILE_NAMES: readonly string[] = ['vocab.txt.gz', 'bpe_simple_vocab_16e6.txt.gz'];
 
+/** The dtype and linear-engine options of {@link Clip.load} and {@link Clip.random}, checked before any work. */
+function checkDtypeAndLinear(where: string, dtype: unknown, linear: unknown): void {
+  check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64' || dtype === 'auto',
+    `${where}: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16', 'bfloat16', 'float64' or 'auto')`);
+  check(linear === 'auto' || linear === 'onednn' || linear === 'blas',
+    `${where}: unsupported linear ${JSON.stringify(linear)} (use 'auto', 'onednn' or 'blas')`);
+}
+
 function isImageTensor(x: unknown): x is ImageTensor {
   return typeof x === 'object' && x !== null && !isRawImage(x) && !(x instanceof Uint8Array)
     && 'shape' in x && 'data' in x;
@@ -175,16 +190,15 @@ export class Clip implements Disposable {
   static async load(path: string, options: ClipLoadOptions = {}): Promise<Clip> {
     check(typeof path === 'string' && path.length > 0, 'Clip.load: path must be a non-empty string');
     check(options !== null && typeof options === 'object', 'Clip.load: options must be an object');
-    const { device = 'cpu', dtype = 'float32', vocab, threads } = options;
+    const { device = 'cpu', dtype = 'float32', vocab, threads, linear = 'auto' } = options;
     check(typeof device === 'string', `Clip.load: device must be a string such as 'cpu' or 'cuda:0'`);
-    check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64',
-      `Clip.load: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16', 'bfloat16' or 'float64')`);
+    checkDtypeAndLinear('Clip.load', dtype, linear);
     if (threads !== undefined) assertIntegerInRange(threads, 'Clip.load: threads', 1, 1024);
     check(vocab === undefined || (typeof vocab === 'string' && vocab.length > 0), 'Clip.load: vocab must be a path');
     // The tokenizer first: a bad vocabulary fails fast, before seconds of weight loading.
     const vocabPath = vocab ?? findVocab(path);
     const tokenizer = vocabPath === undefined ? null : ClipTokenizer.fromFile(vocabPath);
-    const native = await callNative(() => loadNative().loadClip(path, { device, dtype, ...(threads ? { threads } : {}) }));
+    const native = await callNative(() => loadNative().loadClip(path, { device, dtype, linear, ...(threads ? { threads } : {}) }));
     return new Clip(native, tokenizer);
   }
 
@@ -195,10 +209,11 @@ export class Clip implements Disposable {
   static async random(config: ClipConfig, options: Omit<ClipLoadOptions, 'threads'> & { seed?: number } = {}): Promise<Clip> {
     check(config !== null && typeof config === 'object', 'Clip.random: config must be a ClipConfig');
     check(options !== null && typeof options === 'object', 'Clip.random: options must be an object');
-    const { device = 'cpu', dtype = 'float32', vocab, seed = 0 } = options;
+    const { device = 'cpu', dtype = 'float32', vocab, seed = 0, linear = 'auto' } = options;
+    checkDtypeAndLinear('Clip.random', dtype, linear);
     check(Number.isSafeInteger(seed) && seed >= 0, `Clip.random: seed must be a non-negative integer (got ${String(seed)})`);
     const tokenizer = vocab === undefined ? null : ClipTokenizer.fromFile(vocab);
-    const native = await callNative(() => loadNative().createRandomClip(config, { seed, device, dtype }));
+    const native = await callNative(() => loadNative().createRandomClip(config, { seed, device, dtype, linear }));
     return new Clip(native, tokenizer);
   }
 

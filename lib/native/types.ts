@@ -39,8 +39,13 @@ export interface ClipInfo {
   fingerprint: string;
   /** `'cpu'` or `'cuda:N'`. */
   device: string;
-  /** Compute dtype: `'float32'`, `'float16'`, `'bfloat16'` or `'float64'`. */
+  /** Compute dtype: `'float32'`, `'float16'`, `'bfloat16'` or `'float64'` (what `'auto'` chose, when asked). */
   dtype: string;
+  /**
+   * The engine of the towers' linear layers: `'onednn'` (float32 on the CPU with `linear: 'onednn'`, or `'auto'` on
+   * an AVX-512 CPU), `'blas'` (libtorch's ordinary CPU path, OpenBLAS in Debian's libtorch) or `'cublas'` (CUDA).
+   */
+  linear: 'onednn' | 'blas' | 'cublas';
   /** Bytes of parameters held natively. */
   bytes: number;
   /** The path it was loaded from. */
@@ -61,10 +66,19 @@ export interface ClipInfo {
  */
 export type ClipDtype = 'float32' | 'float16' | 'bfloat16' | 'float64';
 
+/**
+ * The engine of the towers' linear layers on the CPU in float32: `'onednn'` (libtorch's oneDNN inner product),
+ * `'blas'` (OpenBLAS) or `'auto'` (oneDNN on CPUs with AVX-512, OpenBLAS otherwise). The same function to fp32
+ * round-off; float64, half precision and CUDA always take libtorch's ordinary path.
+ */
+export type ClipLinear = 'auto' | 'onednn' | 'blas';
+
 /** Options of the raw `loadClip`. */
 export interface NativeLoadOptions {
   device?: string;
-  dtype?: ClipDtype;
+  /** `'auto'`: bfloat16 on a CPU with AVX512-BF16 or AMX, float32 otherwise. */
+  dtype?: ClipDtype | 'auto';
+  linear?: ClipLinear;
   threads?: number;
 }
 
@@ -106,13 +120,15 @@ export interface RuntimeInfo {
   cudaDevices: number;
   /** libtorch's intra-op thread count. */
   threads: number;
+  /** The CPU as `/proc/cpuinfo` describes it (what `dtype: 'auto'`, `linear: 'auto'` and the bench's peak read). */
+  cpu: { model: string; mhz: number; avx2: boolean; avx512f: boolean; avx512bf16: boolean; amxBf16: boolean; onednn: boolean };
 }
 
 /** Everything the addon exports. Optional members arrive with later native areas (prompt, pretrainer). */
 export interface NativeAddon {
   loadClip(path: string, opts?: NativeLoadOptions): Promise<NativeClipModel>;
   /** A CLIP of the given architecture with OpenAI-style random initialisation (benchmarks, tests). */
-  createRandomClip(config: ClipConfig, opts?: { seed?: number; device?: string; dtype?: ClipDtype }): Promise<NativeClipModel>;
+  createRandomClip(config: ClipConfig, opts?: { seed?: number; device?: string; dtype?: ClipDtype | 'auto'; linear?: ClipLinear }): Promise<NativeClipModel>;
   readSafetensors(path: string): Promise<NativeSafetensors>;
   runtimeInfo(): RuntimeInfo;
   setThreads(n: number): void;
@@ -122,8 +138,11 @@ export interface NativeAddon {
   createPrompt: CreatePrompt;
   /** A contrastive pretrainer of a fresh, randomly initialised CLIP (native/binding/Pretrainer.cpp). */
   createPretrainer(config: ClipConfig, opts: { seed: number; device: string }): NativePretrainer;
-  /** Median milliseconds of an n×n float32 matrix product with the addon's libtorch (the bench's peak). */
-  benchMatmul(n: number, repeats?: number): Promise<number>;
+  /**
+   * Median milliseconds of an n×n float32 matrix product with the addon's libtorch (the bench's peak): `'blas'`
+   * (default) is torch::mm, `'onednn'` the towers' oneDNN linear with its layout conversions.
+   */
+  benchMatmul(n: number, repeats?: number, kernel?: 'blas' | 'onednn'): Promise<number>;
   /**
    * PIL-exact antialiased bicubic resize of 8-bit RGB pixels (native/binding/Resample.cpp) on a worker thread.
    * `data` is read in place: it must not be changed or transferred until the promise settles. `threads` (1–64;
