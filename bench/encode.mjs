@@ -23,6 +23,29 @@ const probe = randomImages(22, 2, size);
 
 let run; // (data, shape) => Promise<Float32Array of embeddings>
 let describe = {};
+if (runtime === 'addon' && args.linear === 'both') {
+  // Both linear engines in this process, samples interleaved (blas, onednn, blas, …) after a warm-up of each, so
+  // machine noise hits both alike.
+  const addon = loadAddon();
+  addon.setThreads(threads);
+  const clips = {};
+  for (const linear of ['blas', 'onednn']) clips[linear] = await addon.loadClip(`${args.model}.safetensors`, { device, dtype, threads, linear });
+  const samples = { blas: [], onednn: [] };
+  log(`encode addon (${dtype}, linear blas and onednn interleaved) ${args.model.split('/').pop()} batch ${batch}: warm-up`);
+  for (const c of Object.values(clips)) await c.encodeImage(images.data, images.shape);
+  for (let r = 0; r < repeats; r++) {
+    for (const [k, c] of Object.entries(clips)) samples[k].push((await timed(() => c.encodeImage(images.data, images.shape))).ms);
+  }
+  const byLinear = {};
+  for (const [k, c] of Object.entries(clips)) {
+    const ms = median(samples[k]);
+    log(`  addon linear ${k}: ${(ms / 1000).toFixed(2)} s per batch (${((batch * 1000) / ms).toFixed(2)} images/s)`);
+    byLinear[k] = { runtime, dtype: c.info.dtype, linear: c.info.linear, batch, repeats, batchMs: ms, samplesMs: samples[k],
+      imagesPerSecond: (batch * 1000) / ms, probe: Array.from((await c.encodeImage(probe.data, probe.shape)).embeds.data) };
+  }
+  emit({ byLinear, peakRssMb: peakRssMb() });
+  process.exit(0);
+}
 if (runtime === 'addon') {
   const addon = loadAddon();
   addon.setThreads(threads);

@@ -184,12 +184,11 @@ const memory = await runChild('node', [join(benchDir, 'train.mjs'), '--arch', tr
 
 // The same fast step with the other linear engine (oneDNN's backward for the text tower), and in bf16 where the CPU
 // has bf16 hardware: fresh processes at the requested batch, like `memory` (second, warm step timed).
-const trainByLinear = { [memory.linear ?? autoLinear]: memory.stepMs };
+let trainByLinear = null;
 if (opts.device === 'cpu') {
-  const other = (memory.linear ?? autoLinear) === 'blas' ? 'onednn' : 'blas';
-  log(`train: one fast step at ${requestedB}+${requestedB} with linear ${other}`);
-  trainByLinear[other] = (await runChild('node', [join(benchDir, 'train.mjs'), '--arch', trainArch, '--classes', String(C),
-    '--batch', String(requestedB), '--memory-only', '--linear', other, ...common])).stepMs;
+  log(`train: fast step at ${requestedB}+${requestedB}, linear blas against onednn, interleaved`);
+  trainByLinear = await runChild('node', [join(benchDir, 'train.mjs'), '--arch', trainArch, '--classes', String(C),
+    '--batch', String(requestedB), '--repeats', '2', '--compare-linear', ...common]);
 }
 let trainBf16 = null;
 if (bf16Hardware || opts.device.startsWith('cuda')) {
@@ -219,12 +218,12 @@ if (python) {
   for (const arch of encodeArchs) {
     const base = ensureExport(python, arch);
     const repeats = arch === 'ViT-B/16' ? '3' : '5';
-    // Both linear engines side by side; the headline figure is the one the default ('auto') picks on this CPU.
-    const addonRun = (linear) => runChild('node', [join(benchDir, 'encode.mjs'), '--runtime', 'addon', '--model', base, '--batch', '16',
-      '--repeats', repeats, ...(onCpu ? ['--linear', linear] : []), ...common]);
-    const byLinear = { blas: await addonRun('blas') };
-    if (onCpu) byLinear.onednn = await addonRun('onednn');
-    const a = byLinear[autoLinear] ?? byLinear.blas;
+    // Both linear engines side by side (interleaved in one process); the headline figure is the one the default
+    // ('auto') picks on this CPU.
+    const both = await runChild('node', [join(benchDir, 'encode.mjs'), '--runtime', 'addon', '--model', base, '--batch', '16',
+      '--repeats', repeats, ...(onCpu ? ['--linear', 'both'] : []), ...common]);
+    const byLinear = both.byLinear ?? { blas: both };
+    const a = { ...(byLinear[autoLinear] ?? byLinear.blas), peakRssMb: both.peakRssMb };
     let o = null;
     let ortError = ort.error ?? null;
     if (!ortError) {
@@ -246,7 +245,7 @@ if (python) {
         outputsRelDiffVsBlas: tensorRelDiff(r.probe, byLinear.blas.probe),
       }])),
       probe: a.probe,
-      peakRssMb: { addon: a.peakRssMb, onnxruntime: o ? o.peakRssMb : null },
+      peakRssMb: { addon: a.peakRssMb, addonModelsLoaded: Object.keys(byLinear).length, onnxruntime: o ? o.peakRssMb : null },
     };
   }
 }
@@ -389,8 +388,8 @@ const pctOf = (x) => (x === null || x === undefined ? '—' : `${f(x * 100, 0)}%
 const rows = [
   ['measure', 'ipclip', 'baseline', 'ratio'],
   [`train step ${trainArch} C=${C} B=${B}+${B} (s)`, f(results.trainStep.fastMs / 1000), `${f(results.trainStep.naiveMs / 1000)} naive`, `${f(results.trainStep.speedup, 1)}×`],
-  ...(trainByLinear.blas && trainByLinear.onednn ? [[`train step (fast) ${requestedB}+${requestedB}, linear onednn vs blas (s)`,
-    f(trainByLinear.onednn / 1000), `${f(trainByLinear.blas / 1000)} blas`, `${f(trainByLinear.blas / trainByLinear.onednn)}×`]] : []),
+  ...(trainByLinear ? [[`train step (fast) ${requestedB}+${requestedB}, linear onednn vs blas (s)`,
+    f(trainByLinear.onednnMs / 1000), `${f(trainByLinear.blasMs / 1000)} blas`, `${f(trainByLinear.onednnSpeedup)}×`]] : []),
   [`train step (fast) ${requestedB}+${requestedB}, bfloat16 (s)`, f(trainBf16.fastMs ? trainBf16.fastMs / 1000 : null),
     `${f(memory.stepMs / 1000)} fp32`, trainBf16.speedupVsFp32 ? `${f(trainBf16.speedupVsFp32)}×` : 'not run (no bf16 hardware)'],
   [`inference 1 image C=${C} (ms)`, f(results.inference.fastMs, 0), `${f(results.inference.naiveMs, 0)} naive`, `${f(results.inference.speedup, 1)}×`],

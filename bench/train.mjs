@@ -45,6 +45,28 @@ if (args['memory-only']) {
   process.exit(0);
 }
 
+if (args['compare-linear']) {
+  // The fast step with each linear engine, interleaved in this process (blas, onednn, blas, …) after a warm-up of
+  // each, so machine noise hits both alike; the text tower's backward goes through oneDNN's on `onednn`.
+  const other = await addon.createRandomClip(arch, { seed: 7, device, dtype, linear: clip.info.linear === 'onednn' ? 'blas' : 'onednn' });
+  const byLinear = { [clip.info.linear]: clip, [other.info.linear]: other };
+  const prompts = Object.fromEntries(Object.entries(byLinear).map(([k, c]) =>
+    [k, addon.createPrompt(c, tokens.ids, tokens.shape, { seed: 11, textPath: 'fast' })]));
+  const samples = Object.fromEntries(Object.keys(prompts).map((k) => [k, []]));
+  const losses = {};
+  for (let r = 0; r <= repeats; r++) {
+    for (const k of ['blas', 'onednn']) {
+      const s = await step(prompts[k]);
+      losses[k] = s.result.terms.loss;
+      if (r > 0) samples[k].push(s.ms); // r = 0: warm-up
+      log(`  linear ${k} step ${r === 0 ? 'warm-up' : r}: ${(s.ms / 1000).toFixed(2)} s`);
+    }
+  }
+  emit({ batch: `${B}+${B}`, repeats, samplesMs: samples, blasMs: median(samples.blas), onednnMs: median(samples.onednn),
+    onednnSpeedup: median(samples.blas) / median(samples.onednn), lossRelDiff: Math.abs(losses.blas - losses.onednn) / Math.abs(losses.blas) });
+  process.exit(0);
+}
+
 const fast = prompt('fast');
 const naive = prompt('naive');
 const warmNaive = args['warm-naive'] === true || args['warm-naive'] === 'true';
