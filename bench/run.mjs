@@ -186,9 +186,10 @@ const memory = await runChild('node', [join(benchDir, 'train.mjs'), '--arch', tr
 // has bf16 hardware: fresh processes at the requested batch, like `memory` (second, warm step timed).
 let trainByLinear = null;
 if (opts.device === 'cpu') {
-  log(`train: fast step at ${requestedB}+${requestedB}, linear blas against onednn, interleaved`);
+  // At the compared batch (B), one sample each after a warm-up: a step at 8 + 8 takes minutes on 2 shared cores.
+  log(`train: fast step at ${B}+${B}, linear blas against onednn, interleaved`);
   trainByLinear = await runChild('node', [join(benchDir, 'train.mjs'), '--arch', trainArch, '--classes', String(C),
-    '--batch', String(requestedB), '--repeats', '2', '--compare-linear', ...common]);
+    '--batch', String(B), '--repeats', opts.quick ? '2' : '1', '--compare-linear', ...common]);
 }
 let trainBf16 = null;
 if (bf16Hardware || opts.device.startsWith('cuda')) {
@@ -388,7 +389,7 @@ const pctOf = (x) => (x === null || x === undefined ? '—' : `${f(x * 100, 0)}%
 const rows = [
   ['measure', 'ipclip', 'baseline', 'ratio'],
   [`train step ${trainArch} C=${C} B=${B}+${B} (s)`, f(results.trainStep.fastMs / 1000), `${f(results.trainStep.naiveMs / 1000)} naive`, `${f(results.trainStep.speedup, 1)}×`],
-  ...(trainByLinear ? [[`train step (fast) ${requestedB}+${requestedB}, linear onednn vs blas (s)`,
+  ...(trainByLinear ? [[`train step (fast) ${trainByLinear.batch}, linear onednn vs blas (s)`,
     f(trainByLinear.onednnMs / 1000), `${f(trainByLinear.blasMs / 1000)} blas`, `${f(trainByLinear.onednnSpeedup)}×`]] : []),
   [`train step (fast) ${requestedB}+${requestedB}, bfloat16 (s)`, f(trainBf16.fastMs ? trainBf16.fastMs / 1000 : null),
     `${f(memory.stepMs / 1000)} fp32`, trainBf16.speedupVsFp32 ? `${f(trainBf16.speedupVsFp32)}×` : 'not run (no bf16 hardware)'],
