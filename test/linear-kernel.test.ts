@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { loadNative } from '../lib/native/binding.js';
 import type { NativePromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
+import { stepLoss } from '../lib/ipclip/scenario.js';
 import type { FloatTensor } from '../lib/core/tensor.js';
 import { relToScale } from './helpers/exactness.js';
 import { CLIP_TINY, HAVE_SHARED } from './helpers/fixtures.js';
@@ -112,7 +113,7 @@ describe.skipIf(!ONEDNN)('linear: onednn against blas, fp32', () => {
       const U = images(2, B);
       const { logits } = await prompt.logits(A.data, A.shape);
       const r = await prompt.step(A.data, A.shape, Int32Array.from([0, 3, 4]), U.data, U.shape, Int32Array.from([1, 1, 2]),
-        { scenario: 'target-specified', preset: 'paper', lr: 0.01, update: false });
+        { ...stepLoss('target-specified', 'paper'), lr: 0.01, update: false });
       expect(r.skipped).toBe(false);
       const grads = prompt.gradients();
       prompt.dispose();
