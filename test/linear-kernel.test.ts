@@ -6,7 +6,7 @@
 // mixed-up activation) is off by O(1). float64 never takes oneDNN: its results are bit for bit today's.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../lib/native/binding.js';
+import { loadNative } from '../lib/native/load.js';
 import type { NativePromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { stepLoss } from '../lib/ipclip/scenario.js';
