@@ -31,7 +31,10 @@ const U = randomImages(2, B, S);
 const yA = randomLabels(3, B, C);
 const yU = randomLabels(4, B, C);
 const one = randomImages(5, 1, S);
-const stepOpts = { scenario: 'target-specified', preset: 'paper', lr: 0.01, update: false };
+// The step takes its loss as data: the target-specified scenario's weights under the paper preset.
+const { SCENARIO_DESCRIPTORS } = await import('ipclip');
+const loss = SCENARIO_DESCRIPTORS['target-specified'].loss;
+const stepOpts = { preset: 'paper', unauthorized: loss.unauthorized, lossWeights: loss.weights.paper, lr: 0.01, update: false };
 
 const prompt = (textPath) => addon.createPrompt(clip, tokens.ids, tokens.shape, { seed: 11, textPath });
 const step = (p) => timed(() => p.step(A.data, A.shape, yA, U.data, U.shape, yU, stepOpts));
