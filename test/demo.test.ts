@@ -42,12 +42,18 @@ describe.skipIf(!HAVE_SHARED)('runDemo (miniature)', () => {
     expect(Object.keys(json.metrics).sort()).toEqual(['protection', 'retention', 'suppression']);
     expect(json.seconds).toBeGreaterThan(0);
     // The targets follow from the numbers.
-    expect(result.targets.retention.pass).toBe(json.metrics.retention >= 0.95);
+    // Retention is judged against the better of the reference and zero-shot CLIP on photo.
+    const photo = json.sets.photo as { zeroShot: number; reference: number; protected: number };
+    const best = Math.max(photo.reference, photo.zeroShot);
+    // (The miniature's untrained models may score 0 on photo: nothing to retain then, which counts as kept.)
+    const expected = best > 0 ? photo.protected / best : 1;
+    expect(result.targets.retention.value).toBeCloseTo(expected, 12);
+    expect(result.targets.retention.pass).toBe(expected >= 0.95 - 1e-12);
     expect(result.targets.sketch.pass).toBe(json.sets.sketch.protected <= 0.2 + 1e-12);
     expect(printed).toMatch(new RegExp(`${result.targets.retention.pass ? 'PASS' : 'FAIL'}  authorized retention`));
     expect(printed).toMatch(/clipart \(never seen by the protection\)/);
     expect(printed).toMatch(/product \(never seen by the protection\)/);
-    expect(printed).toMatch(/1 epochs per run at lr 0.005 \(the paper: 50 epochs at 0.01/);
+    expect(printed).toMatch(/1 epochs per run at lr 0.001 \(the paper: 50 epochs at 0.01/);
     const html = readFileSync(join(dir, 'out', 'report.html'), 'utf8');
     expect(html).toContain('data-group="sketch"');
     expect((html.match(/<figure class="sample/g) ?? []).length).toBe(8);

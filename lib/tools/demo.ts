@@ -56,8 +56,16 @@ export interface DemoOptions {
   epochs?: number;
   /** Images per stream per step (default 8, the paper's). */
   batchSize?: number;
-  /** Peak learning rate (default 0.005: half the paper's 0.01, which costs the small model authorized accuracy). */
+  /**
+   * Peak learning rate (default 0.001: a tenth of the paper's 0.01; at 0.005 the unprotected reference fell up to
+   * 24 points below zero-shot CLIP on this small model and data, see docs/method.md "Recipe on small data").
+   */
   lr?: number;
+  /**
+   * Train on cached test-transform features (default true; `TrainerOptions.featureCache`): on 64 px images shown at
+   * 32 px, RandomResizedCrop down to 8 % of the area cuts the shape out of the picture.
+   */
+  featureCache?: boolean;
   /** Share of each domain used for training (default 0.6; the rest is the test split). */
   trainFraction?: number;
   /** Sample images per domain in the report (default 10). */
@@ -116,7 +124,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const started = performance.now();
   const o = {
     data: opts.data ?? join('.cache', 'synth'), out: opts.out ?? 'out', perClass: opts.perClass ?? 50, size: opts.size ?? 64,
-    seed: opts.seed ?? 0, epochs: opts.epochs ?? 20, batchSize: opts.batchSize ?? 8, lr: opts.lr ?? 0.005,
+    seed: opts.seed ?? 0, epochs: opts.epochs ?? 20, batchSize: opts.batchSize ?? 8, lr: opts.lr ?? 0.001, featureCache: opts.featureCache ?? true,
     trainFraction: opts.trainFraction ?? 0.6, samplesPerDomain: opts.samplesPerDomain ?? 10,
   };
   check(typeof opts.clip === 'string' && opts.clip.length > 0, 'runDemo: clip (the weights path) is required');
@@ -154,7 +162,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const points: ReportPoint[] = [];
       let pbar: ProgressBar | undefined;
       const trainer = new IPTrainer(prompt, {
-        scenario, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, seed: o.seed, ...(opts.signal ? { signal: opts.signal } : {}),
+        scenario, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, seed: o.seed, featureCache: o.featureCache, ...(opts.signal ? { signal: opts.signal } : {}),
         ...(referenceFor ? { referenceFor } : {}),
         onProgress: (p) => {
           const { lr: _lr, skipped: _s, ...terms } = p.terms;
@@ -190,8 +198,12 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const m = protectionMetrics({ acc: sets[authorized]!.protected, ref: sets[authorized]!.reference },
       [{ acc: sets[unauthorized]!.protected, ref: sets[unauthorized]!.reference }], chance);
     const metrics = { retention: m.retention, suppression: m.suppression, protection: m.protection };
+    // The target compares with the better of the reference and zero-shot CLIP: a reference that training made
+    // worse than zero-shot must not flatter the protected prompt.
+    const best = Math.max(sets[authorized]!.reference, sets[authorized]!.zeroShot);
+    const retentionVsBest = best > 0 ? sets[authorized]!.protected / best : 1;
     const targets = {
-      retention: { value: m.retention, min: 0.95, pass: m.retention >= 0.95 },
+      retention: { value: retentionVsBest, min: 0.95, pass: retentionVsBest >= 0.95 - 1e-12 },
       sketch: { value: sets[unauthorized]!.protected, max: chance + 0.1, pass: sets[unauthorized]!.protected <= chance + 0.1 + 1e-12 },
     };
     const unseenText: Record<string, string> = {};
@@ -218,7 +230,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const settings = {
       model: opts.clip, classes: classNames.length, 'images per domain and class': o.perClass, 'image size': o.size,
       'train / test per domain': `${splits[authorized]!.train.length} / ${splits[authorized]!.test.length}`,
-      epochs: `${o.epochs} (paper: ${PAPER_EPOCHS})`, 'batch size': o.batchSize, lr: `${o.lr} (paper: ${PAPER_LR})`, preset: 'paper', seed: o.seed,
+      epochs: `${o.epochs} (paper: ${PAPER_EPOCHS})`, 'batch size': o.batchSize, lr: `${o.lr} (paper: ${PAPER_LR})`, preset: 'paper', 'training images': o.featureCache ? 'cached features, test transform' : 'random crop + flip', seed: o.seed,
       seconds: Math.round(seconds),
     };
     const outDir = resolve(o.out);
@@ -237,7 +249,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       runs: [{ name: 'reference', points: reference.points }, { name: 'protected', points: protectedRun.points }],
       samples,
       targets: [
-        { name: 'authorized retention ≥ 0.95', pass: targets.retention.pass, detail: `${m.retention.toFixed(3)}` },
+        { name: 'authorized ≥ 0.95 × max(reference, zero-shot)', pass: targets.retention.pass, detail: `${retentionVsBest.toFixed(3)}` },
         { name: `${unauthorized} accuracy ≤ chance + 10 points`, pass: targets.sketch.pass, detail: `${pct(targets.sketch.value)} (limit ${pct(targets.sketch.max)})` },
       ],
       notes: [...unseen.map((d) => unseenText[d]!), `${o.epochs} epochs per run at lr ${o.lr} instead of the paper's ${PAPER_EPOCHS} at ${PAPER_LR}: the dataset is small and the runs converge sooner; the lower rate keeps more authorized accuracy.`],
@@ -259,7 +271,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`suppression ${m.suppression.toFixed(3)}  (how far ${unauthorized} fell from the reference towards chance)`);
     say(`protection  ${m.protection.toFixed(3)}  (harmonic mean of the two)`);
     say();
-    say(`${targets.retention.pass ? 'PASS' : 'FAIL'}  authorized retention ${m.retention.toFixed(3)} ≥ 0.95`);
+    say(`${targets.retention.pass ? 'PASS' : 'FAIL'}  authorized retention ${retentionVsBest.toFixed(3)} ≥ 0.95 (protected / max(reference, zero-shot) on ${authorized})`);
     say(`${targets.sketch.pass ? 'PASS' : 'FAIL'}  ${unauthorized} accuracy ${pct(targets.sketch.value)} ≤ chance + 10 points (${pct(targets.sketch.max)})`);
     for (const d of unseen) say(unseenText[d]!);
     say();
