@@ -3,9 +3,10 @@
  * bar chart of the mean accuracy per set with ±1 std error bars and one dot per seed, the table of mean ± std,
  * the metrics, and every target check per seed.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { IpclipError } from '../../core/errors.js';
+import { writeFileAtomic } from '../../core/fs.js';
 import type { BenchmarkResult, BenchmarkScenarioSummary, Spread } from '../../ipclip/benchmark.js';
 import { REPORT_CSS } from './report.js';
 import { esc } from './svg.js';
@@ -130,20 +131,17 @@ ${result.scenarios.map((s) => scenarioSection(result, s)).join('\n')}
 }
 
 /**
- * Writes `benchmark.json` and `benchmark.html` into `dir` (each to a temporary file, then renamed).
+ * Writes `benchmark.json` and `benchmark.html` into `dir`, each atomically (lib/core/fs.ts).
  * @category Report
  */
 export async function writeBenchmark(dir: string, result: BenchmarkResult): Promise<{ json: string; html: string }> {
   const out = { json: resolve(dir, 'benchmark.json'), html: resolve(dir, 'benchmark.html') };
   try {
     await mkdir(dirname(out.json), { recursive: true });
-    for (const [file, text] of [[out.json, `${JSON.stringify(result, null, 2)}\n`], [out.html, renderBenchmarkPage(result)]] as const) {
-      const tmp = `${file}.tmp-${process.pid}`;
-      await writeFile(tmp, text);
-      await rename(tmp, file);
-    }
   } catch (err) {
     throw new IpclipError('ERR_IO', `cannot write the benchmark into ${dir}: ${(err as Error).message}`, { cause: err });
   }
+  await writeFileAtomic(out.json, `${JSON.stringify(result, null, 2)}\n`, 'the benchmark');
+  await writeFileAtomic(out.html, renderBenchmarkPage(result), 'the benchmark page');
   return out;
 }
