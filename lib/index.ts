@@ -20,7 +20,7 @@ export {
   Clip,
   type ClipLoadOptions, type ClipImages, type TokenIds, type EncodeImageOptions, type ImageEncoding,
   type EncodeTextOptions, type ClassifyOptions, type Prediction,
-  type ClipActivation, type ClipConfig, type ClipDtype, type ClipInfo,
+  type ClipActivation, type ClipConfig, type ClipDtype, type ClipInfo, type ClipLinear,
 } from './clip/clip.js';
 export { clipLogits, softmaxRows } from './clip/similarity.js';
 export { ClipTokenizer, type TokenizeOptions, type TokenBatch } from './clip/tokenizer/tokenizer.js';

@@ -70,6 +70,7 @@ export type ClipDtype = 'float32' | 'float16' | 'bfloat16' | 'float64';
  * The engine of the towers' linear layers on the CPU in float32: `'onednn'` (libtorch's oneDNN inner product),
  * `'blas'` (OpenBLAS) or `'auto'` (oneDNN on CPUs with AVX-512, OpenBLAS otherwise). The same function to fp32
  * round-off; float64, half precision and CUDA always take libtorch's ordinary path.
+ * @category CLIP
  */
 export type ClipLinear = 'auto' | 'onednn' | 'blas';
 
