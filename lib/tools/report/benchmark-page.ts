@@ -9,7 +9,7 @@ import { IpclipError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../core/fs.js';
 import type { BenchmarkResult, BenchmarkScenarioSummary, Spread } from '../../ipclip/benchmark.js';
 import { REPORT_CSS } from './report.js';
-import { esc } from './svg.js';
+import { esc, percentGrid } from './svg.js';
 
 const COLOURS = { zeroShot: '#9aa5b1', reference: '#3e7cb1', protected: '#e07a1f' } as const;
 const MODELS = [['zeroShot', 'zero-shot CLIP'], ['reference', 'reference (CE only)'], ['protected', 'IP-CLIP']] as const;
@@ -33,11 +33,7 @@ export function errorBarChart(summary: BenchmarkScenarioSummary, chance: number,
   const y = (v: number) => m.top + plotH * (1 - Math.min(1, Math.max(0, v)));
   const groupW = plotW / Math.max(1, names.length);
   const barW = Math.min(36, (groupW * 0.8) / MODELS.length);
-  const parts: string[] = [];
-  for (let t = 0; t <= 100; t += 20) {
-    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${r1(y(t / 100))}" y2="${r1(y(t / 100))}" class="grid"/>`,
-      `<text x="${m.left - 6}" y="${r1(y(t / 100) + 4)}" class="tick" text-anchor="end">${t}%</text>`);
-  }
+  const parts: string[] = percentGrid(m.left, width - m.right, y);
   names.forEach((name, gi) => {
     const x0 = m.left + gi * groupW + (groupW - barW * MODELS.length) / 2;
     MODELS.forEach(([key, label], si) => {

@@ -13,6 +13,19 @@ function r(x: number): string {
   return String(Math.round(x * 10) / 10);
 }
 
+/**
+ * The horizontal grid lines and labels of a 0–100 % axis, every 20 %, between x = `left` and `right`; `y` maps a
+ * fraction to its height. Shared by the bar charts of the demo report and the benchmark page.
+ */
+export function percentGrid(left: number, right: number, y: (v: number) => number): string[] {
+  const parts: string[] = [];
+  for (let t = 0; t <= 100; t += 20) {
+    parts.push(`<line x1="${left}" x2="${right}" y1="${r(y(t / 100))}" y2="${r(y(t / 100))}" class="grid"/>`,
+      `<text x="${left - 6}" y="${r(y(t / 100) + 4)}" class="tick" text-anchor="end">${t}%</text>`);
+  }
+  return parts;
+}
+
 /** A series of bars: one value per group (null = missing). */
 export interface BarSeries {
   name: string;
@@ -33,11 +46,7 @@ export function barChart(groups: { name: string; caption?: string }[], series: B
   const y = (v: number) => m.top + plotH * (1 - Math.min(1, Math.max(0, v)));
   const groupW = plotW / Math.max(1, groups.length);
   const barW = Math.min(44, (groupW * 0.8) / Math.max(1, series.length));
-  const parts: string[] = [];
-  for (let t = 0; t <= 100; t += 20) {
-    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${r(y(t / 100))}" y2="${r(y(t / 100))}" class="grid"/>`,
-      `<text x="${m.left - 6}" y="${r(y(t / 100) + 4)}" class="tick" text-anchor="end">${t}%</text>`);
-  }
+  const parts: string[] = percentGrid(m.left, width - m.right, y);
   groups.forEach((g, gi) => {
     const x0 = m.left + gi * groupW + (groupW - barW * series.length) / 2;
     series.forEach((s, si) => {
