@@ -9,6 +9,7 @@ import { SerialQueue } from '../lib/core/queue.js';
 import { Rng } from '../lib/core/rng.js';
 import type { ImageTensor } from '../lib/core/tensor.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
+import { IPTrainer } from '../lib/ipclip/trainer/trainer.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
 
 function images(n: number, seed: number): ImageTensor {
@@ -79,6 +80,33 @@ describe.skipIf(!HAVE_SHARED)('PromptModel and Clip share one JS queue', () => {
       expect((settled[0] as PromiseFulfilledResult<{ logits: { shape: number[] } }>).value.logits.shape).toEqual([1, 3]);
       // Every call after the first waits for its predecessor's completion, which arrives in a new loop iteration.
       expect(ticks).toBeGreaterThanOrEqual(calls.length - 1);
+    } finally {
+      prompt.dispose();
+      clip.dispose();
+    }
+  });
+
+  it("the trainer's native calls go through the same queue: a step and a prompt call never overlap in the addon", async () => {
+    const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: TEST_DEVICE });
+    const prompt = await PromptModel.create(clip, ['alarm_clock', 'backpack', 'bike'], { seed: 3 });
+    try {
+      const meter = { now: 0, max: 0, order: [] as string[] };
+      instrument(prompt.native, 'logits', (a) => `p${(a[1] as number[])[0]}`, meter);
+      instrument(prompt.native, 'step', (a) => `s${(a[1] as number[])[0]}`, meter);
+      instrument(prompt.native, 'optimizerState', () => 'o', meter);
+      const trainer = new IPTrainer(prompt, { scenario: 'target-specified', epochs: 1, batchSize: 2, seed: 1 });
+      const batch = (n: number, seed: number) => ({ images: images(n, seed), labels: Int32Array.from({ length: n }, (_, i) => i % 3) });
+      const calls: Promise<unknown>[] = [
+        prompt.logits(images(1, 1)),
+        trainer.step(batch(2, 2), batch(2, 3)),
+        prompt.logits(images(3, 4)),
+        trainer.step(batch(4, 5), batch(4, 6), { update: false }),
+        trainer.saveCheckpoint('/nonexistent-dir/never-written.safetensors').catch(() => 'io error expected'),
+      ];
+      const settled = await Promise.allSettled(calls);
+      expect(settled.every((r) => r.status === 'fulfilled')).toBe(true);
+      expect(meter.max).toBe(1);
+      expect(meter.order).toEqual(['p1', 's2', 'p3', 's4', 'o']);
     } finally {
       prompt.dispose();
       clip.dispose();

@@ -6,7 +6,6 @@ import { IpclipError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import type { TransformChoice } from '../../data/loader.js';
 import type { DomainDataset } from '../../data/dataset.js';
-import { callNative } from '../../native/errors.js';
 import type { PromptModel } from '../prompt-model.js';
 import type { StreamPlan } from '../scenario.js';
 import { streamLoader, type LoaderSettings, type StreamData } from './streams.js';
@@ -29,14 +28,13 @@ export interface BankPassOptions {
  */
 export async function buildBanks(prompt: PromptModel, data: StreamData, plan: StreamPlan, opts: BankPassOptions): Promise<void> {
   await prompt.resetBanks();
-  const native = prompt.native;
   const seeds = new Rng(opts.seed);
   const pass = async (dataset: DomainDataset, transform: TransformChoice, key: string, which: 'authorized' | 'unauthorized') => {
     const loader = streamLoader(opts.loaders, dataset, transform, seeds.fork(key).seed, opts.batchSize, false);
     try {
       for await (const b of loader.epoch(0)) {
         if (opts.signal?.aborted) throw new IpclipError('ERR_ABORTED', 'bank construction stopped on request');
-        await callNative(() => native.bankUpdate(b.images.data, [...b.images.shape], b.labels, which));
+        await prompt.exclusive('bank construction', (native) => native.bankUpdate(b.images.data, [...b.images.shape], b.labels, which));
       }
     } finally {
       await loader.close();

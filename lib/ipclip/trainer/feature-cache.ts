@@ -6,7 +6,6 @@
  */
 import { IpclipError } from '../../core/errors.js';
 import type { BatchLoader } from '../../data/loader.js';
-import { callNative } from '../../native/errors.js';
 import type { NativeStepOptions, NativeStepResult } from '../../native/types.js';
 import type { PromptModel } from '../prompt-model.js';
 
@@ -20,8 +19,7 @@ export class FeatureCache {
   /** Frees both streams' cached features (nothing to free on a disposed prompt). */
   async clear(): Promise<void> {
     if (this.prompt.disposed) return;
-    const native = this.prompt.native;
-    await callNative(() => native.clearFeatures());
+    await this.prompt.exclusive('clearFeatures', (native) => native.clearFeatures());
   }
 
   /**
@@ -30,11 +28,10 @@ export class FeatureCache {
    * @throws IpclipError `ERR_ABORTED` when `signal` fires between batches; loader and native errors.
    */
   async fill(stream: CacheStream, loader: BatchLoader, signal?: AbortSignal): Promise<void> {
-    const native = this.prompt.native;
     const size = loader.dataset.length;
     for await (const b of loader.epoch(0)) {
       if (signal?.aborted) throw new IpclipError('ERR_ABORTED', 'feature caching stopped on request');
-      await callNative(() => native.cacheFeatures(stream, size, Int32Array.from(b.indices), b.images.data, [...b.images.shape]));
+      await this.prompt.exclusive('feature caching', (native) => native.cacheFeatures(stream, size, Int32Array.from(b.indices), b.images.data, [...b.images.shape]));
     }
   }
 
@@ -44,7 +41,6 @@ export class FeatureCache {
    * @throws IpclipError `ERR_INVALID_ARGUMENT` for a sample that was never cached; native errors.
    */
   async step(indicesA: Int32Array, labelsA: Int32Array, indicesU: Int32Array, labelsU: Int32Array, opts: NativeStepOptions): Promise<NativeStepResult> {
-    const native = this.prompt.native;
-    return callNative(() => native.stepCached(indicesA, labelsA, indicesU, labelsU, opts));
+    return this.prompt.exclusive('step', (native) => native.stepCached(indicesA, labelsA, indicesU, labelsU, opts));
   }
 }

@@ -10,7 +10,6 @@ import type { Clip } from '../../clip/clip.js';
 import { readCheckpoint, runRecordOf, writeCheckpoint, type EpochRecord, type RunRecord } from '../checkpoint.js';
 import { IpclipError, check } from '../../core/errors.js';
 import type { BadImage } from '../../data/dataset.js';
-import { callNative } from '../../native/errors.js';
 import type { NativeStepOptions } from '../../native/types.js';
 import type { PromptModel, NativeStepResult } from '../prompt-model.js';
 import { Rng } from '../../core/rng.js';
@@ -178,8 +177,7 @@ export class IPTrainer {
     check(n >= 2, 'step: batches need at least 2 images (the enhancement branch normalises over the batch)');
     check(n === m, `step: the authorized and unauthorized batches must have the same size (${n} vs ${m})`);
     const update = opts.update !== false;
-    const native = this.prompt.native;
-    const res = await callNative(() => native.step(
+    const res = await this.prompt.exclusive('step', (native) => native.step(
       batchA.images.data, [...batchA.images.shape], batchA.labels,
       batchU.images.data, [...batchU.images.shape], batchU.labels,
       this.stepOptions(lr, update, opts.returnOutputs === true, opts.keepGradients === undefined ? undefined : opts.keepGradients === true)));
@@ -366,8 +364,7 @@ export class IPTrainer {
   }
 
   private async writeCheckpoint(file: string, total: number): Promise<void> {
-    const native = this.prompt.native;
-    const optim = await callNative(() => native.optimizerState());
+    const optim = await this.prompt.exclusive('optimizerState', (native) => native.optimizerState());
     const training = this.state.trainingMeta(this.options, total, {
       optimizerStep: optim.step, dtype: this.clip.info.dtype, streamSeeds: this.streamSeeds,
       ...(optim.lossScale ? { lossScale: optim.lossScale } : {}),
@@ -390,8 +387,7 @@ export class IPTrainer {
       ...(expectedTotal !== undefined ? { totalIterations: expectedTotal } : {}), ...(this.runRecord ? { run: this.runRecord } : {}),
     });
     await this.prompt.setState(content.state);
-    const native = this.prompt.native;
-    await callNative(() => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {}, ...(t.lossScale ? { lossScale: t.lossScale } : {}) }));
+    await this.prompt.exclusive('setOptimizerState', (native) => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {}, ...(t.lossScale ? { lossScale: t.lossScale } : {}) }));
     this.state.restore(t);
   }
 }
