@@ -8,6 +8,7 @@ import type { RunRecord } from './checkpoint.js';
 import type { Clip } from '../clip/clip.js';
 import { SPLIT_RULE, inTrainingSplit, type BadImage, type DomainDataset, type SplitInfo } from '../data/dataset.js';
 import { IpclipError, check } from '../core/errors.js';
+import { sameNames } from '../core/is.js';
 import { BatchLoader } from '../data/loader.js';
 import {
   accuracy, macroF1, ownershipEvidence, protectionMetrics, type OwnershipEvidence, type ProtectionMetrics,
@@ -129,7 +130,7 @@ export class Evaluator {
     if (uNames.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'evaluate: no unauthorized sets given');
     check(!uNames.includes(AUTHORIZED_SET), `evaluate: '${AUTHORIZED_SET}' is reserved for the authorized set`);
     const reference = sets.reference;
-    if (reference) sameNames(reference.classNames, prompt.classNames, 'the reference prompt');
+    if (reference) checkSameClasses(reference.classNames, prompt.classNames, 'the reference prompt');
     const named: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
     if (sets.run !== undefined) for (const [name, set] of named) refuseTrainingImages(sets.run, name, set);
     const zs = this.withZeroShot ? await this.zeroShotPredictor(prompt.classNames) : null;
@@ -191,7 +192,7 @@ export class Evaluator {
     const { dataset, watermark } = isDataset(set) ? { dataset: set, watermark: false } : set;
     check(dataset !== null && typeof dataset === 'object' && Array.isArray(dataset.samples), 'evaluate: each set must be a DomainDataset or { dataset, watermark }');
     if (dataset.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', `evaluate: the set '${dataset.domain}' has no samples`);
-    sameNames(dataset.classNames, classNames, `the set '${dataset.domain}'`);
+    checkSameClasses(dataset.classNames, classNames, `the set '${dataset.domain}'`);
     const loader = new BatchLoader(dataset, {
       batchSize: this.batchSize, size: this.clip.config.vision.imageSize, seed: 0, shuffle: false,
       transform: { augment: 'test', watermark: watermark === true },
@@ -280,7 +281,6 @@ function isEvalSet(x: unknown): x is EvalSet {
   return isDataset(x) || (typeof x === 'object' && x !== null && isDataset((x as { dataset?: unknown }).dataset));
 }
 
-function sameNames(a: readonly string[], b: readonly string[], what: string): void {
-  const same = a.length === b.length && a.every((c, i) => c === b[i]);
-  if (!same) throw new IpclipError('ERR_MISMATCH', `${what} has classes [${a.join(', ')}] but the prompt has [${b.join(', ')}]`);
+function checkSameClasses(a: readonly string[], b: readonly string[], what: string): void {
+  if (!sameNames(a, b)) throw new IpclipError('ERR_MISMATCH', `${what} has classes [${a.join(', ')}] but the prompt has [${b.join(', ')}]`);
 }

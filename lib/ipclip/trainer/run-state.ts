@@ -4,6 +4,8 @@
  * checks that a checkpoint belongs to the run that is about to resume from it.
  */
 import { IpclipError } from '../../core/errors.js';
+import { sameNames } from '../../core/is.js';
+import { LOSS_TERMS, lossTermsOf } from '../loss-terms.js';
 import type { NativeStepResult, LossTerms } from '../../native/types.js';
 import { runDifference, type CheckpointMeta, type EpochAccumulator, type EpochRecord, type RunRecord, type TrainingMeta } from '../checkpoint.js';
 import type { ResolvedTrainerOptions } from './options.js';
@@ -34,8 +36,6 @@ export interface TrainProgress {
   etaSeconds: number;
   skippedUpdates: number;
 }
-
-const TERM_KEYS: readonly (keyof LossTerms)[] = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'];
 
 function emptyAccumulator(): EpochAccumulator {
   return { sums: {}, count: 0, skipped: 0 };
@@ -69,14 +69,13 @@ export class RunState {
       this.lastLr = lr;
       if (res.skipped) this.skippedUpdates++;
     }
-    const t = res.terms;
-    return { loss: t.loss, ceA: t.ceA, ceU: t.ceU, ceSelf: t.ceSelf, ceCross: t.ceCross, mse: t.mse, kl: t.kl, entropy: t.entropy, lr, skipped: res.skipped };
+    return { ...lossTermsOf(res.terms), lr, skipped: res.skipped };
   }
 
   /** Adds a step's terms to the epoch in progress (a skipped update is only counted). */
   accumulate(terms: StepTerms): void {
     if (terms.skipped) { this.accumulator.skipped++; return; }
-    for (const k of TERM_KEYS) this.accumulator.sums[k] = (this.accumulator.sums[k] ?? 0) + terms[k];
+    for (const k of LOSS_TERMS) this.accumulator.sums[k] = (this.accumulator.sums[k] ?? 0) + terms[k];
     this.accumulator.count++;
   }
 
@@ -84,7 +83,7 @@ export class RunState {
   closeEpoch(epoch: number): void {
     const a = this.accumulator;
     const terms: Record<string, number> = {};
-    for (const k of TERM_KEYS) terms[k] = a.count > 0 ? (a.sums[k] ?? 0) / a.count : NaN;
+    for (const k of LOSS_TERMS) terms[k] = a.count > 0 ? (a.sums[k] ?? 0) / a.count : NaN;
     this.history.push({ epoch, iterations: a.count + a.skipped, skipped: a.skipped, terms, lr: this.lastLr });
     this.accumulator = emptyAccumulator();
   }
@@ -138,7 +137,7 @@ export function checkResumable(file: string, meta: CheckpointMeta | undefined | 
   const mismatch = (what: string, was: unknown, now: unknown) =>
     new IpclipError('ERR_MISMATCH', `${file} belongs to another run: ${what} was ${JSON.stringify(was)}, now ${JSON.stringify(now)}`);
   const names = target.classNames;
-  if (meta.classNames.length !== names.length || meta.classNames.some((c, i) => c !== names[i])) throw mismatch('classNames', meta.classNames, names);
+  if (!sameNames(meta.classNames, names)) throw mismatch('classNames', meta.classNames, names);
   if (meta.clip.fingerprint !== target.fingerprint) throw mismatch('the CLIP fingerprint', meta.clip.fingerprint, target.fingerprint);
   const o = target.options;
   const pairs: [string, unknown, unknown][] = [

@@ -5,6 +5,7 @@
  * uninterrupted run gets there.
  */
 import { IpclipError, check } from '../../core/errors.js';
+import { sameNames } from '../../core/is.js';
 import type { DomainDataset } from '../../data/dataset.js';
 import { BatchLoader, cycledDraws, type Draw, type TransformChoice } from '../../data/loader.js';
 import type { Preset } from '../schedule.js';
@@ -136,8 +137,7 @@ export function resolveTrainingData(data: TrainingData, plan: StreamPlan, classN
 }
 
 function checkClasses(d: DomainDataset, which: string, names: readonly string[]): void {
-  const same = d.classNames.length === names.length && d.classNames.every((c, i) => c === names[i]);
-  if (!same) {
+  if (!sameNames(d.classNames, names)) {
     throw new IpclipError('ERR_MISMATCH', `the ${which} dataset '${d.domain}' has classes [${d.classNames.join(', ')}] ` +
       `but the prompt was made for [${names.join(', ')}]`);
   }
