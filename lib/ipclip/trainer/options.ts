@@ -3,8 +3,9 @@
  * the frozen settings a run records in its checkpoints.
  */
 import { check } from '../../core/errors.js';
+import { assertNonEmptyString, assertNonNegativeInteger, assertOneOf, assertPositiveInteger, assertPositiveNumber, is, show } from '../../core/is.js';
 import { resolveScenario, type ProtectionScenario, type ResolvedScenario, type Scenario } from '../scenario.js';
-import type { Preset } from '../schedule.js';
+import { PRESETS, type Preset } from '../schedule.js';
 import type { TrainProgress } from './run-state.js';
 import { resolvePairing, type Pairing } from './streams.js';
 
@@ -100,25 +101,24 @@ export function resolveTrainerOptions(opts: TrainerOptions, defaultSeed: number)
   { options: Readonly<ResolvedTrainerOptions>; scenario: ResolvedScenario; hooks: TrainerHooks } {
   check(opts !== null && typeof opts === 'object', 'IPTrainer: options are required');
   const preset = opts.preset ?? 'paper';
-  check(preset === 'paper' || preset === 'official', `preset must be 'paper' or 'official', got ${String(preset)}`);
-  const positiveInt = (v: number, name: string) => check(Number.isInteger(v) && v > 0, `${name} must be a positive integer, got ${String(v)}`);
+  assertOneOf(preset, 'preset', PRESETS);
   const epochs = opts.epochs ?? 50;
   const batchSize = opts.batchSize ?? 8;
   const bankBatchSize = opts.bankBatchSize ?? 32;
   const checkpointEvery = opts.checkpointEvery ?? 0;
-  positiveInt(epochs, 'epochs');
-  check(Number.isInteger(batchSize) && batchSize >= 2, `batchSize must be an integer ≥ 2 (the enhancement branch normalises over the batch), got ${String(batchSize)}`);
-  positiveInt(bankBatchSize, 'bankBatchSize');
-  check(Number.isInteger(checkpointEvery) && checkpointEvery >= 0, `checkpointEvery must be a non-negative integer, got ${String(checkpointEvery)}`);
+  assertPositiveInteger(epochs, 'epochs');
+  check(is.integer(batchSize) && batchSize >= 2, `batchSize must be an integer ≥ 2 (the enhancement branch normalises over the batch), got ${show(batchSize)}`);
+  assertPositiveInteger(bankBatchSize, 'bankBatchSize');
+  assertNonNegativeInteger(checkpointEvery, 'checkpointEvery');
   const lr = opts.lr ?? 0.01;
-  check(typeof lr === 'number' && Number.isFinite(lr) && lr > 0, `lr must be a positive number, got ${String(lr)}`);
+  assertPositiveNumber(lr, 'lr');
   const weightDecay = opts.weightDecay ?? 5e-4;
-  check(typeof weightDecay === 'number' && Number.isFinite(weightDecay) && weightDecay >= 0, `weightDecay must be a non-negative number, got ${String(weightDecay)}`);
+  check(is.finiteNumber(weightDecay) && weightDecay >= 0, `weightDecay must be a non-negative number, got ${show(weightDecay)}`);
   const seed = opts.seed ?? defaultSeed;
-  check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${String(seed)}`);
-  check(opts.checkpointDir === undefined || (typeof opts.checkpointDir === 'string' && opts.checkpointDir.length > 0), 'checkpointDir must be a path');
-  check(opts.onProgress === undefined || typeof opts.onProgress === 'function', 'onProgress must be a function');
-  check(opts.featureCache === undefined || typeof opts.featureCache === 'boolean', `featureCache must be a boolean, got ${String(opts.featureCache)}`);
+  check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${show(seed)}`);
+  if (opts.checkpointDir !== undefined) assertNonEmptyString(opts.checkpointDir, 'checkpointDir');
+  check(opts.onProgress === undefined || typeof opts.onProgress === 'function', `onProgress must be a function, got ${show(opts.onProgress)}`);
+  if (opts.featureCache !== undefined) assertOneOf(opts.featureCache, 'featureCache', [true, false]);
   const scenario = resolveScenario(opts.scenario, opts.referenceFor);
   const pairing = resolvePairing(scenario.streams.source, preset, opts.pairing);
   const options: ResolvedTrainerOptions = {
