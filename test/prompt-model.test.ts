@@ -119,6 +119,18 @@ describe.skipIf(!HAVE_SHARED)('PromptModel', () => {
     const nan = randomImages(2, 1);
     nan.data[100] = NaN;
     expect(await codeOf(prompt.logits(nan))).toBe('ERR_NON_FINITE');
+    // The error names the first image with a non-finite value.
+    const inf = randomImages(3, 2);
+    inf.data[2 * 3 * 32 * 32 + 7] = Infinity;
+    const infErr = await prompt.logits(inf).catch((e: unknown) => e as IpclipError);
+    expect((infErr as IpclipError).code).toBe('ERR_NON_FINITE');
+    expect((infErr as IpclipError).message).toMatch(/image 2 /);
+    // A refused bank update changes no bank entry.
+    const before = await prompt.state();
+    expect(await codeOf(prompt.updateBanks(nan, Int32Array.from([0, 1]), 'unauthorized'))).toBe('ERR_NON_FINITE');
+    const after = await prompt.state();
+    for (const name of Object.keys(before)) expect(Array.from(after[name]!.data), name).toEqual(Array.from(before[name]!.data));
+    expect(await codeOf(clip.encodeImage(inf))).toBe('ERR_NON_FINITE');
     expect(await codeOf(prompt.logits({ data: new Float32Array(3 * 16 * 16), shape: [1, 3, 16, 16] }))).toBe('ERR_INVALID_ARGUMENT');
     expect(await codeOf(prompt.logits({ data: new Float32Array(0), shape: [0, 3, 32, 32] }))).toBe('ERR_EMPTY_INPUT');
     expect(await codeOf(prompt.classify([]))).toBe('ERR_EMPTY_INPUT');

@@ -261,9 +261,7 @@ export class Clip implements Disposable {
     if (t.shape[0] === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'encodeImage: the batch is empty');
     check(t.data.length === numel(t.shape),
       `encodeImage: data has ${t.data.length} values but shape [${t.shape}] needs ${numel(t.shape)}`);
-    for (let i = 0; i < t.data.length; i++) {
-      if (!Number.isFinite(t.data[i]!)) throw new IpclipError('ERR_NON_FINITE', `encodeImage: image value ${i} is ${t.data[i]}`);
-    }
+    // NaN/Inf values are the core's to refuse (ERR_NON_FINITE, native/clip/model.cpp), off the event loop.
   }
 
   /**

@@ -12,7 +12,7 @@ import type { ImageInput } from '../image/decode.js';
 import { loadNative } from '../native/load.js';
 import { callNative, callNativeSync } from '../native/errors.js';
 import type { NativePromptModel } from '../native/types.js';
-export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeLossWeights, NativeStepOptions, NativeStepResult } from '../native/types.js';
+export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeStepOptions, NativeStepResult } from '../native/types.js';
 import { preprocess } from '../image/preprocess.js';
 import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/tensor.js';
 import { argmaxRows, softmax } from '../clip/similarity.js';
@@ -395,12 +395,8 @@ function checkImageShape(images: ImageTensor, size: number, what: string): void 
  * @throws IpclipError `ERR_INVALID_ARGUMENT`, `ERR_EMPTY_INPUT`, `ERR_NON_FINITE`.
  */
 function checkImages(images: ImageTensor, size: number, what: string): void {
+  // Values (NaN, Inf) are the core's to check, off the event loop (native/clip/model.cpp).
   checkImageShape(images, size, what);
-  const s = images.shape;
-  const d = images.data;
-  for (let i = 0; i < d.length; i++) {
-    if (!Number.isFinite(d[i]!)) throw new IpclipError('ERR_NON_FINITE', `${what}: image ${Math.floor(i / numel(s.slice(1)))} has a non-finite value (${d[i]}) at ${i}`);
-  }
 }
 
 function checkMetaMatches(meta: CheckpointMeta, clip: Clip, file: string): void {

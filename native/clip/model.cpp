@@ -1,5 +1,7 @@
 #include "clip/model.h"
 
+#include "common/errors.h"
+
 #include <set>
 
 namespace ipclip {
@@ -30,7 +32,18 @@ torch::Tensor tokenStatistics(const torch::Tensor& h) {
   return torch::stack({mean, std}, 1);             // [B,2,W]
 }
 
+// Every image path (CLIP's encodeImage, the prompt model's logits, bank construction, the feature cache) enters the
+// vision tower here, so one check refuses NaN/Inf pixels for all of them: a non-finite pixel would otherwise turn
+// into NaN embeddings, logits and bank entries without an error.
+static void requireFiniteImages(const torch::Tensor& images) {
+  const auto bad = torch::isfinite(images).logical_not().flatten(1).any(1);  // [B]
+  if (!bad.any().item<bool>()) return;
+  const auto first = bad.nonzero()[0][0].item<int64_t>();
+  fail("ERR_NON_FINITE", "image " + std::to_string(first) + " of the batch contains NaN or Inf values");
+}
+
 VisionOutput VisionTransformerImpl::forward(const torch::Tensor& images, const VisionRequest& request) {
+  requireFiniteImages(images);
   auto x = conv1->forward(images.to(proj.scalar_type()));  // [B,W,g,g]
   const auto B = x.size(0);
   x = x.flatten(2).transpose(1, 2);                        // [B,g²,W]
