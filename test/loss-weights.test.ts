@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
 import { callNative } from '../lib/native/errors.js';
-import type { NativeLossWeights } from '../lib/native/types.js';
+import type { LossWeights } from '../lib/native/types.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { Rng } from '../lib/core/rng.js';
 import { SCENARIO_LOSS, stepLoss } from '../lib/ipclip/scenario.js';
@@ -16,7 +16,7 @@ import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 const CLASSES = ['cat', 'dog', 'bird'];
 const KEYS = ['ceU', 'ceSelf', 'ceCross', 'mse', 'entropy', 'kl'] as const;
 const CLAMPED = new Set(['ceU', 'ceSelf', 'ceCross', 'mse']);
-const ZERO: NativeLossWeights = { ceU: 0, ceSelf: 0, ceCross: 0, mse: 0, entropy: 0, kl: 0 };
+const ZERO: LossWeights = { ceU: 0, ceSelf: 0, ceCross: 0, mse: 0, entropy: 0, kl: 0 };
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   const err = await p.then(() => null, (e: unknown) => e);

@@ -12,7 +12,7 @@
 import { check } from '../core/errors.js';
 import type { TransformChoice } from '../data/loader.js';
 import type { Rng } from '../core/rng.js';
-import type { LossTerms } from '../native/types.js';
+import type { LossTerms, LossWeights } from '../native/types.js';
 import type { Preset } from './schedule.js';
 import { authorizationMixture, type TransformSpec } from '../image/transforms.js';
 
@@ -36,19 +36,8 @@ export interface StreamSpec {
   readonly source: UnauthorizedSource;
 }
 
-/**
- * The weight of each loss term beside CE_A (weight 1) in the total of method §4:
- * `CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5) + ceCross·min(CE_cross,5) + mse·min(MSE,5) + entropy·H + kl·KL`.
- * @category Training
- */
-export interface LossWeights {
-  ceU: number;
-  ceSelf: number;
-  ceCross: number;
-  mse: number;
-  entropy: number;
-  kl: number;
-}
+// The loss weights are declared once, with the binding's types they are sent as (lib/native/types.ts).
+export type { LossWeights } from '../native/types.js';
 
 /** The names of the {@link LossWeights}, in the order of method §4. */
 export const LOSS_WEIGHT_NAMES: readonly (keyof LossWeights)[] = ['ceU', 'ceSelf', 'ceCross', 'mse', 'entropy', 'kl'];

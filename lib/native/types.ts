@@ -164,8 +164,13 @@ export interface NativeTorchCheckpoint {
 // ---------------------------------------------------------------------------------------------------------------
 // IP-CLIP prompt models (native/binding/PromptModel.cpp)
 
-/** The weights of the loss terms beside CE_A (method §4; lib/scenarios.ts holds each scenario's). Finite numbers. */
-export interface NativeLossWeights {
+/**
+ * The weight of each loss term beside CE_A (weight 1) in the total of method §4:
+ * `CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5) + ceCross·min(CE_cross,5) + mse·min(MSE,5) + entropy·H + kl·KL`.
+ * Finite numbers; lib/ipclip/scenario.ts holds each scenario's, and the native step takes them as they are.
+ * @category Training
+ */
+export interface LossWeights {
   ceU: number;
   ceSelf: number;
   ceCross: number;
@@ -184,7 +189,7 @@ export interface NativeStepOptions {
    */
   unauthorized?: boolean;
   /** Required unless `unauthorized` is false. */
-  lossWeights?: NativeLossWeights;
+  lossWeights?: LossWeights;
   lr: number;
   weightDecay?: number;
   /** false: loss and gradients only, no Adam step. */
