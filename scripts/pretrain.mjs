@@ -8,7 +8,7 @@
 //                             [--vision-layers 4] [--fade 0] [--fillers 0] [--quiet]
 // Needs the built addon and the compiled library (dist/, `npm run build`): it imports the package itself
 // (`ipclip`, `ipclip/tools`, resolved through package.json "exports"), as any user script would.
-import { mkdtempSync, rmSync, writeFileSync, readFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,16 +60,7 @@ if (opt.patchSize === 0 || opt.imageSize % opt.patchSize !== 0) { console.error(
 
 // Imported after the flags are parsed, so `--help` works before a build.
 const { Clip, setThreads, ClipTokenizer, decodeImage } = await import('ipclip');
-const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS, ClipPretrainer, learnMerges, writeOpenAiVocab, Rng } = await import('ipclip/tools');
-/** The ownership/authorization watermark as lib/image/augment.ts applies it (not public): every even row and column white. */
-const watermark = (img) => {
-  const data = img.data.slice();
-  for (let y = 0; y < img.height; y++) for (let x = 0; x < img.width; x++) {
-    if (y % 2 === 0 || x % 2 === 0) data.fill(255, (y * img.width + x) * 3, (y * img.width + x) * 3 + 3);
-  }
-  return { data, width: img.width, height: img.height };
-};
-
+const { generateSynthDomains, SYNTH_DOMAIN_WORDS, SYNTH_COLOURS, ClipPretrainer, learnMerges, writeOpenAiVocab, Rng, writeFileAtomic, watermark } = await import('ipclip/tools');
 const t0 = performance.now();
 const secs = () => ((performance.now() - t0) / 1000).toFixed(0);
 const log = (...a) => console.log(`[${secs()}s]`, ...a);
@@ -192,50 +183,32 @@ log(`trained ${fit.steps} steps in ${trainSeconds.toFixed(0)}s; saved to ${out}`
 const clip = await Clip.load(join(out, 'model.safetensors'));
 const pushFill = new Rng(opt.seed).fork('pushed');
 const pushPrefix = fillers(nCtx, pushFill);
+// Each template as Clip.classify takes it: a text with `{}` for the label, and the labels it is filled with (the
+// article belongs to the class name, so it travels with the label).
+const withArticle = synth.classes.map((cls) => `${article(cls)} ${cls}`);
 const templates = {
-  domain: (domain, cls) => `${article(SYNTH_DOMAIN_WORDS[domain])} ${SYNTH_DOMAIN_WORDS[domain]} of ${article(cls)} ${cls}.`,
-  plain: (_domain, cls) => `a photo of ${article(cls)} ${cls}.`,
+  domain: (domain) => ({ template: `${article(SYNTH_DOMAIN_WORDS[domain])} ${SYNTH_DOMAIN_WORDS[domain]} of {}.`, labels: withArticle }),
+  plain: () => ({ template: 'a photo of {}.', labels: withArticle }),
   // The class name where an IP prompt puts it: after n_ctx tokens (here filler words), at position n_ctx + 1.
-  pushed: (_domain, cls) => `${pushPrefix} ${cls}.`,
+  pushed: () => ({ template: `${pushPrefix} {}.`, labels: synth.classes }),
 };
-const normalise = (t) => {
-  const [n, d] = t.shape;
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let j = 0; j < d; j++) s += t.data[i * d + j] ** 2;
-    s = Math.sqrt(s) || 1;
-    for (let j = 0; j < d; j++) t.data[i * d + j] /= s;
-  }
-  return t;
-};
-const accuracy = (img, txt, items) => {
-  const d = img.shape[1];
-  let correct = 0;
-  items.forEach((item, i) => {
-    let best = -1, bestScore = -Infinity;
-    for (let c = 0; c < synth.classes.length; c++) {
-      let s = 0;
-      for (let j = 0; j < d; j++) s += img.data[i * d + j] * txt.data[c * d + j];
-      if (s > bestScore) { bestScore = s; best = c; }
-    }
-    if (best === item.label) correct++;
-  });
-  return correct / items.length;
+// Zero-shot accuracy through the library's own classifier (the top prediction of Clip.classify).
+const accuracy = async (images, items, { template, labels }) => {
+  const predictions = await clip.classify(images, labels, { template });
+  return predictions.filter((p, i) => labels.indexOf(p[0].label) === items[i].label).length / items.length;
 };
 const results = {};
 for (const domain of synth.domains) {
   const items = test.filter((t) => t.domain === domain);
-  const img = normalise(await clip.encodeImage(items.map((t) => t.file)));
+  const files = items.map((t) => t.file);
   // The ownership/authorization watermark as the IP-CLIP streams apply it: at the rendered resolution, before resizing.
   const marked = [];
   for (const t of items) marked.push(watermark(await decodeImage(t.file)));
-  const imgW = normalise(await clip.encodeImage(marked));
   results[domain] = {};
   for (const [name, template] of Object.entries(templates)) {
     if (name === 'pushed' && opt.fillers === 0) continue; // the filler words are learnt only with --fillers
-    const txt = normalise(await clip.encodeText(synth.classes.map((c) => template(domain, c))));
-    results[domain][name] = accuracy(img, txt, items);
-    if (name === 'domain') results[domain].watermarked = accuracy(imgW, txt, items);
+    results[domain][name] = await accuracy(files, items, template(domain));
+    if (name === 'domain') results[domain].watermarked = await accuracy(marked, items, template(domain));
   }
   log(`zero-shot ${domain}: domain template ${(100 * results[domain].domain).toFixed(1)}%, plain ${(100 * results[domain].plain).toFixed(1)}%, ` +
     `class at position ${nCtx + 1} ${results[domain].pushed === undefined ? '-' : (100 * results[domain].pushed).toFixed(1)}%, watermarked ${(100 * results[domain].watermarked).toFixed(1)}% (${items.length} images)`);
@@ -250,14 +223,13 @@ const evalJson = {
     classes: synth.classes, domains: synth.domains, trainImages: originals, fadedCopies: faded, fade: opt.fade }, merges: merges.length, fit: { ...fitOptions, steps: fit.steps, seconds: trainSeconds, finalLoss: lastLoss },
   zeroShot: results, totalSeconds, threads: opt.threads,
 };
-const writeAtomic = (file, text) => { writeFileSync(file + '.tmp', text); renameSync(file + '.tmp', file); };
-writeAtomic(join(out, 'eval.json'), JSON.stringify(evalJson, null, 2) + '\n');
+await writeFileAtomic(join(out, 'eval.json'), JSON.stringify(evalJson, null, 2) + '\n');
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
 const c = pretrainer.config;
 const cmd = `node scripts/pretrain.mjs --train-per-class ${opt.trainPer} --test-per-class ${opt.testPer} --epochs ${opt.epochs} ` +
   `--batch-size ${opt.batchSize} --lr ${opt.lr} --seed ${opt.seed} --threads ${opt.threads} --merges ${opt.merges} ` +
   `--render-size ${opt.renderSize} --image-size ${opt.imageSize} --patch-size ${opt.patchSize} --vision-layers ${opt.visionLayers} --fade ${opt.fade} --fillers ${opt.fillers}`;
-writeAtomic(join(out, 'README.md'), `# synth-clip: a small CLIP pretrained by ipclip on SynthDomains
+await writeFileAtomic(join(out, 'README.md'), `# synth-clip: a small CLIP pretrained by ipclip on SynthDomains
 
 A small ViT CLIP trained from scratch, both towers, by \`ClipPretrainer\` (native contrastive
 trainer: symmetric InfoNCE with identical captions counted as positives, learnable logit scale clamped to ≤ 100,

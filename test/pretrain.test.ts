@@ -8,7 +8,11 @@ import { Clip } from '../lib/clip/clip.js';
 import { IpclipError } from '../lib/core/errors.js';
 import type { RawImage } from '../lib/image/decode.js';
 import { loadNative } from '../lib/native/load.js';
-import { ClipPretrainer, cosineWarmupLr, cropToTensor, type PretrainConfig } from '../lib/pretrain/pretrainer.js';
+import { ClipPretrainer, cosineWarmupLr, type PretrainConfig } from '../lib/pretrain/pretrainer.js';
+import { applyTransform, randomCropFlip } from '../lib/image/transforms.js';
+import { hflip, randomResizedCropBox } from '../lib/image/augment.js';
+import { resizeImage } from '../lib/image/preprocess.js';
+import { Rng } from '../lib/core/rng.js';
 import { readSafetensors } from '../lib/io/safetensors.js';
 
 // A tiny CLIP: 16 px images in 8 px patches, one block per tower, heads = width/64 as the loader expects.
@@ -214,21 +218,36 @@ describe('cosineWarmupLr', () => {
   });
 });
 
-describe('cropToTensor', () => {
-  it('normalises with CLIP mean/std, flips, and averages when reducing', () => {
-    // 4×2 image: left half black, right half white; reduce the whole image to 2×2 … then 1×1.
-    const data = new Uint8Array(4 * 2 * 3);
-    for (let y = 0; y < 2; y++) for (let x = 2; x < 4; x++) data.fill(255, (y * 4 + x) * 3, (y * 4 + x) * 3 + 3);
-    const img = { data, width: 4, height: 2 };
-    const out = new Float32Array(3 * 4);
-    cropToTensor(img, { x: 0, y: 0, w: 4, h: 2 }, 2, false, out, 0);
-    const black = -0.48145466 / 0.26862954, white = (1 - 0.48145466) / 0.26862954;
-    expect(out[0]).toBeCloseTo(black, 5);
-    expect(out[1]).toBeCloseTo(white, 5);
-    cropToTensor(img, { x: 0, y: 0, w: 4, h: 2 }, 2, true, out, 0);
-    expect(out[0]).toBeCloseTo(white, 5);
-    const one = new Float32Array(3);
-    cropToTensor(img, { x: 0, y: 0, w: 4, h: 2 }, 1, false, one, 0);
-    expect(one[0]).toBeCloseTo((0.5 - 0.48145466) / 0.26862954, 5);
+describe('the pretrainer\'s crops are the shared train transform', () => {
+  // A 6×6 image with a distinct value per pixel and channel, so a crop, a resize and a flip are all visible.
+  const img: RawImage = { data: Uint8Array.from({ length: 6 * 6 * 3 }, (_, i) => (i * 37) % 256), width: 6, height: 6 };
+
+  it("'train' is randomCropFlip with its default range: the same draws give the same pixels", async () => {
+    for (const seed of [1, 2, 3]) {
+      const viaTransform = await applyTransform(img, { augment: 'train' }, 4, new Rng(seed));
+      const direct = await randomCropFlip(img, 4, new Rng(seed));
+      expect(Array.from(viaTransform.data)).toEqual(Array.from(direct.data));
+    }
+  });
+
+  it('a full-image crop is the resized image, flipped or not; flip: false draws no flip', async () => {
+    const whole = await resizeImage(img, 4, 4);
+    const flipped = hflip(whole);
+    const seen = new Set<string>();
+    for (let seed = 0; seed < 12; seed++) {
+      const out = await randomCropFlip(img, 4, new Rng(seed), { scale: [1, 1], ratio: [1, 1] });
+      const same = Array.from(out.data).join() === Array.from(whole.data).join();
+      const mirrored = Array.from(out.data).join() === Array.from(flipped.data).join();
+      expect(same || mirrored).toBe(true);
+      seen.add(same ? 'plain' : 'flipped');
+      const rng = new Rng(seed);
+      const kept = await randomCropFlip(img, 4, rng, { scale: [1, 1], ratio: [1, 1], flip: false });
+      expect(Array.from(kept.data)).toEqual(Array.from(whole.data));
+      // Only the crop's draws were made: the next number is the one after randomResizedCropBox alone.
+      const reference = new Rng(seed);
+      randomResizedCropBox(6, 6, reference, { scale: [1, 1], ratio: [1, 1] });
+      expect(rng.next()).toBe(reference.next());
+    }
+    expect(seen).toEqual(new Set(['plain', 'flipped']));
   });
 });

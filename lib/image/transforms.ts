@@ -4,7 +4,7 @@
  */
 import { check } from '../core/errors.js';
 import { decodeImage, normalizeToChw, type ImageInput, type RawImage } from './decode.js';
-import { hflip, randomResizedCrop, strongAugment, watermark } from './augment.js';
+import { hflip, randomResizedCrop, strongAugment, watermark, type RandomResizedCropOptions } from './augment.js';
 import { resizeShorterCenterCrop } from './preprocess.js';
 import type { Rng } from '../core/rng.js';
 import type { ImageTensor } from '../core/tensor.js';
@@ -42,13 +42,23 @@ export async function applyTransform(
   switch (spec.augment) {
     case 'test':
       return resizeShorterCenterCrop(img, size);
-    case 'train': {
-      const out = await randomResizedCrop(img, size, rng);
-      return rng.chance(0.5) ? hflip(out) : out;
-    }
+    case 'train':
+      return randomCropFlip(img, size, rng);
     case 'strong':
       return strongAugment(img, size, rng);
   }
+}
+
+/**
+ * The `train` augmentation with its crop range as a parameter: a RandomResizedCrop (`scale`, `ratio`; the
+ * defaults are `train`'s) resized to `size`×`size`, then a horizontal flip with probability 0.5 unless `flip` is
+ * false (no draw is made then). The IP-CLIP loader and the CLIP pretrainer both cut their training crops here.
+ * @category Images
+ */
+export async function randomCropFlip(img: RawImage, size: number, rng: Rng, opts: RandomResizedCropOptions & { flip?: boolean } = {}): Promise<RawImage> {
+  const { flip = true, ...crop } = opts;
+  const out = await randomResizedCrop(img, size, rng, crop);
+  return flip && rng.chance(0.5) ? hflip(out) : out;
 }
 
 /**

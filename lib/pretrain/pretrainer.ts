@@ -7,13 +7,13 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { randomResizedCropBox, type Box } from '../image/augment.js';
+import { randomCropFlip, toImageTensor } from '../image/transforms.js';
 import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
 import { cosineAnneal, linearWarmup } from '../core/schedule.js';
 import { queueOf } from '../core/queue.js';
 import { assertPositiveInteger } from '../core/is.js';
-import { CLIP_MEAN, CLIP_STD, checkRawImage, decodeImage, type ImageInput, type RawImage } from '../image/decode.js';
+import { checkRawImage, decodeImage, type ImageInput, type RawImage } from '../image/decode.js';
 import { loadNative } from '../native/load.js';
 import { callNative, callNativeSync } from '../native/errors.js';
 import type { ClipConfig, NativePretrainer, PretrainStepStats } from '../native/types.js';
@@ -152,44 +152,6 @@ export function openAiConfigJson(c: ClipConfig): Record<string, number> {
     transformer_heads: c.text.heads,
     transformer_layers: c.text.layers,
   };
-}
-
-const MEAN_255 = CLIP_MEAN.map((m) => m * 255);
-const INV_STD_255 = CLIP_STD.map((s) => 1 / (255 * s));
-
-/**
- * Cuts `box` out of `img`, resizes it to `size`×`size` and writes CLIP-normalised CHW floats at `out[offset…]`.
- * Each output pixel averages k×k bilinear samples over its footprint (k = ceil(box side / size)), so reductions
- * are antialiased like sharp's and enlargements are plain bilinear.
- */
-export function cropToTensor(img: RawImage, box: Box, size: number, flip: boolean, out: Float32Array, offset: number): void {
-  const { width: W, height: H, data } = img;
-  const sx = box.w / size, sy = box.h / size;
-  const kx = Math.max(1, Math.ceil(sx)), ky = Math.max(1, Math.ceil(sy));
-  const plane = size * size;
-  const acc = [0, 0, 0];
-  for (let oy = 0; oy < size; oy++) {
-    for (let ox = 0; ox < size; ox++) {
-      acc[0] = acc[1] = acc[2] = 0;
-      for (let j = 0; j < ky; j++) {
-        const y = Math.min(H - 1, Math.max(0, box.y + (oy + (j + 0.5) / ky) * sy - 0.5));
-        const y0 = Math.floor(y), y1 = Math.min(H - 1, y0 + 1), fy = y - y0;
-        for (let i = 0; i < kx; i++) {
-          const x = Math.min(W - 1, Math.max(0, box.x + (ox + (i + 0.5) / kx) * sx - 0.5));
-          const x0 = Math.floor(x), x1 = Math.min(W - 1, x0 + 1), fx = x - x0;
-          const a = (y0 * W + x0) * 3, b = (y0 * W + x1) * 3, c = (y1 * W + x0) * 3, d = (y1 * W + x1) * 3;
-          for (let ch = 0; ch < 3; ch++) {
-            const top = data[a + ch]! + (data[b + ch]! - data[a + ch]!) * fx;
-            const bottom = data[c + ch]! + (data[d + ch]! - data[c + ch]!) * fx;
-            acc[ch]! += top + (bottom - top) * fy;
-          }
-        }
-      }
-      const px = oy * size + (flip ? size - 1 - ox : ox);
-      const n = kx * ky;
-      for (let ch = 0; ch < 3; ch++) out[offset + ch * plane + px] = (acc[ch]! / n - MEAN_255[ch]!) * INV_STD_255[ch]!;
-    }
-  }
 }
 
 function checkConfig(c: PretrainConfig): void {
@@ -356,19 +318,19 @@ export class ClipPretrainer implements Disposable {
     const S = this.config.vision.imageSize;
     const ctx = this.config.text.contextLength;
     const rng = new Rng(this.seed).fork(`fit-${this.#fits++}`);
-    const makeBatch = (order: number[], from: number) => {
-      const pixels = new Float32Array(batchSize * 3 * S * S);
+    // The training crops are the shared transform's (lib/image/transforms.ts randomCropFlip) with this fit's crop
+    // range; the draws of one batch (crop, flip, caption, per sample) happen in order, one batch at a time.
+    const makeBatch = async (order: number[], from: number) => {
+      const crops: RawImage[] = [];
       const ids = new Int32Array(batchSize * ctx);
       for (let b = 0; b < batchSize; b++) {
         const i = order[from + b]!;
-        const img = images[i]!;
-        const box = randomResizedCropBox(img.width, img.height, rng, { scale: cropScale, ratio: [3 / 4, 4 / 3] });
-        cropToTensor(img, box, S, flip && rng.chance(0.5), pixels, b * 3 * S * S);
+        crops.push(await randomCropFlip(images[i]!, S, rng, { scale: cropScale, ratio: [3 / 4, 4 / 3], flip }));
         const alt = alternatives[i]!;
         const k = alt.shape[0] === 1 ? 0 : rng.int(alt.shape[0]);
         ids.set(alt.data.subarray(k * ctx, (k + 1) * ctx), b * ctx);
       }
-      return { pixels, ids };
+      return { pixels: toImageTensor(crops).data, ids };
     };
 
     const started = performance.now();
@@ -377,17 +339,20 @@ export class ClipPretrainer implements Disposable {
     let aborted = false;
     let order = rng.shuffle([...Array(n).keys()]);
     let next = makeBatch(order, 0);
+    // A failed batch (a crop that cannot be made) surfaces where it is awaited; never as an unhandled rejection.
+    next.catch(() => undefined);
     outer: for (let epoch = 0; epoch < epochs; epoch++) {
       for (let b = 0; b < perEpoch; b++) {
         if (signal?.aborted) { aborted = true; break outer; }
         const rate = cosineWarmupLr(step, total, { lr, warmup, minLr });
-        const batch = next;
+        const batch = await next;
         const running = this.#call('fit', (native) => native.step(batch.pixels, [batchSize, 3, S, S], batch.ids, [batchSize, ctx],
           { lr: rate, weightDecay, gradClip }));
         // The next batch is cut while the native step runs on its worker thread.
         if (step + 1 < total) {
           if (b + 1 === perEpoch) order = rng.shuffle([...Array(n).keys()]);
           next = makeBatch(order, b + 1 === perEpoch ? 0 : (b + 1) * batchSize);
+          next.catch(() => undefined);
         }
         const stats = await running;
         step++;

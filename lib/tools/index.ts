@@ -37,3 +37,7 @@ export {
 } from '../pretrain/pretrainer.js';
 export type { PretrainStepStats } from '../native/types.js';
 export { learnMerges, writeOpenAiVocab, type LearnMergesOptions } from '../clip/tokenizer/train.js';
+// The atomic, fsync'ed file write the library uses, and the ownership watermark as the training streams apply it,
+// for scripts that write models and evaluate them (scripts/pretrain.mjs).
+export { writeFileAtomic, type FileContent } from '../core/fs.js';
+export { watermark } from '../image/augment.js';
