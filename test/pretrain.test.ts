@@ -250,4 +250,16 @@ describe('the pretrainer\'s crops are the shared train transform', () => {
     }
     expect(seen).toEqual(new Set(['plain', 'flipped']));
   });
+
+  it("the train transform takes the pretrainer's crop range and flip switch, and refuses a bad range", async () => {
+    // Area 100 % of a square image: every crop attempt but ratio 1 misses, and the fallback is the whole image.
+    const whole = await resizeImage(img, 4, 4);
+    for (const seed of [0, 5, 9]) {
+      const out = await applyTransform(img, { augment: 'train', cropScale: [1, 1], flip: false }, 4, new Rng(seed));
+      expect(Array.from(out.data)).toEqual(Array.from(whole.data));
+    }
+    for (const cropScale of [[0, 1], [0.9, 0.5], [0.5, 1.5]] as [number, number][]) {
+      await expect(applyTransform(img, { augment: 'train', cropScale }, 4, new Rng(1))).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    }
+  });
 });

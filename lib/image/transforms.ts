@@ -23,6 +23,10 @@ export type AugmentKind = 'test' | 'train' | 'strong';
 export interface TransformSpec {
   watermark?: boolean;
   augment: AugmentKind;
+  /** `train` only: the RandomResizedCrop area range; default [0.08, 1]. */
+  cropScale?: readonly [number, number];
+  /** `train` only: random horizontal flips (probability 0.5); default true. */
+  flip?: boolean;
 }
 
 const KINDS: readonly AugmentKind[] = ['test', 'train', 'strong'];
@@ -37,13 +41,17 @@ export async function applyTransform(
   check(typeof spec === 'object' && spec !== null && KINDS.includes(spec.augment),
     `transform augment must be one of ${KINDS.join(', ')} (got ${String(spec?.augment)})`);
   check(Number.isInteger(size) && size > 0, `size must be a positive integer (got ${size})`);
+  const s = spec.cropScale;
+  check(s === undefined || (Array.isArray(s) && s.length === 2 && s[0] > 0 && s[0] <= s[1] && s[1] <= 1),
+    'transform cropScale must be [min, max] with 0 < min <= max <= 1');
+  check(spec.flip === undefined || typeof spec.flip === 'boolean', 'transform flip must be a boolean');
   let img = await decodeImage(input, opts);
   if (spec.watermark) img = watermark(img);
   switch (spec.augment) {
     case 'test':
       return resizeShorterCenterCrop(img, size);
     case 'train':
-      return randomCropFlip(img, size, rng);
+      return randomCropFlip(img, size, rng, { ...(s ? { scale: [s[0], s[1]] } : {}), ...(spec.flip === false ? { flip: false } : {}) });
     case 'strong':
       return strongAugment(img, size, rng);
   }

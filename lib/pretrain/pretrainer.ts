@@ -7,7 +7,9 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { randomCropFlip, toImageTensor } from '../image/transforms.js';
+import sharp from 'sharp';
+import { BatchLoader } from '../data/loader.js';
+import { DomainDataset, type Sample } from '../data/dataset.js';
 import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
 import { cosineAnneal, linearWarmup } from '../core/schedule.js';
@@ -80,6 +82,8 @@ export interface FitOptions {
   cropScale?: [number, number];
   /** Random horizontal flips; default true. */
   flip?: boolean;
+  /** The loader's worker threads for decoding and augmentation (see {@link LoaderOptions.workers}); default 2. */
+  workers?: number;
   /** Called after every step. */
   onProgress?: (p: FitProgress) => void;
   /** Stops after the current step; {@link FitResult.aborted} then says so (the model keeps what it learnt). */
@@ -152,6 +156,11 @@ export function openAiConfigJson(c: ClipConfig): Record<string, number> {
     transformer_heads: c.text.heads,
     transformer_layers: c.text.layers,
   };
+}
+
+/** Lossless PNG bytes of a decoded image (for the loader, which reads paths and encoded bytes). */
+async function encodePng(img: RawImage): Promise<Buffer> {
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png({ compressionLevel: 1 }).toBuffer();
 }
 
 function checkConfig(c: PretrainConfig): void {
@@ -259,8 +268,9 @@ export class ClipPretrainer implements Disposable {
   }
 
   /**
-   * Trains on `data` for `epochs` with a warm-up + cosine schedule. Images are decoded once; each use is a
-   * random resized crop (mild scale) with a random flip, and a random one of the image's captions. Data order,
+   * Trains on `data` for `epochs` with a warm-up + cosine schedule. Images are checked (decoded) once up front,
+   * then read by the shared batch loader: each use is the `train` transform (a random resized crop in `cropScale`,
+   * a random flip) and a random one of the image's captions. Data order,
    * crops and caption choices come from the pretrainer's seed (and the number of earlier fits), so the same seed
    * and data give the same weights.
    */
@@ -308,57 +318,57 @@ export class ClipPretrainer implements Disposable {
     const warmup = options.warmup ?? Math.round(total * 0.05);
     check(Number.isInteger(warmup) && warmup >= 0 && warmup <= total, `warmup must be an integer from 0 to ${total} steps, got ${String(warmup)}`);
 
-    const images: RawImage[] = [];
+    // Every image is decoded once here, so that a bad one fails before any training; the loader then reads the
+    // originals (in-memory decoded images as lossless PNG bytes).
+    const samples: Sample[] = [];
     for (let i = 0; i < n; i++) {
-      const img = await decodeImage(data.images[i]!);
+      const input = data.images[i]!;
+      const img = await decodeImage(input);
       checkRawImage(img, `image #${i}`);
-      images.push(img);
+      samples.push(typeof input === 'string' ? { path: input, label: 0 }
+        : input instanceof Uint8Array ? { buffer: input, label: 0 } : { buffer: await encodePng(img), label: 0 });
     }
 
     const S = this.config.vision.imageSize;
     const ctx = this.config.text.contextLength;
     const rng = new Rng(this.seed).fork(`fit-${this.#fits++}`);
-    // The training crops are the shared transform's (lib/image/transforms.ts randomCropFlip) with this fit's crop
-    // range; the draws of one batch (crop, flip, caption, per sample) happen in order, one batch at a time.
-    const makeBatch = async (order: number[], from: number) => {
-      const crops: RawImage[] = [];
-      const ids = new Int32Array(batchSize * ctx);
-      for (let b = 0; b < batchSize; b++) {
-        const i = order[from + b]!;
-        crops.push(await randomCropFlip(images[i]!, S, rng, { scale: cropScale, ratio: [3 / 4, 4 / 3], flip }));
+    // The shared loader and train transform (lib/data/loader.ts, lib/image/transforms.ts): each epoch a new order,
+    // each sample a random resized crop in this fit's range and a random flip, prepared in worker threads ahead of
+    // the native step. Its draws depend only on (seed, epoch, sample), like the IP-CLIP streams'.
+    const loader = new BatchLoader(DomainDataset.fromSamples(samples, ['image'], { domain: 'pretraining' }), {
+      batchSize, size: S, seed: rng.fork('loader').seed, shuffle: true, dropLast: true,
+      transform: { augment: 'train', cropScale, flip },
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    });
+    const captionIds = (epoch: number, indices: readonly number[]) => {
+      const ids = new Int32Array(indices.length * ctx);
+      indices.forEach((i, b) => {
         const alt = alternatives[i]!;
-        const k = alt.shape[0] === 1 ? 0 : rng.int(alt.shape[0]);
+        const k = alt.shape[0] === 1 ? 0 : rng.fork(`caption/${epoch}/${i}`).int(alt.shape[0]);
         ids.set(alt.data.subarray(k * ctx, (k + 1) * ctx), b * ctx);
-      }
-      return { pixels: toImageTensor(crops).data, ids };
+      });
+      return ids;
     };
 
     const started = performance.now();
     const history: FitResult['history'] = [];
     let step = 0;
     let aborted = false;
-    let order = rng.shuffle([...Array(n).keys()]);
-    let next = makeBatch(order, 0);
-    // A failed batch (a crop that cannot be made) surfaces where it is awaited; never as an unhandled rejection.
-    next.catch(() => undefined);
-    outer: for (let epoch = 0; epoch < epochs; epoch++) {
-      for (let b = 0; b < perEpoch; b++) {
-        if (signal?.aborted) { aborted = true; break outer; }
-        const rate = cosineWarmupLr(step, total, { lr, warmup, minLr });
-        const batch = await next;
-        const running = this.#call('fit', (native) => native.step(batch.pixels, [batchSize, 3, S, S], batch.ids, [batchSize, ctx],
-          { lr: rate, weightDecay, gradClip }));
-        // The next batch is cut while the native step runs on its worker thread.
-        if (step + 1 < total) {
-          if (b + 1 === perEpoch) order = rng.shuffle([...Array(n).keys()]);
-          next = makeBatch(order, b + 1 === perEpoch ? 0 : (b + 1) * batchSize);
-          next.catch(() => undefined);
+    try {
+      outer: for (let epoch = 0; epoch < epochs; epoch++) {
+        for await (const batch of loader.epoch(epoch)) {
+          if (signal?.aborted) { aborted = true; break outer; }
+          const rate = cosineWarmupLr(step, total, { lr, warmup, minLr });
+          const ids = captionIds(epoch, batch.indices);
+          const stats = await this.#call('fit', (native) => native.step(batch.images.data, [...batch.images.shape], ids, [batchSize, ctx],
+            { lr: rate, weightDecay, gradClip }));
+          step++;
+          history.push({ loss: stats.loss, accuracy: stats.accuracy, lr: rate });
+          onProgress?.({ ...stats, step, totalSteps: total, epoch, lr: rate, seconds: (performance.now() - started) / 1000 });
         }
-        const stats = await running;
-        step++;
-        history.push({ loss: stats.loss, accuracy: stats.accuracy, lr: rate });
-        onProgress?.({ ...stats, step, totalSteps: total, epoch, lr: rate, seconds: (performance.now() - started) / 1000 });
       }
+    } finally {
+      await loader.close();
     }
     return { steps: step, seconds: (performance.now() - started) / 1000, aborted, history };
   }
