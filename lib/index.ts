@@ -60,8 +60,9 @@ export {
 } from './ipclip/scenario.js';
 export { learningRate, PRESETS, type Preset, type ScheduleOptions } from './ipclip/schedule.js';
 export {
-  IPTrainer, CHECKPOINT_FILE,
+  IPTrainer, CHECKPOINT_FILE, BEST_FILE,
   type TrainerOptions, type ResolvedTrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,
+  type ValidationData, type EarlyStoppingOptions, type EpochEndInfo, type EpochEndAction,
 } from './ipclip/trainer/trainer.js';
 export type { Pairing } from './ipclip/trainer/streams.js';
 // --- Evaluation -------------------------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ export {
 // --- Checkpoints ------------------------------------------------------------------------------------------------------
 export {
   readCheckpoint,
-  type CheckpointContent, type CheckpointMeta, type TrainingMeta, type EpochRecord, type EpochAccumulator, type RunRecord,
+  type CheckpointContent, type CheckpointMeta, type TrainingMeta, type EpochRecord, type EpochValidation, type EpochAccumulator, type RunRecord,
 } from './ipclip/checkpoint.js';
 export {
   importReleaseCheckpoint, readReleaseCheckpoint,

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { IpclipError, check } from '../core/errors.js';
 import { sameNames } from '../core/is.js';
+import { Rng } from '../core/rng.js';
 import { DEFAULT_MAX_PIXELS } from '../image/decode.js';
 
 /**
@@ -101,6 +102,11 @@ export interface SplitInfo {
   trainFrom: string | null;
   /** The key of the last test image (null when the test split is empty); test keys are ≤ this. */
   testUpTo: string | null;
+  /**
+   * Set on the two parts {@link DomainDataset.holdOut} cuts a split into: the held-out share, its seed, and
+   * which part this is. `nTrain` and `nTest` still count the split before the cut.
+   */
+  heldOut?: { fraction: number; seed: number; part: 'rest' | 'validation' };
 }
 
 /**
@@ -255,6 +261,30 @@ export class DomainDataset {
   /** Number of samples. */
   get length(): number {
     return this.samples.length;
+  }
+
+  /**
+   * Cuts a validation set off this dataset (typically a training split; never use the test split for choosing
+   * epochs): `fraction` of each class's images, chosen by `seed`, at least one per class with 2 or more images
+   * and never all of a class. Both parts keep this dataset's classes, domain and split record, marked as the
+   * `rest` and `validation` of the cut, so a run trained on `rest` records how its data was cut.
+   * @throws IpclipError `ERR_INVALID_ARGUMENT` for a fraction outside (0, 1) or a bad seed.
+   */
+  holdOut(fraction: number, seed: number): { rest: DomainDataset; validation: DomainDataset } {
+    check(typeof fraction === 'number' && fraction > 0 && fraction < 1, `holdOut: fraction must be a number in (0, 1), got ${fraction}`);
+    check(Number.isSafeInteger(seed) && seed >= 0, `holdOut: seed must be a non-negative integer, got ${seed}`);
+    const byClass = this.classNames.map(() => [] as number[]);
+    this.samples.forEach((s, i) => byClass[s.label]!.push(i));
+    const held = new Set<number>();
+    byClass.forEach((indices, c) => {
+      if (indices.length < 2) return;
+      const k = Math.min(indices.length - 1, Math.max(1, Math.round(fraction * indices.length)));
+      for (const i of new Rng(seed).fork(`holdout/${c}`).shuffle(indices.slice()).slice(0, k)) held.add(i);
+    });
+    const part = (which: 'rest' | 'validation', keep: (i: number) => boolean) => new DomainDataset(
+      this.samples.filter((_, i) => keep(i)), this.classNames, this.classFolders, this.domain, this.root, this.split,
+      this.splitInfo && { ...this.splitInfo, heldOut: { fraction, seed, part: which } }, this.skipped, this.rootGiven);
+    return { rest: part('rest', (i) => !held.has(i)), validation: part('validation', (i) => held.has(i)) };
   }
 
   /** Number of classes. */

@@ -43,6 +43,20 @@ export interface EpochRecord {
   terms: Record<string, number>;
   /** Learning rate of the epoch's last iteration. */
   lr: number;
+  /** The scores on the validation data at the epoch's end, when the run had validation data. */
+  validation?: EpochValidation;
+}
+
+/**
+ * Accuracies (fractions) on a run's validation data at an epoch's end, and the score epochs are chosen by.
+ * @category Training
+ */
+export interface EpochValidation {
+  authorized: number;
+  /** Null when the run had no unauthorized validation data. */
+  unauthorized: number | null;
+  /** Higher is better: authorized − unauthorized for a protection scenario, else the authorized accuracy. */
+  score: number;
 }
 
 /**
@@ -153,6 +167,7 @@ export function runDifference(was: RunRecord, now: RunRecord): [string, unknown,
   const splitOf = (r: SplitInfo | null) => r && {
     rule: `${r.rule}/${r.version}`, seed: r.seed, sizes: r.sizes && `${r.sizes.train}/${r.sizes.test}`,
     trainFraction: r.trainFraction, onBadImage: r.onBadImage,
+    heldOut: r.heldOut ? `${r.heldOut.part} of a ${r.heldOut.fraction} hold-out, seed ${r.heldOut.seed}` : 'none',
   };
   const pairs: [string, unknown, unknown][] = [
     ['the data root', was.data?.resolved ?? null, now.data?.resolved ?? null],
@@ -163,7 +178,7 @@ export function runDifference(was: RunRecord, now: RunRecord): [string, unknown,
     const x = splitOf(a), y = splitOf(b);
     if ((x === null) !== (y === null)) pairs.push([`the ${which}split`, x, y]);
     else if (x && y) {
-      for (const k of ['rule', 'seed', 'sizes', 'trainFraction', 'onBadImage'] as const) pairs.push([`the ${which}split ${k}`, x[k], y[k]]);
+      for (const k of ['rule', 'seed', 'sizes', 'trainFraction', 'onBadImage', 'heldOut'] as const) pairs.push([`the ${which}split ${k}`, x[k], y[k]]);
     }
   }
   for (const [what, a, b] of pairs) if (a !== b) return [what, a, b];
@@ -335,6 +350,14 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
           epoch: int(r.epoch, `history[${i}].epoch`), iterations: int(r.iterations, `history[${i}].iterations`),
           skipped: int(r.skipped, `history[${i}].skipped`), terms: terms(r.terms, `history[${i}].terms`),
           lr: num(r.lr, `history[${i}].lr`),
+          ...(r.validation === undefined ? {} : (() => {
+            const v = obj(r.validation, `history[${i}].validation`);
+            return { validation: {
+              authorized: num(v.authorized, `history[${i}].validation.authorized`),
+              unauthorized: v.unauthorized === null ? null : num(v.unauthorized, `history[${i}].validation.unauthorized`),
+              score: num(v.score, `history[${i}].validation.score`),
+            } };
+          })()),
         };
       }),
       accumulator: { sums: terms(acc.sums, 'accumulator.sums'), count: int(acc.count, 'accumulator.count'), skipped: int(acc.skipped, 'accumulator.skipped') },
@@ -380,6 +403,12 @@ function parseRun(r: Record<string, unknown>, bad: (why: string) => IpclipError)
       preset: preset as SplitInfo['preset'], trainFraction: fraction as number | null, onBadImage: onBad as SplitInfo['onBadImage'],
       listed: int(o.listed, `${what}.listed`), nTrain: int(o.nTrain, `${what}.nTrain`), nTest: int(o.nTest, `${what}.nTest`),
       trainFrom: key(o.trainFrom, `${what}.trainFrom`), testUpTo: key(o.testUpTo, `${what}.testUpTo`),
+      ...(o.heldOut === undefined ? {} : (() => {
+        const h = obj(o.heldOut, `${what}.heldOut`);
+        if (typeof h.fraction !== 'number' || !(h.fraction > 0 && h.fraction < 1)) throw bad(`${what}.heldOut.fraction is not a fraction`);
+        if (h.part !== 'rest' && h.part !== 'validation') throw bad(`${what}.heldOut.part is not 'rest' or 'validation'`);
+        return { heldOut: { fraction: h.fraction, seed: int(h.seed, `${what}.heldOut.seed`), part: h.part } };
+      })()),
     };
   };
   const data = r.data === null ? null : obj(r.data, 'run.data');

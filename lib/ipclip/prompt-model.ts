@@ -220,11 +220,11 @@ export class PromptModel implements Disposable {
    * Copies tensors in (release names). Shapes must match this prompt's; `ERR_MISMATCH` otherwise (a state of
    * another CLIP or another number of classes), `ERR_BAD_WEIGHTS` for unknown names.
    */
-  async setState(state: Record<string, Tensor>): Promise<void> {
+  async setState(state: Record<string, FloatTensor>): Promise<void> {
     await this.loadState(state, 'state');
   }
 
-  private async loadState(state: Record<string, Tensor>, source: string): Promise<void> {
+  private async loadState(state: Record<string, FloatTensor>, source: string): Promise<void> {
     check(state !== null && typeof state === 'object', 'setState: state must be an object of tensors');
     const current = await this.state();
     const names = Object.keys(state);

@@ -7,6 +7,7 @@ import { assertNonEmptyString, assertNonNegativeInteger, assertOneOf, assertPosi
 import { resolveScenario, type ProtectionScenario, type ResolvedScenario, type Scenario } from '../scenario.js';
 import { PRESETS, type Preset } from '../schedule.js';
 import type { TrainProgress } from './run-state.js';
+import { resolveValidation, type EarlyStoppingOptions, type EpochEndAction, type EpochEndInfo, type ValidationData, type ValidationSettings } from './validation.js';
 import { resolvePairing, type Pairing } from './streams.js';
 
 /**
@@ -34,6 +35,31 @@ export interface TrainerOptions {
   /** Also checkpoint every this many iterations (always at each epoch's end). */
   checkpointEvery?: number;
   onProgress?: (progress: TrainProgress) => void | Promise<void>;
+  /**
+   * Called after each epoch (after its validation, before its checkpoint) with the epoch's record and the best
+   * validation epoch so far; answering `'stop'` ends {@link IPTrainer.fit} there (calling `fit` again goes on).
+   */
+  onEpochEnd?: (info: EpochEndInfo) => EpochEndAction | Promise<EpochEndAction>;
+  /**
+   * Held-out data scored at every epoch's end (see {@link ValidationData}); the scores join the run's history.
+   * Never pass the test split: {@link DomainDataset.holdOut} cuts a validation set off the training split.
+   */
+  validation?: ValidationData;
+  /** Stop once the validation score stops improving (see {@link EarlyStoppingOptions}). Needs `validation`. */
+  earlyStopping?: EarlyStoppingOptions;
+  /**
+   * At the end of {@link IPTrainer.fit}, put the parameters of the best validation epoch back into the prompt
+   * (with `checkpointDir` they are also kept as `best.safetensors` there, so a resumed run still has them). The
+   * checkpoint keeps the last epoch's state. Needs `validation`; default false.
+   */
+  restoreBest?: boolean;
+  /**
+   * Continue a run that a checkpoint in `checkpointDir` holds with fewer `epochs` (finished or not) up to this
+   * run's `epochs`, instead of refusing it as another run: its parameters, banks, optimiser state and history are
+   * kept, and from the checkpoint's iteration on the learning rate follows the schedule of an `epochs`-epoch run
+   * (so the result is close to, but not the same as, a run started with that many epochs). Default false.
+   */
+  extend?: boolean;
   /** Stops {@link IPTrainer.fit} after the current step (see there). */
   signal?: AbortSignal;
   /** Images per batch when building the banks (default 32; the result does not depend on it). */
@@ -89,6 +115,9 @@ export interface ResolvedTrainerOptions {
 export interface TrainerHooks {
   checkpointDir?: string;
   onProgress?: TrainerOptions['onProgress'];
+  onEpochEnd?: TrainerOptions['onEpochEnd'];
+  validation: ValidationSettings;
+  extend: boolean;
   signal?: AbortSignal;
   workers?: number;
 }
@@ -118,6 +147,9 @@ export function resolveTrainerOptions(opts: TrainerOptions, defaultSeed: number)
   check(Number.isSafeInteger(seed) && seed >= 0, `seed must be a non-negative integer, got ${show(seed)}`);
   if (opts.checkpointDir !== undefined) assertNonEmptyString(opts.checkpointDir, 'checkpointDir');
   check(opts.onProgress === undefined || typeof opts.onProgress === 'function', `onProgress must be a function, got ${show(opts.onProgress)}`);
+  check(opts.onEpochEnd === undefined || typeof opts.onEpochEnd === 'function', `onEpochEnd must be a function, got ${show(opts.onEpochEnd)}`);
+  if (opts.extend !== undefined) assertOneOf(opts.extend, 'extend', [true, false]);
+  const validation = resolveValidation(opts);
   if (opts.featureCache !== undefined) assertOneOf(opts.featureCache, 'featureCache', [true, false]);
   const scenario = resolveScenario(opts.scenario, opts.referenceFor);
   const pairing = resolvePairing(scenario.streams.source, preset, opts.pairing);
@@ -127,8 +159,10 @@ export function resolveTrainerOptions(opts: TrainerOptions, defaultSeed: number)
     pairing, referenceFor: scenario.referenceFor,
   };
   const hooks: TrainerHooks = {
+    validation, extend: opts.extend === true,
     ...(opts.checkpointDir !== undefined ? { checkpointDir: opts.checkpointDir } : {}),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+    ...(opts.onEpochEnd !== undefined ? { onEpochEnd: opts.onEpochEnd } : {}),
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
   };

@@ -124,6 +124,8 @@ export interface ResumeTarget {
   /** Iterations of the run about to resume (known from the dataset size), when known. */
   totalIterations?: number;
   run?: RunRecord;
+  /** Accept a checkpoint of the same run with fewer epochs (continued up to `options.epochs`). */
+  extend?: boolean;
 }
 
 /**
@@ -140,8 +142,11 @@ export function checkResumable(file: string, meta: CheckpointMeta | undefined | 
   if (!sameNames(meta.classNames, names)) throw mismatch('classNames', meta.classNames, names);
   if (meta.clip.fingerprint !== target.fingerprint) throw mismatch('the CLIP fingerprint', meta.clip.fingerprint, target.fingerprint);
   const o = target.options;
+  // Extending: fewer epochs recorded is the same run, shorter; its epochs must be as long as this run's.
+  const extending = target.extend === true && t.epochs < o.epochs;
   const pairs: [string, unknown, unknown][] = [
-    ['scenario', t.scenario, o.scenario], ['preset', t.preset, o.preset], ['epochs', t.epochs, o.epochs],
+    ['scenario', t.scenario, o.scenario], ['preset', t.preset, o.preset],
+    ...(extending ? [] : [['epochs', t.epochs, o.epochs] as [string, unknown, unknown]]),
     ['batchSize', t.batchSize, o.batchSize], ['lr', t.lr, o.lr], ['weightDecay', t.weightDecay, o.weightDecay],
     ['seed', t.seed, o.seed], ['trainEnhancer', t.trainEnhancer, o.trainEnhancer],
     ['featureCache', t.featureCache, o.featureCache],
@@ -149,10 +154,21 @@ export function checkResumable(file: string, meta: CheckpointMeta | undefined | 
     ['pairing', t.pairing ?? 'unrecorded (a checkpoint from an older stream rule)', o.pairing],
     ['referenceFor', t.referenceFor ?? null, o.referenceFor],
   ];
-  if (target.totalIterations !== undefined) pairs.push(['the number of iterations (dataset size)', t.totalIterations, target.totalIterations]);
+  if (target.totalIterations !== undefined) {
+    if (extending) pairs.push(['the iterations per epoch (dataset size)', t.totalIterations / t.epochs, target.totalIterations / o.epochs]);
+    else pairs.push(['the number of iterations (dataset size)', t.totalIterations, target.totalIterations]);
+  }
   // Another compute dtype is another run: other rounding, and a float16 loss scale that means nothing elsewhere.
   if (t.dtype !== undefined) pairs.push(['the compute dtype', t.dtype, target.dtype]);
-  for (const [what, was, now] of pairs) if (was !== now) throw mismatch(what, was, now);
+  for (const [what, was, now] of pairs) {
+    if (was === now) continue;
+    const err = mismatch(what, was, now);
+    // More epochs than the checkpoint's is the one difference a run can be continued across.
+    if (what === 'epochs' && typeof was === 'number' && typeof now === 'number' && was < now) {
+      err.message += ' (to continue it for more epochs, pass extend: true, or --extend on the command line)';
+    }
+    throw err;
+  }
   const runDiff = meta.run && target.run ? runDifference(meta.run, target.run) : null;
   if (runDiff) throw mismatch(...runDiff);
   if (t.iteration > t.totalIterations) throw new IpclipError('ERR_BAD_FILE', `${file}: iteration ${t.iteration} is past the run's ${t.totalIterations}`);

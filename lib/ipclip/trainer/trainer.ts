@@ -15,14 +15,17 @@ import type { PromptModel, NativeStepResult } from '../prompt-model.js';
 import { Rng } from '../../core/rng.js';
 import { bankStreams, stepLoss, withoutRandomCrop, type ResolvedScenario } from '../scenario.js';
 import { learningRate } from '../schedule.js';
-import type { ImageTensor } from '../../core/tensor.js';
+import type { FloatTensor, ImageTensor } from '../../core/tensor.js';
 import { buildBanks } from './banks.js';
 import { FeatureCache } from './feature-cache.js';
 import { resolveTrainerOptions, type ResolvedTrainerOptions, type TrainerHooks, type TrainerOptions } from './options.js';
 import { RunState, checkResumable, type StepTerms, type TrainProgress } from './run-state.js';
 import { StreamSchedule, resolveTrainingData, streamLoader, type LoaderSettings, type StreamData, type TrainingData } from './streams.js';
 
+import { bestEpoch, earlyStopDue, validate } from './validation.js';
+
 export type { TrainerOptions, ResolvedTrainerOptions } from './options.js';
+export type { ValidationData, EarlyStoppingOptions, EpochEndInfo, EpochEndAction } from './validation.js';
 export type { StepTerms, TrainProgress } from './run-state.js';
 export type { TrainingData } from './streams.js';
 
@@ -31,6 +34,12 @@ export type { TrainingData } from './streams.js';
  * @category Training
  */
 export const CHECKPOINT_FILE = 'last.safetensors';
+
+/**
+ * Name of the best validation epoch's prompt in `checkpointDir` ({@link TrainerOptions.restoreBest}).
+ * @category Training
+ */
+export const BEST_FILE = 'best.safetensors';
 
 /**
  * A batch for {@link IPTrainer.step}: preprocessed images `[B, 3, S, S]` and their labels.
@@ -54,6 +63,12 @@ export interface TrainResult {
   resumedFrom: number | null;
   /** Images the datasets left out (`onBadImage: 'skip'`), of both streams. */
   skippedImages: BadImage[];
+  /** Why the run ended before `epochs`: the early-stopping rule, the epoch-end callback, or null (it did not). */
+  stopped: 'early-stopping' | 'callback' | null;
+  /** The best validation epoch and its score; null without validation data. */
+  best: { epoch: number; score: number } | null;
+  /** Whether the best epoch's parameters were put back at the end ({@link TrainerOptions.restoreBest}). */
+  restoredBest: boolean;
 }
 
 /**
@@ -95,6 +110,10 @@ export class IPTrainer {
   private readonly hooks: TrainerHooks;
   private totalIterations = 0;
   private busy = false;
+  /** Set at an epoch's end when the run is to stop there. */
+  private stopRequested: TrainResult['stopped'] = null;
+  /** The best validation epoch's prompt state, kept for `restoreBest`. */
+  private bestState: { epoch: number; state: Record<string, FloatTensor> } | null = null;
   /** What data the current fit uses (recorded in checkpoints, compared on resume). */
   private runRecord?: RunRecord;
 
@@ -224,6 +243,7 @@ export class IPTrainer {
   }
 
   private async run(data: TrainingData, signal: AbortSignal | undefined): Promise<Omit<TrainResult, 'skippedImages'>> {
+    this.stopRequested = null;
     const plan = this.scenario.streams;
     const streams = resolveTrainingData(data, plan, this.prompt.classNames);
     const ownU = plan.source === 'own';
@@ -245,8 +265,12 @@ export class IPTrainer {
         await this.restore(file, total);
         this.totalIterations = total;
         resumedFrom = this.iteration;
+        // A run whose patience had run out stays stopped (its history says so).
+        const rule = this.hooks.validation.earlyStopping;
+        if (rule && earlyStopDue(this.history, rule)) this.stopRequested = 'early-stopping';
       } else {
         this.state.reset();
+        this.bestState = null;
         if (this.scenario.descriptor.buildsBanks) await this.buildBanks(data, { signal });
         if (file) {
           await mkdir(dir!, { recursive: true }).catch((err: unknown) => {
@@ -259,16 +283,19 @@ export class IPTrainer {
       const startIt = this.iteration;
       const finish = (e: number, terms: StepTerms, lr: number) =>
         this.finishIteration({ epoch: e, terms, lr, perEpoch, total, started, startIt, file, signal });
-      const result = () => ({ iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom });
+      const result = async () => ({
+        iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom,
+        stopped: this.stopRequested, best: bestEpoch(this.history), restoredBest: await this.restoreBestIfAsked(),
+      });
       if (this.options.featureCache) {
         await this.runCached(schedule, streams, signal, finish);
-        return result();
+        return await result();
       }
       // Both loaders prefetch along the same step plan, from the step this session starts at.
       const aBatches = aLoader.batches(map(schedule.steps(startIt, total), (s) => s.a))[Symbol.asyncIterator]();
       const uBatches = uLoader.batches(map(schedule.steps(startIt, total), (s) => s.u))[Symbol.asyncIterator]();
       try {
-        while (this.iteration < total) {
+        while (this.iteration < total && this.stopRequested === null) {
           const it = this.iteration;
           const [a, u] = [await aBatches.next(), await uBatches.next()];
           check(!a.done && !u.done, 'the training streams ended early');
@@ -279,11 +306,43 @@ export class IPTrainer {
         await aBatches.return?.();
         await uBatches.return?.();
       }
-      return result();
+      return await result();
     } finally {
       await aLoader.close();
       await uLoader.close();
     }
+  }
+
+  /**
+   * At an epoch's end: its validation scores (into its history record), the best epoch's state for
+   * `restoreBest`, the epoch-end callback and the early-stopping rule.
+   */
+  private async endEpoch(epoch: number): Promise<void> {
+    const v = this.hooks.validation;
+    const record = this.history[this.history.length - 1]!;
+    if (v.data) {
+      record.validation = await validate(this.prompt, v.data, this.scenario, this.hooks.workers);
+      if (v.restoreBest && bestEpoch(this.history)?.epoch === epoch) {
+        this.bestState = { epoch, state: await this.prompt.state() };
+        const dir = this.hooks.checkpointDir;
+        if (dir) await this.prompt.save(join(dir, BEST_FILE));
+      }
+    }
+    const action = await this.hooks.onEpochEnd?.({ epoch, epochs: this.options.epochs, record, best: bestEpoch(this.history) });
+    if (action === 'stop') this.stopRequested = 'callback';
+    if (v.earlyStopping && earlyStopDue(this.history, v.earlyStopping)) this.stopRequested = 'early-stopping';
+  }
+
+  /** With `restoreBest`, puts the best validation epoch's parameters back; whether it did. */
+  private async restoreBestIfAsked(): Promise<boolean> {
+    const best = bestEpoch(this.history);
+    if (!this.hooks.validation.restoreBest || best === null) return false;
+    let state = this.bestState?.epoch === best.epoch ? this.bestState.state : null;
+    const dir = this.hooks.checkpointDir;
+    if (!state && dir && existsSync(join(dir, BEST_FILE))) state = (await readCheckpoint(join(dir, BEST_FILE))).state;
+    if (!state) throw new IpclipError('ERR_FILE_NOT_FOUND', `restoreBest: the state of epoch ${best.epoch + 1} is gone (${BEST_FILE} missing in ${dir ?? 'memory'})`);
+    await this.prompt.setState(state);
+    return true;
   }
 
   private learningRate(iteration: number, perEpoch: number): number {
@@ -298,7 +357,10 @@ export class IPTrainer {
     const { epoch: e, terms, lr, total, file, signal } = p;
     this.state.accumulate(terms);
     const endOfEpoch = this.iteration % p.perEpoch === 0;
-    if (endOfEpoch) this.state.closeEpoch(e);
+    if (endOfEpoch) {
+      this.state.closeEpoch(e);
+      await this.endEpoch(e);
+    }
     const onProgress = this.hooks.onProgress;
     if (onProgress) {
       const elapsed = (Date.now() - p.started) / 1000;
@@ -343,7 +405,7 @@ export class IPTrainer {
       if (readsU) await fill('unauthorized', streams.unauthorized, plan.unauthorized, seeds.unauthorized);
       const perEpoch = schedule.perEpoch;
       const total = perEpoch * this.options.epochs;
-      while (this.iteration < total) {
+      while (this.iteration < total && this.stopRequested === null) {
         const it = this.iteration;
         const draws = schedule.at(it);
         const idxA = Int32Array.from(draws.a, (d) => d.index), idxU = Int32Array.from(draws.u, (d) => d.index);
@@ -385,6 +447,7 @@ export class IPTrainer {
     const t = checkResumable(file, content.meta, {
       classNames: this.prompt.classNames, fingerprint: this.clip.info.fingerprint, dtype: this.clip.info.dtype, options: this.options,
       ...(expectedTotal !== undefined ? { totalIterations: expectedTotal } : {}), ...(this.runRecord ? { run: this.runRecord } : {}),
+      extend: this.hooks.extend,
     });
     await this.prompt.setState(content.state);
     await this.prompt.exclusive('setOptimizerState', (native) => native.setOptimizerState({ step: t.optimizerStep, tensors: content.optimizer ?? {}, ...(t.lossScale ? { lossScale: t.lossScale } : {}) }));
