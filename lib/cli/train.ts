@@ -62,6 +62,10 @@ export const trainCommand: Command = {
     fresh: { type: 'boolean', help: 'start over, deleting the checkpoint in --out' },
     'checkpoint-every': { type: 'string', value: 'n', help: 'also checkpoint every n iterations (always at each epoch end)' },
     'skip-eval': { type: 'boolean', help: 'do not evaluate on the test splits afterwards' },
+    'validation-split': { type: 'string', value: 'x', help: 'hold out this share of each training split (0-1) and score it every epoch' },
+    'early-stopping': { type: 'string', value: 'n', help: 'stop after n epochs without a better validation score (needs --validation-split)' },
+    'restore-best': { type: 'boolean', help: 'save the best validation epoch as prompt.safetensors (needs --validation-split)' },
+    extend: { type: 'boolean', help: 'continue the run in --out for more --epochs instead of refusing it' },
     ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
@@ -74,6 +78,15 @@ on the authorized stream of --reference-for (watermarked images when that scenar
 The checkpoint is written after the feature banks, at every epoch end and when stopped. Running the same command
 again resumes where it stopped and ends with the same parameters as an uninterrupted run; --fresh starts over.
 Ctrl-C stops after the current step, writes the checkpoint and exits with code ${EXIT_INTERRUPTED}.
+A finished run goes on for more epochs with a larger --epochs and --extend (the learning rate then follows the
+schedule of the longer run from where it stopped).
+
+--validation-split x holds out a share x of each class of the training split(s) (by --seed) and scores the prompt
+on it after every epoch: the authorized accuracy minus the unauthorized one (the authorized one alone for a
+reference or when the scenario has no U domain of its own). The test splits are never used for this. With
+--early-stopping n the run stops after n epochs without a better score; with --restore-best the best epoch is
+the prompt written (best.safetensors keeps it too). If the last authorized validation accuracy ends more than 5
+points below zero-shot CLIP on the same images, a warning says that training made the classifier worse.
 Afterwards the prompt is scored on the test splits (see \`ipclip eval\`).
 
 Every image of the training and test splits is checked (header and end of file, no decode) before CLIP is
@@ -121,6 +134,13 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const lr = positiveNumber(p, 'lr', 0.01);
   const seed = int(p, 'seed', 0, 0, 0xffffffff);
   const checkpointEvery = int(p, 'checkpoint-every', 0, 0);
+  const validationSplit = str(p, 'validation-split') === undefined ? null : positiveNumber(p, 'validation-split', 0.1);
+  if (validationSplit !== null && !(validationSplit < 1)) throw new UsageError(`--validation-split must be a number in (0, 1), got ${str(p, 'validation-split')}`);
+  const patience = str(p, 'early-stopping') === undefined ? null : int(p, 'early-stopping', 1, 1);
+  const restoreBest = bool(p, 'restore-best');
+  if (validationSplit === null && (patience !== null || restoreBest)) {
+    throw new UsageError(`--${patience !== null ? 'early-stopping' : 'restore-best'} needs --validation-split (the held-out share it is scored on)`);
+  }
   const sizes = splitSizes(p);
   const authorized = required(p, 'authorized', 'the authorized domain, a folder under --data');
   const unauthorized = str(p, 'unauthorized');
@@ -138,6 +158,10 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   // the test splits of the final evaluation included) fails before seconds of model loading.
   const a = await domainSplits(root, authorized, { seed, sizes, onBadImage });
   const u = unauthorized ? await domainSplits(root, unauthorized, { seed, sizes, onBadImage }) : undefined;
+  // The held-out validation share comes off the training splits (never the test splits).
+  const cutA = validationSplit === null ? null : a.train.holdOut(validationSplit, seed);
+  const cutU = validationSplit === null || !u ? null : u.train.holdOut(validationSplit, seed);
+  const trainA = cutA?.rest ?? a.train, trainU = cutU?.rest ?? u?.train;
   const say = (line: string) => io.stderr.write(`${line}\n`);
   let plan: EvalPlan | null = null;
   if (!bool(p, 'skip-eval')) {
@@ -160,12 +184,25 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     if (bool(p, 'fresh')) await rm(file, { force: true });
     const resuming = existsSync(file);
     say(`ipclip train: ${scenario} (${preset}), authorized ${authorized}${unauthorized ? `, unauthorized ${unauthorized}` : ''}: ` +
-      `${a.train.length} training images, ${a.train.numClasses} classes, ${epochs} epoch${epochs === 1 ? '' : 's'} of batch ${batchSize}`);
+      `${trainA.length} training images${cutA ? ` (${cutA.validation.length} held out for validation)` : ''}, ` +
+      `${trainA.numClasses} classes, ${epochs} epoch${epochs === 1 ? '' : 's'} of batch ${batchSize}`);
     say(resuming ? `resuming from ${file}` : descriptor.buildsBanks ? 'building the feature banks' : 'starting');
     let bar: ProgressBar | undefined;
+    const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
     const trainer = new IPTrainer(prompt, {
       scenario, preset, epochs, batchSize, lr, seed, checkpointDir: out, checkpointEvery,
       ...(pairing ? { pairing } : {}), ...(referenceFor ? { referenceFor } : {}),
+      ...(bool(p, 'extend') ? { extend: true } : {}),
+      ...(cutA ? { validation: { authorized: cutA.validation, ...(cutU ? { unauthorized: cutU.validation } : {}) } } : {}),
+      ...(patience !== null ? { earlyStopping: { patience } } : {}), ...(restoreBest ? { restoreBest } : {}),
+      onEpochEnd: ({ epoch, record, best }) => {
+        const v = record.validation;
+        if (!v) return;
+        const line = `epoch ${epoch + 1}/${epochs}: validation ${authorized} ${pct(v.authorized)}` +
+          `${v.unauthorized === null ? '' : `, ${unauthorized} ${pct(v.unauthorized)}`}, score ${v.score.toFixed(3)}` +
+          `${best?.epoch === epoch ? ' (best)' : ''}`;
+        if (bar) bar.log(line); else say(line);
+      },
       onProgress: (pr) => {
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
         bar.update(pr.iteration, { etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`, values: progressValues(pr) });
@@ -173,7 +210,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     });
     let result;
     try {
-      result = await withInterrupt(io, (signal) => trainer.fit({ authorized: a.train, ...(u ? { unauthorized: u.train } : {}) }, { signal }));
+      result = await withInterrupt(io, (signal) => trainer.fit({ authorized: trainA, ...(trainU ? { unauthorized: trainU } : {}) }, { signal }));
     } catch (err) {
       bar?.done();
       if (err instanceof IpclipError && err.code === 'ERR_MISMATCH' && resuming) {
@@ -192,6 +229,21 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     await prompt.save(promptFile);
     say(`trained ${result.iterations} iterations${result.resumedFrom !== null ? ` (resumed from ${result.resumedFrom})` : ''}; ` +
       `checkpoint ${file}, prompt ${promptFile}`);
+    if (result.stopped === 'early-stopping') say(`stopped early after epoch ${result.history.length}: ${patience} epoch(s) without a better validation score`);
+    if (result.restoredBest && result.best) say(`the prompt is the best validation epoch, ${result.best.epoch + 1} (score ${result.best.score.toFixed(3)})`);
+    const warnings: string[] = [];
+    const lastValidation = result.history.at(-1)?.validation;
+    if (cutA && lastValidation) {
+      // "Training made it worse": the authorized accuracy the protected classifier keeps, against what CLIP does alone.
+      const zeroShot = (await new Evaluator(clip, { zeroShot: false }).zeroShot(
+        { dataset: cutA.validation, watermark: resolved.evaluation.authorized.watermark }, prompt.classNames)).accuracy;
+      const final = result.restoredBest && result.best ? result.history[result.best.epoch]!.validation!.authorized : lastValidation.authorized;
+      if (final < zeroShot - 0.05) {
+        warnings.push(`training made the authorized accuracy worse than zero-shot CLIP on the validation images (${pct(final)} vs ${pct(zeroShot)}): ` +
+          'try a lower --lr, fewer --epochs, or --restore-best');
+      }
+    }
+    for (const w of warnings) say(`warning: ${w}`);
     let rows: SetRow[] | null = null;
     if (plan) {
       const run = (await readCheckpoint(file)).meta?.run;
@@ -205,6 +257,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
         authorized, unauthorized: unauthorized ?? null,
         classNames: prompt.classNames, checkpoint: file, prompt: promptFile, iterations: result.iterations,
         resumedFrom: result.resumedFrom, skippedUpdates: result.skippedUpdates, history: result.history, evaluation: rows,
+        validationSplit, stopped: result.stopped, best: result.best, restoredBest: result.restoredBest, warnings,
         onBadImage, skippedImages,
       });
     }
