@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../lib/ipclip/checkpoint.js';
 import { ensureDist } from './helpers/dist.js';
+import { evaluationWarnings } from '../lib/cli/train.js';
+import type { EvaluationReport } from '../lib/ipclip/evaluator.js';
 import { CLIP_TINY, HAVE_SHARED, VOCAB_PATH } from './helpers/fixtures.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -76,4 +78,22 @@ describe.skipIf(!HAVE_SHARED)('ipclip train: validation, early stopping, --resto
     expect(b.history).toHaveLength(2);
     expect(existsSync(join(out, 'prompt.safetensors'))).toBe(true);
   }, 240_000);
+});
+
+describe('the test-split warnings of ipclip train', () => {
+  const report = (a: number, zs: number, u: Record<string, number>): EvaluationReport => ({
+    sets: Object.fromEntries([['authorized', { accuracy: a, macroF1: 0, n: 10 }], ...Object.entries(u).map(([k, v]) => [k, { accuracy: v, macroF1: 0, n: 10 }])]),
+    authorized: 'authorized', unauthorized: Object.keys(u), metrics: null, reference: null,
+    zeroShot: { authorized: zs }, chance: 0.1, skippedImages: [],
+  }) as unknown as EvaluationReport;
+
+  it('names an authorized accuracy > 5 points below zero-shot and each unauthorized set > 10 points above chance', () => {
+    const w = evaluationWarnings(report(0.8, 0.9, { sketch: 0.78, clipart: 0.15 }), 'photo', false);
+    expect(w).toHaveLength(2);
+    expect(w[0]).toMatch(/photo\) is 80\.0%, below zero-shot CLIP's 90\.0%/);
+    expect(w[1]).toMatch(/'sketch' is still at 78\.0% \(chance 10\.0%\)/);
+    expect(evaluationWarnings(report(0.86, 0.9, { sketch: 0.2, clipart: 0.19 }), 'photo', false)).toEqual([]);
+    // A reference is meant to work everywhere: only the authorized check applies.
+    expect(evaluationWarnings(report(0.9, 0.9, { sketch: 0.9 }), 'photo', true)).toEqual([]);
+  });
 });

@@ -1,7 +1,7 @@
 // Validation during training (lib/ipclip/trainer/validation.ts): the held-out cut, the per-epoch scores (checked
 // against an Evaluator run on its own), the epoch-end callback, early stopping (hand-computed histories, and a
 // stopped run that stays stopped when fit again), keeping the best epoch, and continuing a run for more epochs.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -14,11 +14,14 @@ import { readCheckpoint } from '../lib/ipclip/checkpoint.js';
 import { Evaluator } from '../lib/ipclip/evaluator.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { BEST_FILE, IPTrainer, type TrainerOptions } from '../lib/ipclip/trainer/trainer.js';
-import { bestEpoch, earlyStopDue, validationScore } from '../lib/ipclip/trainer/validation.js';
+import { bestEpoch, earlyStopDue, trainingWarnings, validationScore } from '../lib/ipclip/trainer/validation.js';
+import { resolveScenario } from '../lib/ipclip/scenario.js';
+import { generateSynthDomains } from '../lib/tools/synth/synth.js';
 import type { FloatTensor } from '../lib/core/tensor.js';
 import { CLIP_TINY, HAVE_SHARED, TEST_DEVICE, VOCAB_PATH } from './helpers/fixtures.js';
 
 const CLASSES = ['blue', 'green', 'red'];
+const SHIPPED = join(import.meta.dirname, '..', 'models', 'synth-clip', 'model.safetensors');
 const COLOURS: [number, number, number][] = [[40, 50, 230], [30, 200, 40], [220, 30, 30]];
 
 /** `perClass` small PNGs per colour class, each textured by `style` (two styles make two "domains"). */
@@ -209,6 +212,14 @@ describe.skipIf(!HAVE_SHARED)('validation during IPTrainer.fit', () => {
     expect(() => new IPTrainer(prompt, { ...base, earlyStopping: { patience: 2 } })).toThrow(/needs validation data/);
   });
 
+  it('warns exactly when the prompt ends more than 5 points below zero-shot CLIP on the authorized validation images', async () => {
+    // On the tiny fixture zero-shot CLIP is at 0 here, so the rule can only say "no warning"; the shipped model
+    // below gives the other side.
+    const zeroShot = (await new Evaluator(clip, { zeroShot: false, workers: 0 }).zeroShot(photoVal, CLASSES)).accuracy;
+    using prompt = await PromptModel.create(clip, CLASSES, { seed: 3 });
+    const r = await new IPTrainer(prompt, { ...base, validation: { authorized: photoVal } }).fit(data());
+    expect(r.warnings.length > 0).toBe(r.history.at(-1)!.validation!.authorized < zeroShot - 0.05);
+  });
   it('extend continues a finished run for more epochs; without it the checkpoint is another run', async () => {
     const dir = tmp();
     using prompt = await PromptModel.create(clip, CLASSES, { seed: 8 });
@@ -225,5 +236,34 @@ describe.skipIf(!HAVE_SHARED)('validation during IPTrainer.fit', () => {
     expect(sameState(before, await prompt.state())).toBe(false);
     // Fewer epochs than the checkpoint's is never a continuation.
     expect(await codeOf(new IPTrainer(prompt, { ...base, epochs: 1, checkpointDir: dir, extend: true }).fit(data()))).toBe('ERR_MISMATCH');
+  });
+});
+
+describe.skipIf(!existsSync(SHIPPED))('the "training made it worse" warning on the shipped model', () => {
+  let dir: string;
+  let clip: Clip;
+  let photo: DomainDataset;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ipclip-val-shipped-'));
+    const synth = await generateSynthDomains({ out: join(dir, 'synth'), perClass: 3, seed: 1, size: 64, domains: ['photo'] });
+    photo = await DomainDataset.fromFolder(synth.root, { domain: 'photo' });
+    clip = await Clip.load(SHIPPED);
+  }, 120_000);
+  afterAll(() => { clip?.dispose(); if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  it('fires for an ending accuracy more than 5 points below zero-shot, not for one within 5 points', async () => {
+    const resolved = resolveScenario('target-specified');
+    using prompt = await PromptModel.create(clip, photo.classNames, { seed: 0 });
+    const zeroShot = (await new Evaluator(clip, { zeroShot: false, workers: 0 }).zeroShot(photo, photo.classNames)).accuracy;
+    expect(zeroShot).toBeGreaterThan(0.3); // the shipped model knows SynthDomains photos
+    const ending = (authorized: number) => [record(0, null), { ...record(1, null), validation: { authorized, unauthorized: null, score: authorized } }];
+    const worse = await trainingWarnings(prompt, { authorized: photo }, ending(zeroShot - 0.06), resolved, null, 0);
+    expect(worse).toHaveLength(1);
+    expect(worse[0]).toMatch(new RegExp(`worse than zero-shot CLIP.*vs ${(100 * zeroShot).toFixed(1)}%`));
+    expect(await trainingWarnings(prompt, { authorized: photo }, ending(zeroShot - 0.04), resolved, null, 0)).toEqual([]);
+    // With restoreBest the epoch the prompt ends with is the best one, not the last.
+    const history = [{ ...record(0, null), validation: { authorized: zeroShot, unauthorized: null, score: zeroShot } }, ...ending(0).slice(1)];
+    expect(await trainingWarnings(prompt, { authorized: photo }, history, resolved, 0, 0)).toEqual([]);
+    expect(await trainingWarnings(prompt, { authorized: photo }, history, resolved, null, 0)).toHaveLength(1);
   });
 });

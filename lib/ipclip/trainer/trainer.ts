@@ -22,7 +22,7 @@ import { resolveTrainerOptions, type ResolvedTrainerOptions, type TrainerHooks, 
 import { RunState, checkResumable, type StepTerms, type TrainProgress } from './run-state.js';
 import { StreamSchedule, resolveTrainingData, streamLoader, type LoaderSettings, type StreamData, type TrainingData } from './streams.js';
 
-import { bestEpoch, earlyStopDue, validate } from './validation.js';
+import { bestEpoch, earlyStopDue, trainingWarnings, validate } from './validation.js';
 
 export type { TrainerOptions, ResolvedTrainerOptions } from './options.js';
 export type { ValidationData, EarlyStoppingOptions, EpochEndInfo, EpochEndAction } from './validation.js';
@@ -69,6 +69,11 @@ export interface TrainResult {
   best: { epoch: number; score: number } | null;
   /** Whether the best epoch's parameters were put back at the end ({@link TrainerOptions.restoreBest}). */
   restoredBest: boolean;
+  /**
+   * What went wrong without failing the run; today: the prompt ends more than 5 points below zero-shot CLIP on the
+   * authorized validation images ("training made it worse"). Empty without validation data.
+   */
+  warnings: string[];
 }
 
 /**
@@ -283,10 +288,16 @@ export class IPTrainer {
       const startIt = this.iteration;
       const finish = (e: number, terms: StepTerms, lr: number) =>
         this.finishIteration({ epoch: e, terms, lr, perEpoch, total, started, startIt, file, signal });
-      const result = async () => ({
-        iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom,
-        stopped: this.stopRequested, best: bestEpoch(this.history), restoredBest: await this.restoreBestIfAsked(),
-      });
+      const result = async () => {
+        const restoredBest = await this.restoreBestIfAsked();
+        const best = bestEpoch(this.history);
+        const warnings = await trainingWarnings(this.prompt, this.hooks.validation.data, this.history, this.scenario,
+          restoredBest && best ? best.epoch : null, this.hooks.workers);
+        return {
+          iterations: this.iteration, epochs: this.options.epochs, skippedUpdates: this.skippedUpdates, history: [...this.history], resumedFrom,
+          stopped: this.stopRequested, best, restoredBest, warnings,
+        };
+      };
       if (this.options.featureCache) {
         await this.runCached(schedule, streams, signal, finish);
         return await result();

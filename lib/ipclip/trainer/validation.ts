@@ -117,6 +117,26 @@ export async function validate(prompt: PromptModel, data: ValidationData, scenar
   return { authorized, unauthorized, score: validationScore(authorized, unauthorized, scenario.descriptor.referenceOf !== null) };
 }
 
+/**
+ * "Training made it worse": a warning when the authorized validation accuracy of the prompt the run ends with
+ * (the best epoch's under `restoreBest`, else the last one's) is more than 5 points below zero-shot CLIP's on the
+ * same images (scored as {@link validate} scores them). Empty without validation data or scores.
+ */
+export async function trainingWarnings(prompt: PromptModel, data: ValidationData | undefined, history: readonly EpochRecord[],
+  scenario: ResolvedScenario, endEpoch: number | null, workers?: number): Promise<string[]> {
+  const scored = history.filter((r) => r.validation);
+  if (!data || scored.length === 0) return [];
+  const final = (endEpoch === null ? scored[scored.length - 1] : history.find((r) => r.epoch === endEpoch))?.validation;
+  if (!final) return [];
+  const evaluator = new Evaluator(prompt.clip, { zeroShot: false, ...(workers !== undefined ? { workers } : {}) });
+  const a = isDataset(data.authorized) ? { dataset: data.authorized, watermark: scenario.evaluation.authorized.watermark } : data.authorized;
+  const zeroShot = (await evaluator.zeroShot(a, prompt.classNames)).accuracy;
+  if (final.authorized >= zeroShot - 0.05) return [];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return [`training made the authorized accuracy worse than zero-shot CLIP on the validation images (${pct(final.authorized)} vs ` +
+    `${pct(zeroShot)}): try a lower lr, fewer epochs, or restoreBest`];
+}
+
 /** The best scored epoch of `history` (the earliest of equal scores); null when none was scored. */
 export function bestEpoch(history: readonly EpochRecord[]): { epoch: number; score: number } | null {
   let best: { epoch: number; score: number } | null = null;
