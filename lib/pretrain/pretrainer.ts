@@ -82,7 +82,7 @@ export interface FitOptions {
   cropScale?: [number, number];
   /** Random horizontal flips; default true. */
   flip?: boolean;
-  /** The loader's worker threads for decoding and augmentation (see {@link LoaderOptions.workers}); default 2. */
+  /** The batch loader's worker threads for decoding and augmentation (0: on the main thread); default 2. */
   workers?: number;
   /** Called after every step. */
   onProgress?: (p: FitProgress) => void;
