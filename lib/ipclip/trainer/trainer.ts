@@ -101,7 +101,7 @@ export interface TrainResult {
  *
  * The parts (lib/ipclip/trainer/): options.ts (resolution and validation), streams.ts (the datasets and samples of
  * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), run-state.ts (position,
- * history, resume checks); checkpoints are written with lib/ipclip/checkpoint.ts.
+ * history, resume checks), validation.ts (epoch-end scores, best epoch, early stopping); checkpoints are written with lib/ipclip/checkpoint.ts.
  * @category Training
  */
 export class IPTrainer {
