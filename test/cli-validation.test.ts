@@ -63,14 +63,16 @@ describe.skipIf(!HAVE_SHARED)('ipclip train: validation, early stopping, --resto
     expect(train(out, '--early-stopping', '2').code).toBe(2); // --early-stopping without --validation-split
   }, 240_000);
 
-  it('--extend continues a finished run for more epochs', () => {
+  it('--extend continues a finished run for more epochs (here with --feature-cache, which the checkpoint records)', () => {
     const out = join(dir, 'ext');
-    const one = train(out, '--epochs', '1');
+    const one = train(out, '--epochs', '1', '--feature-cache');
     expect(one.code, one.stderr).toBe(0);
-    const refused = train(out, '--epochs', '2');
+    expect(JSON.parse(one.stdout).featureCache).toBe(true);
+    const refused = train(out, '--epochs', '2', '--feature-cache');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/epochs was 1, now 2.*--extend/);
-    const two = train(out, '--epochs', '2', '--extend');
+    expect(train(out, '--epochs', '2', '--extend').stderr).toMatch(/featureCache was true, now false/);
+    const two = train(out, '--epochs', '2', '--extend', '--feature-cache');
     expect(two.code, two.stderr).toBe(0);
     const a = JSON.parse(one.stdout), b = JSON.parse(two.stdout);
     expect(b.resumedFrom).toBe(a.iterations);

@@ -66,6 +66,7 @@ export const trainCommand: Command = {
     'early-stopping': { type: 'string', value: 'n', help: 'stop after n epochs without a better validation score (needs --validation-split)' },
     'restore-best': { type: 'boolean', help: 'save the best validation epoch as prompt.safetensors (needs --validation-split)' },
     extend: { type: 'boolean', help: 'continue the run in --out for more --epochs instead of refusing it' },
+    'feature-cache': { type: 'boolean', help: 'run the frozen vision tower once per image (test transform instead of random crops; see the README)' },
     ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
@@ -192,7 +193,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     const trainer = new IPTrainer(prompt, {
       scenario, preset, epochs, batchSize, lr, seed, checkpointDir: out, checkpointEvery,
       ...(pairing ? { pairing } : {}), ...(referenceFor ? { referenceFor } : {}),
-      ...(bool(p, 'extend') ? { extend: true } : {}),
+      ...(bool(p, 'extend') ? { extend: true } : {}), ...(bool(p, 'feature-cache') ? { featureCache: true } : {}),
       ...(cutA ? { validation: { authorized: cutA.validation, ...(cutU ? { unauthorized: cutU.validation } : {}) } } : {}),
       ...(patience !== null ? { earlyStopping: { patience } } : {}), ...(restoreBest ? { restoreBest } : {}),
       onEpochEnd: ({ epoch, record, best }) => {
@@ -249,7 +250,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
         authorized, unauthorized: unauthorized ?? null,
         classNames: prompt.classNames, checkpoint: file, prompt: promptFile, iterations: result.iterations,
         resumedFrom: result.resumedFrom, skippedUpdates: result.skippedUpdates, history: result.history, evaluation: rows,
-        validationSplit, stopped: result.stopped, best: result.best, restoredBest: result.restoredBest, warnings,
+        featureCache: trainer.options.featureCache, validationSplit, stopped: result.stopped, best: result.best, restoredBest: result.restoredBest, warnings,
         onBadImage, skippedImages,
       });
     }
