@@ -58,9 +58,9 @@ try {
   const { vision } = clip.config;
   console.log(`CLIP ${clip.info.format} ${vision.imageSize}px/${vision.patchSize} ViT, ${vision.layers} layers, ` +
     `on ${clip.info.device} (${clip.info.dtype}), logit scale ${clip.logitScale.toFixed(2)}`);
-  const ranked = await clip.classify(images, labels, { template: flags.template });
+  const ranked = await clip.classify(images, labels, { template: flags.template, topK: 2 });
   const label = (l) => classes[labels.indexOf(l)];
-  const rows = ranked.map((r, i) => [names[i], label(r[0].label), r[0].score.toFixed(3), label(r[1].label), r[1].score.toFixed(3)]);
+  const rows = ranked.map((r, i) => [names[i], label(r.top[0].label), r.top[0].score.toFixed(3), label(r.top[1].label), r.top[1].score.toFixed(3)]);
   const head = ['image', 'best label', 'p', 'runner-up', 'p'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
   const line = (r) => r.map((v, c) => v.padEnd(widths[c])).join('  ');

@@ -13,13 +13,14 @@ export { IpclipError, type IpclipErrorCode } from './core/errors.js';
 export type { Tensor, FloatTensor, ImageTensor } from './core/tensor.js';
 export { runtimeInfo, setThreads } from './native/load.js';
 export type { RuntimeInfo } from './native/types.js';
+export type { ProgressEvent, LongCallOptions } from './core/progress.js';
 
 // --- CLIP -------------------------------------------------------------------------------------------------------------
 // The model, its tokenizer, similarity, weights files.
 export {
   Clip,
   type ClipLoadOptions, type ClipImages, type TokenIds, type EncodeImageOptions, type ImageEncoding,
-  type EncodeTextOptions, type ClassifyOptions, type Prediction,
+  type EncodeTextOptions, type ClassifyOptions, type Prediction, type RankedLabel, LOCAL_MODELS,
   type ClipActivation, type ClipConfig, type ClipDtype, type ClipInfo, type ClipLinear,
 } from './clip/clip.js';
 export { clipLogits, softmaxRows } from './clip/similarity.js';
@@ -47,8 +48,15 @@ export { BatchLoader, type Batch, type Draw, type LoaderOptions, type TransformC
 // The learned prompt, its enhancer, banks and optimiser state over a frozen CLIP.
 export {
   PromptModel, BANK_SIZE,
-  type PromptOptions, type PromptLoadOptions, type PromptPrediction,
+  type PromptOptions, type PromptLoadOptions, type PromptPrediction, type PromptClassifyOptions,
 } from './ipclip/prompt-model.js';
+
+// --- Protected classifier ---------------------------------------------------------------------------------------------
+// A trained prompt and its CLIP as one object: load a run, classify images, folders and globs.
+export {
+  ProtectedClassifier, RUN_FILES,
+  type ProtectedClassifierOptions, type ProtectedClassifyOptions, type FilePrediction,
+} from './ipclip/protected-classifier.js';
 export type { LossTerms } from './native/types.js';
 export { LOSS_TERMS, type LossTermName } from './ipclip/loss-terms.js';
 

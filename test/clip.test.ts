@@ -154,10 +154,16 @@ describe.skipIf(!HAVE_SHARED)('Clip on clip-tiny', () => {
     const ranked = await clip.classify(images, texts, { template: '{}' });
     const expected = softmaxRows({ data: floatData(golden, 'logits_per_image'), shape: [4, 5] });
     expect(ranked).toHaveLength(4);
-    ranked.forEach((row, i) => {
+    ranked.forEach((pred, i) => {
+      const row = pred.top;
+      expect(row).toHaveLength(5);
       expect(row.map((p) => p.score)).toEqual([...row.map((p) => p.score)].sort((a, b) => b - a));
       expect(row.reduce((s, p) => s + p.score, 0)).toBeCloseTo(1, 5);
       for (const p of row) expect(Math.abs(p.score - expected.data[i * 5 + texts.indexOf(p.label)]!)).toBeLessThan(1e-4);
+      // scores in label order; the prediction is the best of them.
+      for (let j = 0; j < 5; j++) expect(Math.abs(pred.scores[j]! - expected.data[i * 5 + j]!)).toBeLessThan(1e-4);
+      expect({ label: pred.label, index: pred.index, score: pred.score }).toEqual(row[0]);
+      expect(texts[pred.index]).toBe(pred.label);
     });
   });
 

@@ -90,7 +90,7 @@ describe.skipIf(!HAVE_SHARED)('Evaluator', () => {
     expect(report.reference!.two).toEqual(score(await predictions(reference, u), u));
     // Zero-shot: CLIP's own top label with 'a photo of a {}.'.
     const ranked = await clip.classify(u.samples.map((s) => s.path!), CLASSES);
-    const zsCorrect = ranked.filter((r, i) => r[0]!.label === CLASSES[u.samples[i]!.label]).length;
+    const zsCorrect = ranked.filter((r, i) => r.label === CLASSES[u.samples[i]!.label]).length;
     expect(report.zeroShot!.two).toBeCloseTo(zsCorrect / u.length, 12);
     // Method §7 by hand.
     const acc = (k: string) => report.sets[k]!.accuracy;

@@ -7,13 +7,18 @@ import { IpclipError, check } from '../core/errors.js';
 import { isRawImage, type ImageInput } from '../image/decode.js';
 import { loadNative } from '../native/load.js';
 import { callNative, callNativeSync } from '../native/errors.js';
-import type { ClipConfig, ClipDtype, ClipInfo, ClipLinear, NativeClipModel } from '../native/types.js';
+import type { ClipConfig, ClipDtype, ClipInfo, ClipLinear, NativeClipModel, NativeImageOutput } from '../native/types.js';
 import { preprocess as preprocessImages } from '../image/preprocess.js';
 import { type FloatTensor, type ImageTensor, type Tensor, numel } from '../core/tensor.js';
 import { ClipTokenizer } from './tokenizer/tokenizer.js';
 import { clipLogits, softmaxRows } from './similarity.js';
 import { queueOf } from '../core/queue.js';
 import { assertIntegerInRange } from '../core/is.js';
+import { packageRoot } from '../core/fs.js';
+import { checkLongCall, throwIfAborted, type LongCallOptions } from '../core/progress.js';
+import { checkTopK, predictionOf, type Prediction } from './prediction.js';
+
+export type { Prediction, RankedLabel } from './prediction.js';
 
 export type { ClipActivation, ClipConfig, ClipDtype, ClipInfo, ClipLinear } from '../native/types.js';
 
@@ -62,7 +67,12 @@ export type TokenIds = Tensor<Int32Array> | Tensor<BigInt64Array>;
  * Options of {@link Clip.encodeImage}.
  * @category CLIP
  */
-export interface EncodeImageOptions {
+export interface EncodeImageOptions extends LongCallOptions {
+  /**
+   * Images per native call (default: all in one). Images given as files are decoded batch by batch, so memory
+   * holds one batch of pixels; `onProgress` reports after each batch and `signal` is checked between them.
+   */
+  batchSize?: number;
   /** Also return the residual stream after every vision block, `[layers, N, tokens, width]`. */
   returnLayers?: boolean;
   /** Also return each block's per-token mean and std, `[layers, N, 2, width]` (IP-CLIP, method §1). */
@@ -93,20 +103,42 @@ export interface EncodeTextOptions {
  * Options of {@link Clip.classify}.
  * @category CLIP
  */
-export interface ClassifyOptions {
+export interface ClassifyOptions extends LongCallOptions {
   /** Prompt template; `{}` is replaced by the label. Default `'a photo of a {}.'`. */
   template?: string;
   /** Truncate over-long prompts instead of rejecting. */
   truncate?: boolean;
+  /** How many labels each prediction's `top` lists (default: all). */
+  topK?: number;
+  /** Images per native call (default 32). */
+  batchSize?: number;
 }
 
 /**
- * One label's probability for one image.
+ * Names {@link Clip.load} resolves to a model shipped in this package (`models/<name>/`), never downloaded.
  * @category CLIP
  */
-export interface Prediction {
-  label: string;
-  score: number;
+export const LOCAL_MODELS: Readonly<Record<string, string>> = Object.freeze({
+  'synth-clip': 'models/synth-clip/model.safetensors',
+});
+
+/** A bare model name (no folder, no extension) rather than a path. */
+function isModelName(s: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(s);
+}
+
+/**
+ * The weights `path` names: an existing file or folder as given, else a {@link LOCAL_MODELS} name. An unknown
+ * name is `ERR_NOT_FOUND` listing the known ones; an unknown path is left to the loader (`ERR_FILE_NOT_FOUND`).
+ */
+export function resolveModelPath(path: string): string {
+  if (existsSync(path) || !isModelName(path)) return path;
+  const rel = LOCAL_MODELS[path];
+  if (rel === undefined || !Object.hasOwn(LOCAL_MODELS, path)) {
+    throw new IpclipError('ERR_NOT_FOUND', `no model named '${path}' (known names: ${Object.keys(LOCAL_MODELS).join(', ')}; ` +
+      'or give the path of a weights file or folder). ipclip never downloads models.');
+  }
+  return join(packageRoot(), rel);
 }
 
 /** Vocabulary files looked for beside the weights, in this order. */
@@ -185,10 +217,15 @@ export class Clip implements Disposable {
    * `vocab.txt.gz`, `bpe_simple_vocab_16e6.txt.gz`, or `vocab.json` + `merges.txt`), else there is none and text
    * must be given as token ids.
    *
-   * Rejects with `ERR_FILE_NOT_FOUND`, `ERR_BAD_FILE`, `ERR_BAD_WEIGHTS`, `ERR_DEVICE` or `ERR_INVALID_ARGUMENT`.
+   * `path` may also be the name of a model shipped in the package ({@link LOCAL_MODELS}: `'synth-clip'`); names
+   * are looked up locally, nothing is ever downloaded.
+   *
+   * Rejects with `ERR_FILE_NOT_FOUND`, `ERR_NOT_FOUND` (an unknown model name), `ERR_BAD_FILE`, `ERR_BAD_WEIGHTS`,
+   * `ERR_DEVICE` or `ERR_INVALID_ARGUMENT`.
    */
   static async load(path: string, options: ClipLoadOptions = {}): Promise<Clip> {
     check(typeof path === 'string' && path.length > 0, 'Clip.load: path must be a non-empty string');
+    path = resolveModelPath(path);
     check(options !== null && typeof options === 'object', 'Clip.load: options must be an object');
     const { device = 'cpu', dtype = 'float32', vocab, threads, linear = 'auto' } = options;
     check(typeof device === 'string', `Clip.load: device must be a string such as 'cpu' or 'cuda:0'`);
@@ -269,19 +306,60 @@ export class Clip implements Disposable {
    * images to preprocess (paths, encoded bytes, decoded RGB). With `returnLayers` / `returnStats` the result is an
    * {@link ImageEncoding} with the per-layer data too.
    */
-  encodeImage(images: ClipImages): Promise<FloatTensor>;
+  encodeImage(images: ClipImages, options?: EncodeImageOptions & { returnLayers?: false; returnStats?: false }): Promise<FloatTensor>;
   encodeImage(images: ClipImages, options: EncodeImageOptions & ({ returnLayers: true } | { returnStats: true })): Promise<ImageEncoding>;
   encodeImage(images: ClipImages, options?: EncodeImageOptions): Promise<FloatTensor | ImageEncoding>;
   async encodeImage(images: ClipImages, options: EncodeImageOptions = {}): Promise<FloatTensor | ImageEncoding> {
     this.#checkLive('encodeImage');
     check(options !== null && typeof options === 'object', 'encodeImage: options must be an object');
+    checkLongCall('encodeImage', options);
+    const { batchSize, onProgress, signal } = options;
+    check(batchSize === undefined || (Number.isSafeInteger(batchSize) && batchSize > 0), `encodeImage: batchSize must be a positive integer, got ${String(batchSize)}`);
     const layers = options.returnLayers === true;
     const stats = options.returnStats === true;
-    const batch = isImageTensor(images) ? images : await this.preprocess(images as ImageInput | ImageInput[]);
-    this.#checkImageTensor(batch);
-    const out = await this.#enqueue('encodeImage', (n) => n.encodeImage(batch.data, [...batch.shape], { layers, stats }));
-    if (!layers && !stats) return out.embeds;
-    return { embeds: out.embeds, ...(out.layers ? { layers: out.layers } : {}), ...(out.stats ? { stats: out.stats } : {}) };
+    const parts: NativeImageOutput[] = [];
+    const total = isImageTensor(images) ? images.shape?.[0] ?? 0 : Array.isArray(images) ? images.length : 1;
+    let done = 0;
+    for (const batch of this.#imageBatches(images, batchSize)) {
+      throwIfAborted(signal, 'encodeImage');
+      // A tensor is handed on at once (no await): the call takes its place in the queue in call order.
+      const t = batch instanceof Promise ? await batch : batch;
+      this.#checkImageTensor(t);
+      throwIfAborted(signal, 'encodeImage');
+      parts.push(await this.#enqueue('encodeImage', (n) => n.encodeImage(t.data, [...t.shape], { layers, stats })));
+      done += t.shape[0]!;
+      onProgress?.({ done, total: Math.max(total, done) });
+    }
+    if (parts.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'encodeImage: the batch is empty');
+    const embeds = concatAxis(parts.map((o) => o.embeds), 0);
+    if (!layers && !stats) return embeds;
+    return {
+      embeds,
+      ...(layers ? { layers: concatAxis(parts.map((o) => o.layers!), 1) } : {}),
+      ...(stats ? { stats: concatAxis(parts.map((o) => o.stats!), 1) } : {}),
+    };
+  }
+
+  /** The batches of `images` (preprocessed lazily, one at a time), `batchSize` images each (default: one batch). */
+  *#imageBatches(images: ClipImages, batchSize: number | undefined): Generator<ImageTensor | Promise<ImageTensor>> {
+    if (isImageTensor(images)) {
+      const n = Array.isArray(images.shape) ? images.shape[0] : undefined;
+      if (batchSize === undefined || !Number.isInteger(n) || n! <= batchSize || images.shape.length !== 4) {
+        yield images;
+        return;
+      }
+      this.#checkImageTensor(images);
+      const plane = numel(images.shape.slice(1));
+      for (let i = 0; i < n!; i += batchSize) {
+        const m = Math.min(batchSize, n! - i);
+        yield { data: images.data.subarray(i * plane, (i + m) * plane), shape: [m, ...images.shape.slice(1)] };
+      }
+      return;
+    }
+    const list = Array.isArray(images) ? images : [images as ImageInput];
+    if (list.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'encodeImage: no images given');
+    const step = batchSize ?? list.length;
+    for (let i = 0; i < list.length; i += step) yield this.preprocess(list.slice(i, i + step));
   }
 
   /** Token ids `[N, contextLength]` for texts; needs a tokenizer. */
@@ -321,24 +399,33 @@ export class Clip implements Disposable {
   }
 
   /**
-   * Zero-shot classification: for each image, every label with its probability, most likely first. Probabilities
-   * are the softmax of `logitScale · cos(image, text)` with text = `template` filled with the label.
+   * Zero-shot classification: one {@link Prediction} per image, over `labels` (`index` is the label's position
+   * in `labels`; `top` lists the `topK` most likely, default all). Probabilities are the softmax of
+   * `logitScale · cos(image, text)` with text = `template` filled with the label. Images go through the vision
+   * tower `batchSize` at a time (default 32), with `onProgress` after each batch and `signal` checked between.
    */
-  async classify(images: ClipImages, labels: readonly string[], options: ClassifyOptions = {}): Promise<Prediction[][]> {
+  async classify(images: ClipImages, labels: readonly string[], options: ClassifyOptions = {}): Promise<Prediction[]> {
     this.#checkLive('classify');
+    check(options !== null && typeof options === 'object', 'classify: options must be an object');
     check(Array.isArray(labels), 'classify: labels must be an array of strings');
     if (labels.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'classify: no labels given');
     check(labels.every((l) => typeof l === 'string'), 'classify: every label must be a string');
     check(new Set(labels).size === labels.length, 'classify: labels must be distinct');
+    checkTopK('classify', options.topK);
+    checkLongCall('classify', options);
     const template = options.template ?? 'a photo of a {}.';
     check(typeof template === 'string' && template.includes('{}'), 'classify: template must be a string containing {}');
     const prompts = labels.map((l) => template.replaceAll('{}', l));
     const ids = this.tokenize(prompts, { truncate: options.truncate ?? false });
-    const [imageEmbeds, textEmbeds] = await Promise.all([this.encodeImage(images), this.encodeText(ids)]);
+    throwIfAborted(options.signal, 'classify');
+    const textEmbeds = await this.encodeText(ids);
+    const imageEmbeds = await this.encodeImage(images, {
+      batchSize: options.batchSize ?? 32,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}), ...(options.signal ? { signal: options.signal } : {}),
+    });
     const probs = softmaxRows(clipLogits(imageEmbeds, textEmbeds, this.logitScale));
     const m = labels.length;
-    return Array.from({ length: imageEmbeds.shape[0]! }, (_, i) =>
-      labels.map((label, j) => ({ label, score: probs.data[i * m + j]! })).sort((a, b) => b.score - a.score));
+    return Array.from({ length: imageEmbeds.shape[0]! }, (_, i) => predictionOf(probs.data.subarray(i * m, (i + 1) * m), labels, options.topK));
   }
 
   /**
@@ -355,4 +442,25 @@ export class Clip implements Disposable {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/** Concatenates tensors along `axis` (the batch axis: 0 for embeddings, 1 for `[L, N, …]` layer outputs). */
+function concatAxis(parts: FloatTensor[], axis: number): FloatTensor {
+  if (parts.length === 1) return parts[0]!;
+  const shape = [...parts[0]!.shape];
+  const outer = numel(shape.slice(0, axis));
+  const inner = numel(shape.slice(axis + 1));
+  const sizes = parts.map((p) => p.shape[axis]!);
+  shape[axis] = sizes.reduce((a, b) => a + b, 0);
+  const Ctor = parts[0]!.data.constructor as new (n: number) => FloatTensor['data'];
+  const data = new Ctor(numel(shape));
+  let at = 0;
+  for (let o = 0; o < outer; o++) {
+    parts.forEach((p, k) => {
+      const len = sizes[k]! * inner;
+      data.set(p.data.subarray(o * len, (o + 1) * len), at);
+      at += len;
+    });
+  }
+  return { data, shape } as FloatTensor;
 }

@@ -11,6 +11,7 @@ export type IpclipErrorCode =
   | 'ERR_INVALID_ARGUMENT'   // a wrong type, shape, value or option
   | 'ERR_EMPTY_INPUT'        // an empty batch, list or dataset
   | 'ERR_FILE_NOT_FOUND'     // a path that does not exist
+  | 'ERR_NOT_FOUND'          // a name (model, registry entry) that is not known
   | 'ERR_BAD_FILE'           // a file that exists but cannot be parsed (corrupt, truncated, hostile)
   | 'ERR_BAD_IMAGE'          // an image that cannot be decoded or is too large
   | 'ERR_BAD_WEIGHTS'        // a checkpoint whose tensors do not form a CLIP / prompt

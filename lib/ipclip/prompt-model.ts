@@ -16,6 +16,8 @@ export type { LossTerms, NativeOptimizerState, NativePromptModel, NativeStepOpti
 import { preprocess } from '../image/preprocess.js';
 import { numel, type FloatTensor, type ImageTensor, type Tensor } from '../core/tensor.js';
 import { argmaxRows, softmax } from '../clip/similarity.js';
+import { checkTopK, predictionOf, type Prediction } from '../clip/prediction.js';
+import { checkLongCall, throwIfAborted, type LongCallOptions } from '../core/progress.js';
 import { sameNames } from '../core/is.js';
 import { queueOf } from '../core/queue.js';
 
@@ -52,16 +54,22 @@ export interface PromptLoadOptions {
 }
 
 /**
- * One image's prediction by a protected prompt.
+ * One image's prediction by a protected prompt: the package's one {@link Prediction} shape (`label`, `index` in
+ * the class names, `score`, `top`, and `scores` in class order).
+ * @deprecated Use {@link Prediction}; kept as an alias for code written before the shapes were merged.
  * @category Prompt model
  */
-export interface PromptPrediction {
-  /** The predicted class name. */
-  label: string;
-  /** Its index in the prompt's class names. */
-  index: number;
-  /** Softmax probability of every class, in class order. */
-  scores: number[];
+export type PromptPrediction = Prediction;
+
+/**
+ * Options of {@link PromptModel.classify}.
+ * @category Prompt model
+ */
+export interface PromptClassifyOptions extends LongCallOptions {
+  /** Images per forward pass (default 32); files are decoded one batch at a time. */
+  batchSize?: number;
+  /** How many classes each prediction's `top` lists (default: all). */
+  topK?: number;
 }
 
 /** The text of the class prompt: n_ctx placeholders, then the class name with `_` as spaces, then a period. */
@@ -80,7 +88,7 @@ export function contextSize(layers: number): number {
  *
  * ```ts
  * const prompt = await PromptModel.create(clip, ['cat', 'dog'], { seed: 1 });
- * const [p] = await prompt.classify(['cat.jpg']);   // { label, index, scores }
+ * const [p] = await prompt.classify(['cat.jpg']);   // { label, index, score, top, scores }
  * await prompt.save('prompt.safetensors');
  * ```
  * @category Prompt model
@@ -286,30 +294,43 @@ export class PromptModel implements Disposable {
 
   /**
    * Classifies images with the protected prompt alone (test path of method §2): a preprocessed tensor, or images
-   * (paths, encoded bytes, decoded RGB) that are preprocessed with CLIP's test transform. Batches of 32.
+   * (paths, encoded bytes, decoded RGB) that are preprocessed with CLIP's test transform, `batchSize` (32) at a
+   * time. One {@link Prediction} per image; `onProgress` reports after each batch, `signal` stops between batches
+   * (`ERR_ABORTED`, no partial result).
    */
-  async classify(images: ImageTensor | ImageInput | ImageInput[], opts: { batchSize?: number } = {}): Promise<PromptPrediction[]> {
+  async classify(images: ImageTensor | ImageInput | ImageInput[], opts: PromptClassifyOptions = {}): Promise<Prediction[]> {
+    check(opts !== null && typeof opts === 'object', 'classify: options must be an object');
     const batchSize = opts.batchSize ?? 32;
     check(Number.isInteger(batchSize) && batchSize > 0, `classify: batchSize must be a positive integer, got ${batchSize}`);
+    checkTopK('classify', opts.topK);
+    checkLongCall('classify', opts);
+    const { onProgress, signal } = opts;
     const size = this.clip.config.vision.imageSize;
-    const out: PromptPrediction[] = [];
-    const run = async (t: ImageTensor) => {
+    const out: Prediction[] = [];
+    let total = 0;
+    const run = async (next: () => Promise<ImageTensor>) => {
+      throwIfAborted(signal, 'classify');
+      const t = await next();
+      throwIfAborted(signal, 'classify');
       const { logits } = await this.logits(t);
-      out.push(...predictions(logits, this.classNames));
+      out.push(...predictions(logits, this.classNames, opts.topK));
+      onProgress?.({ done: out.length, total });
     };
     if (isImageTensor(images)) {
       checkImageShape(images, size, 'classify'); // the values are checked batch by batch in logits()
       const n = images.shape[0]!;
+      total = n;
       const plane = 3 * size * size;
       for (let i = 0; i < n; i += batchSize) {
         const m = Math.min(batchSize, n - i);
-        await run({ data: images.data.subarray(i * plane, (i + m) * plane), shape: [m, 3, size, size] });
+        await run(async () => ({ data: images.data.subarray(i * plane, (i + m) * plane), shape: [m, 3, size, size] }));
       }
       return out;
     }
     const list = Array.isArray(images) ? images : [images];
     if (list.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'classify: no images given');
-    for (let i = 0; i < list.length; i += batchSize) await run(await preprocess(list.slice(i, i + batchSize), { size }));
+    total = list.length;
+    for (let i = 0; i < list.length; i += batchSize) await run(() => preprocess(list.slice(i, i + batchSize), { size }));
     return out;
   }
 
@@ -361,12 +382,9 @@ export function isPromptParameter(name: string): boolean {
   return name.startsWith('domain_tokens.') || name.startsWith('image_tokens.');
 }
 
-function predictions(logits: FloatTensor, classNames: readonly string[]): PromptPrediction[] {
+function predictions(logits: FloatTensor, classNames: readonly string[], topK?: number): Prediction[] {
   const [n, c] = logits.shape as [number, number];
-  const idx = argmaxRows(logits);
-  return Array.from({ length: n }, (_, i) => {
-    return { label: classNames[idx[i]!]!, index: idx[i]!, scores: softmax(logits.data.subarray(i * c, (i + 1) * c)) };
-  });
+  return Array.from({ length: n }, (_, i) => predictionOf(softmax(logits.data.subarray(i * c, (i + 1) * c)), classNames, topK));
 }
 
 function isImageTensor(x: unknown): x is ImageTensor {
