@@ -9,6 +9,9 @@ import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from
 import { IpclipError } from '../core/errors.js';
 import { packageRoot } from '../core/fs.js';
 import { setThreads } from '../native/load.js';
+import type { ProgressEvent } from '../core/progress.js';
+import { ProgressBar } from '../tools/progress.js';
+import { readCheckpoint } from '../ipclip/checkpoint.js';
 import { UsageError, choice, int, str, type FlagSpec, type Io, type Parsed } from './args.js';
 
 /** The package root (the folder of package.json, from lib/ and from dist/ alike). */
@@ -47,13 +50,12 @@ export async function loadClipFromFlags(p: Parsed): Promise<Clip> {
   return Clip.load(path, { device, ...(vocab ? { vocab } : {}) });
 }
 
-/** A checkpoint path: a file, or a training folder holding `last.safetensors`. */
+/** A checkpoint path: a file, or a training folder holding `last.safetensors` (else `prompt.safetensors`). */
 export function resolveCheckpoint(path: string): string {
   if (!existsSync(path)) throw new IpclipError('ERR_FILE_NOT_FOUND', `checkpoint not found: ${path}`);
   if (statSync(path).isDirectory()) {
-    const inside = join(path, 'last.safetensors');
-    if (!existsSync(inside)) throw new IpclipError('ERR_FILE_NOT_FOUND', `${path} is a folder without last.safetensors`);
-    return inside;
+    for (const name of ['last.safetensors', 'prompt.safetensors']) if (existsSync(join(path, name))) return join(path, name);
+    throw new IpclipError('ERR_FILE_NOT_FOUND', `${path} is a folder without last.safetensors or prompt.safetensors (not a run folder)`);
   }
   return path;
 }
@@ -162,4 +164,29 @@ export function table(header: string[], rows: string[][]): string {
 /** Writes `value` as indented JSON (non-finite numbers become null). */
 export function printJson(io: Io, value: unknown): void {
   io.stdout.write(`${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+}
+
+/**
+ * The progress of a long library call as the CLI shows it: the bar `train` has on a terminal, plain lines (at
+ * most one every 5 s, and the last) otherwise, nothing with `--json`. `onProgress` goes to the call; `done` ends
+ * the bar.
+ */
+export function progressOf(io: Io, label: string, json: boolean): { onProgress: (e: ProgressEvent) => void; done: () => void } {
+  let bar: ProgressBar | undefined;
+  return {
+    onProgress: ({ done, total }) => {
+      if (json) return;
+      bar ??= new ProgressBar(total, { stream: io.stderr, label });
+      bar.update(done);
+    },
+    done: () => bar?.done(),
+  };
+}
+
+/**
+ * Reads and checks a prompt checkpoint before any model is loaded: a CLIP model, a file of another format or
+ * malformed metadata fails here with the message naming the problem (see {@link readCheckpoint}).
+ */
+export async function refuseNonPrompt(file: string): Promise<void> {
+  await readCheckpoint(file);
 }

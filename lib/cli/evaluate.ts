@@ -14,8 +14,8 @@ import {
 } from '../ipclip/scenario.js';
 import { UsageError, bool, int, list, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
-  BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainTest, loadClipFromFlags, onBadImageFlag, pct, printJson, resolveCheckpoint,
-  splitSizes, type SplitFlags,
+  BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainTest, loadClipFromFlags, onBadImageFlag, pct, printJson, progressOf, resolveCheckpoint,
+  splitSizes, withInterrupt, type SplitFlags,
 } from './common.js';
 import { evaluationPlan, rowsOf, rowsTable } from './sets.js';
 
@@ -171,9 +171,10 @@ far each unauthorized accuracy fell from the reference's towards chance; protect
       prompts.push(prompt);
       const reference = refFile ? await PromptModel.load(clip, refFile, { classNames: [...prompt.classNames] }) : undefined;
       if (reference) prompts.push(reference);
-      const report = await new Evaluator(clip, { zeroShot: !bool(p, 'no-zero-shot') }).evaluate(prompt, {
+      const progress = progressOf(io, 'eval', json);
+      const report = await withInterrupt(io, (signal) => new Evaluator(clip, { zeroShot: !bool(p, 'no-zero-shot') }).evaluate(prompt, {
         authorized: plan.authorized, unauthorized: plan.unauthorized, ...(reference ? { reference } : {}), ...(run ? { run } : {}),
-      });
+      }, { onProgress: progress.onProgress, signal })).finally(progress.done);
       const rows = rowsOf(report, plan.authorizedName);
       if (json) {
         printJson(io, {
@@ -218,13 +219,19 @@ watermarked accuracy is not. The exit code is 0 whenever the test ran (read the 
     const file = resolveCheckpoint(required(p, 'checkpoint', 'the trained prompt'));
     const alpha = positiveNumber(p, 'alpha', 0.01);
     if (alpha >= 1) throw new UsageError(`--alpha must be below 1, got ${alpha}`);
-    const { root, authorized, split, run } = await evalSetup(p, file);
+    const { root, authorized, split, run, scenario } = await evalSetup(p, file);
+    if (scenario !== undefined && scenario !== 'ownership') {
+      throw new IpclipError('ERR_MISMATCH', `${file} was trained for the ${scenario} scenario, not ownership: it carries no watermark ` +
+        'to verify (train one with --scenario ownership)');
+    }
     const test = await domainTest(root, authorized, split);
     if (run) refuseTrainingImages(run, authorized, test);
     const clip = await loadClipFromFlags(p);
     try {
       using prompt = await PromptModel.load(clip, file);
-      const r = await new Evaluator(clip, { zeroShot: false }).evaluateOwnership(prompt, test, { alpha });
+      const progress = progressOf(io, 'verify', bool(p, 'json'));
+      const r = await withInterrupt(io, (signal) => new Evaluator(clip, { zeroShot: false })
+        .evaluateOwnership(prompt, test, { alpha, onProgress: progress.onProgress, signal })).finally(progress.done);
       if (bool(p, 'json')) {
         printJson(io, { checkpoint: file, n: r.clean.n, clean: r.clean, watermarked: r.watermarked, ...r.evidence });
         return 0;

@@ -1,50 +1,122 @@
 /**
- * `ipclip predict` (classify images with a protected prompt) and `ipclip info` (what a checkpoint holds).
+ * `ipclip predict` (classify images with a protected prompt), `ipclip classify` (zero-shot CLIP) and `ipclip info`
+ * (what a checkpoint holds).
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readCheckpoint } from '../ipclip/checkpoint.js';
-import { IpclipError } from '../core/errors.js';
+import type { Prediction, RankedLabel } from '../clip/prediction.js';
+import { listImageFiles } from '../data/files.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
-import { UsageError, bool, int, required, type Command, type Io, type Parsed } from './args.js';
-import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, resolveCheckpoint, table } from './common.js';
+import { UsageError, bool, int, list, required, str, type Command, type Io, type Parsed } from './args.js';
+import {
+  CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, progressOf, refuseNonPrompt, resolveCheckpoint, table, withInterrupt,
+} from './common.js';
+
+/** One row of `predict` / `classify` output. */
+interface PredictionRow {
+  image: string;
+  label: string;
+  index: number;
+  score: number;
+  top: RankedLabel[];
+}
+
+function rowOf(image: string, p: Prediction): PredictionRow {
+  return { image, label: p.label, index: p.index, score: p.score, top: p.top };
+}
+
+/** Prints prediction rows: JSON, or a table with the runners-up when `--top` > 1. */
+function printPredictions(io: Io, rows: PredictionRow[], top: number, json: boolean): void {
+  if (json) {
+    printJson(io, rows);
+    return;
+  }
+  io.stdout.write(`${table(['image', 'prediction', 'score', ...(top > 1 ? ['next'] : [])], rows.map((r) => [
+    r.image, r.label, pct(r.score),
+    ...(top > 1 ? [r.top.slice(1).map((t) => `${t.label} ${pct(t.score)}`).join(', ')] : []),
+  ]))}\n`);
+}
+
+const IMAGES_DETAILS = `Each IMAGE is a file (PNG, JPEG, WebP, ...), a folder (its image files, recursively) or a glob pattern
+in quotes ('data/sketch/**/*.png'); files are listed in sorted order and go through CLIP's test transform, a
+batch at a time (--batch-size).`;
+
+const BATCH_FLAG = {
+  'batch-size': { type: 'string', value: 'n', help: 'images per forward pass (default 32)' },
+} as const;
 
 /** `ipclip predict`. */
 export const predictCommand: Command = {
   name: 'predict',
-  summary: 'Classify images with a trained (protected) prompt.',
-  usage: 'predict <image...> --checkpoint FILE [--top K] [flags]',
+  summary: 'Classify images (files, folders, globs) with a trained (protected) prompt.',
+  usage: 'predict <image|dir|glob...> --checkpoint FILE [--top K] [flags]',
   positionals: true,
   flags: {
     checkpoint: { type: 'string', value: 'file', help: 'the trained prompt (a checkpoint, or a run folder)' },
     top: { type: 'string', value: 'k', help: 'also list the k most likely classes (default 1)' },
+    ...BATCH_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
   },
-  details: 'Images are read from files (PNG, JPEG, WebP, ...) and go through CLIP\'s test transform.',
+  details: IMAGES_DETAILS,
   async run(p: Parsed, io: Io): Promise<number> {
     const file = resolveCheckpoint(required(p, 'checkpoint', 'the trained prompt'));
-    if (p.positionals.length === 0) throw new UsageError('no images given: ipclip predict <image...> --checkpoint FILE');
+    if (p.positionals.length === 0) throw new UsageError('no images given: ipclip predict <image|dir|glob...> --checkpoint FILE');
     const top = int(p, 'top', 1, 1);
-    for (const img of p.positionals) {
-      if (!existsSync(img)) throw new IpclipError('ERR_FILE_NOT_FOUND', `image not found: ${img}`);
-      if (!statSync(img).isFile()) throw new IpclipError('ERR_INVALID_ARGUMENT', `not a file: ${img}`);
-    }
+    const batchSize = int(p, 'batch-size', 32, 1);
+    const json = bool(p, 'json');
+    const images = await listImageFiles(p.positionals);
+    await refuseNonPrompt(file);
     const clip = await loadClipFromFlags(p);
     try {
       using prompt = await PromptModel.load(clip, file);
-      const preds = await prompt.classify(p.positionals);
-      const results = preds.map((pr, i) => {
-        const ranked = pr.scores.map((score, c) => ({ label: prompt.classNames[c]!, score })).sort((x, y) => y.score - x.score);
-        return { image: p.positionals[i]!, label: pr.label, index: pr.index, score: pr.scores[pr.index]!, top: ranked.slice(0, top) };
-      });
-      if (bool(p, 'json')) {
-        printJson(io, results);
-        return 0;
-      }
-      io.stdout.write(`${table(['image', 'prediction', 'score', ...(top > 1 ? ['next'] : [])], results.map((r) => [
-        r.image, r.label, pct(r.score),
-        ...(top > 1 ? [r.top.slice(1).map((t) => `${t.label} ${pct(t.score)}`).join(', ')] : []),
-      ]))}\n`);
+      const progress = progressOf(io, 'predict', json);
+      const preds = await withInterrupt(io, (signal) => prompt.classify(images, { batchSize, topK: top, onProgress: progress.onProgress, signal }))
+        .finally(progress.done);
+      printPredictions(io, preds.map((pr, i) => rowOf(images[i]!, pr)), top, json);
+      return 0;
+    } finally {
+      clip.dispose();
+    }
+  },
+};
+
+/** `ipclip classify`: zero-shot CLIP. */
+export const classifyCommand: Command = {
+  name: 'classify',
+  summary: 'Zero-shot CLIP: rank the labels you give for each image (no prompt, no training).',
+  usage: 'classify <image|dir|glob...> --labels a,b,... [--template T] [--top K] [flags]',
+  positionals: true,
+  flags: {
+    labels: { type: 'string', value: 'list', help: 'the labels, comma-separated (or a file: one per line)', multiple: true },
+    template: { type: 'string', value: 'text', help: "text around each label, {} marks it (default 'a photo of a {}.')" },
+    top: { type: 'string', value: 'k', help: 'also list the k most likely labels (default 1)' },
+    ...BATCH_FLAG,
+    ...CLIP_FLAGS,
+    ...JSON_FLAG,
+  },
+  details: IMAGES_DETAILS,
+  async run(p: Parsed, io: Io): Promise<number> {
+    if (p.positionals.length === 0) throw new UsageError('no images given: ipclip classify <image|dir|glob...> --labels a,b');
+    let labels = list(p, 'labels');
+    if (labels === undefined) throw new UsageError('--labels is required (comma-separated, e.g. --labels cat,dog)');
+    if (labels.length === 1 && existsSync(labels[0]!) && statSync(labels[0]!).isFile()) {
+      labels = readFileSync(labels[0]!, 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+    }
+    if (new Set(labels).size !== labels.length) throw new UsageError('--labels must be distinct');
+    const template = str(p, 'template') ?? 'a photo of a {}.';
+    if (!template.includes('{}')) throw new UsageError(`--template must contain {} where the label goes; got '${template}'`);
+    const top = Math.min(int(p, 'top', 1, 1), labels.length);
+    const batchSize = int(p, 'batch-size', 32, 1);
+    const json = bool(p, 'json');
+    const images = await listImageFiles(p.positionals);
+    const clip = await loadClipFromFlags(p);
+    try {
+      const progress = progressOf(io, 'classify', json);
+      const preds = await withInterrupt(io, (signal) => clip.classify(images, labels, {
+        template, topK: top, batchSize, onProgress: progress.onProgress, signal,
+      })).finally(progress.done);
+      printPredictions(io, preds.map((pr, i) => rowOf(images[i]!, pr)), top, json);
       return 0;
     } finally {
       clip.dispose();

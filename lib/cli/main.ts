@@ -11,7 +11,7 @@ import { PACKAGE_ROOT } from './common.js';
 import { benchmarkCommand } from './benchmark.js';
 import { demoCommand } from './demo.js';
 import { evalCommand, verifyOwnershipCommand } from './evaluate.js';
-import { infoCommand, predictCommand } from './inspect.js';
+import { classifyCommand, infoCommand, predictCommand } from './inspect.js';
 import { importReleaseCommand } from './release.js';
 import { buildCommand, pretrainCommand, synthCommand } from './tools.js';
 import { EXIT_INTERRUPTED, trainCommand } from './train.js';
@@ -27,7 +27,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: EXIT_INTERRUPTED
  * @category Command line
  */
 export const COMMANDS: readonly Command[] = [
-  demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, verifyOwnershipCommand, infoCommand, synthCommand,
+  demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, classifyCommand, verifyOwnershipCommand, infoCommand, synthCommand,
   pretrainCommand, buildCommand, importReleaseCommand,
 ];
 

@@ -322,8 +322,9 @@ export class Clip implements Disposable {
     let done = 0;
     for (const batch of this.#imageBatches(images, batchSize)) {
       throwIfAborted(signal, 'encodeImage');
-      // A tensor is handed on at once (no await): the call takes its place in the queue in call order.
-      const t = batch instanceof Promise ? await batch : batch;
+      // A tensor is handed on at once (no await): the call takes its place in the queue in call order. Files are
+      // decoded only now, after the abort check, so a stopped call leaves no decoding behind.
+      const t = typeof batch === 'function' ? await batch() : batch;
       this.#checkImageTensor(t);
       throwIfAborted(signal, 'encodeImage');
       parts.push(await this.#enqueue('encodeImage', (n) => n.encodeImage(t.data, [...t.shape], { layers, stats })));
@@ -341,7 +342,7 @@ export class Clip implements Disposable {
   }
 
   /** The batches of `images` (preprocessed lazily, one at a time), `batchSize` images each (default: one batch). */
-  *#imageBatches(images: ClipImages, batchSize: number | undefined): Generator<ImageTensor | Promise<ImageTensor>> {
+  *#imageBatches(images: ClipImages, batchSize: number | undefined): Generator<ImageTensor | (() => Promise<ImageTensor>)> {
     if (isImageTensor(images)) {
       const n = Array.isArray(images.shape) ? images.shape[0] : undefined;
       if (batchSize === undefined || !Number.isInteger(n) || n! <= batchSize || images.shape.length !== 4) {
@@ -359,7 +360,7 @@ export class Clip implements Disposable {
     const list = Array.isArray(images) ? images : [images as ImageInput];
     if (list.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'encodeImage: no images given');
     const step = batchSize ?? list.length;
-    for (let i = 0; i < list.length; i += step) yield this.preprocess(list.slice(i, i + step));
+    for (let i = 0; i < list.length; i += step) yield () => this.preprocess(list.slice(i, i + step));
   }
 
   /** Token ids `[N, contextLength]` for texts; needs a tokenizer. */

@@ -5,6 +5,7 @@
  * Format: 8 bytes little-endian header length N, N bytes of JSON header
  * (`{"__metadata__": {k: v}, name: {dtype, shape, data_offsets: [begin, end]}, ...}`), then the data section.
  */
+import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { IpclipError, check } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fs.js';
@@ -116,12 +117,60 @@ function assertLittleEndian(): void {
 export async function readSafetensors(path: string): Promise<SafetensorsContent> {
   check(typeof path === 'string' && path.length > 0, 'readSafetensors: path must be a non-empty string');
   assertLittleEndian();
+  await refuseOtherFormats(path);
   const raw = await callNative(() => loadNative().readSafetensors(path));
   const tensors: Record<string, SafetensorsTensor> = {};
   for (const [name, t] of Object.entries(raw.tensors)) {
     tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: toTyped(t.data, t.dtype) };
   }
   return { tensors, metadata: { ...raw.metadata } };
+}
+
+/** What a file that is not safetensors looks like, from its first bytes (null: nothing recognised). */
+export function otherFormat(head: Buffer): string | null {
+  const starts = (...b: number[]) => b.every((x, i) => head[i] === x);
+  if (starts(0x50, 0x4b, 0x03, 0x04)) return 'a ZIP archive (a PyTorch .pt/.pth file: TorchScript or torch.save)';
+  if (starts(0x80) && head.length > 1 && head[1]! <= 5) return 'a Python pickle (a legacy torch.save file)';
+  if (starts(0x89, 0x50, 0x4e, 0x47)) return 'a PNG image';
+  if (starts(0xff, 0xd8, 0xff)) return 'a JPEG image';
+  if (starts(0x47, 0x49, 0x46, 0x38)) return 'a GIF image';
+  if (starts(0x52, 0x49, 0x46, 0x46)) return 'a RIFF file (e.g. a WebP image)';
+  if (starts(0x1f, 0x8b)) return 'a gzip file';
+  if (head.length >= 8 && [...head.subarray(0, 8)].every((c) => c === 0x09 || c === 0x0a || c === 0x0d || (c >= 0x20 && c < 0x7f))) {
+    return 'a text file';
+  }
+  return null;
+}
+
+/**
+ * `ERR_BAD_FILE` saying "not a safetensors file" (and what it looks like) for a file whose first bytes are
+ * another format's or whose 8-byte header length cannot be one (past the end of the file, or no JSON after it),
+ * instead of the bare header length. Missing files and folders are left to the reader.
+ */
+async function refuseOtherFormats(path: string): Promise<void> {
+  let head: Buffer;
+  let size: number;
+  try {
+    const fh = await open(path, 'r');
+    try {
+      size = (await fh.stat()).size;
+      if (size < 9) return;
+      head = Buffer.alloc(9);
+      await fh.read(head, 0, 9, 0);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return; // the native reader reports it (ERR_FILE_NOT_FOUND, a folder, ...)
+  }
+  const n = head.readBigUInt64LE(0);
+  if (n <= BigInt(size - 8) && head[8] === 0x7b /* { */) return; // shaped like safetensors: the reader checks the rest
+  const looks = otherFormat(head);
+  if (looks) throw new IpclipError('ERR_BAD_FILE', `${path} is not a safetensors file: it looks like ${looks}`);
+  {
+    throw new IpclipError('ERR_BAD_FILE', `${path} is not a safetensors file (its first 8 bytes would be a header of ${n} bytes ` +
+      `in a file of ${size}${head[8] !== 0x7b ? ', and no JSON header follows' : ''})`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

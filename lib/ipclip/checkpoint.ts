@@ -226,6 +226,7 @@ export async function writeCheckpoint(
  */
 export async function readCheckpoint(file: string): Promise<CheckpointContent> {
   const raw = await readSafetensors(file);
+  refuseClipWeights(file, Object.keys(raw.tensors));
   const state: Record<string, Tensor> = {};
   const optimizer: Record<string, Tensor> = {};
   const ignored: string[] = [];
@@ -238,6 +239,18 @@ export async function readCheckpoint(file: string): Promise<CheckpointContent> {
   const text = raw.metadata[METADATA_KEY];
   const meta = text === undefined ? undefined : parseMeta(text, file);
   return { state, ...(Object.keys(optimizer).length > 0 ? { optimizer } : {}), ...(meta ? { meta } : {}), ignored };
+}
+
+/** Tensor names only CLIP weights have (OpenAI's and Hugging Face's layouts). */
+const CLIP_NAME = /^(visual\.|transformer\.resblocks\.|vision_model\.|text_model\.|token_embedding\.|positional_embedding$|text_projection$|logit_scale$)/;
+
+/** `ERR_BAD_FILE` "a CLIP model, not a prompt checkpoint" for a weights file given where a prompt belongs. */
+function refuseClipWeights(file: string, names: string[]): void {
+  if (names.some((n) => n.startsWith('domain_tokens.') || n.startsWith('image_tokens.'))) return;
+  if (names.filter((n) => CLIP_NAME.test(n)).length >= Math.max(1, names.length / 2)) {
+    throw new IpclipError('ERR_BAD_FILE', `${file} is a CLIP model, not a prompt checkpoint: give it as the CLIP ` +
+      '(--clip, Clip.load or { clip }) and pass the trained prompt (prompt.safetensors, last.safetensors or its run folder) as the checkpoint');
+  }
 }
 
 function toFloat32(name: string, t: SafetensorsTensor, file: string): Tensor {

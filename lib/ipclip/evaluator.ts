@@ -15,6 +15,26 @@ import {
 } from './metrics.js';
 import type { PromptModel } from './prompt-model.js';
 import type { ImageTensor } from '../core/tensor.js';
+import { checkLongCall, throwIfAborted, type LongCallOptions } from '../core/progress.js';
+
+/** What {@link Evaluator}'s private `run` reports progress to. */
+interface Ticker {
+  signal: AbortSignal | undefined;
+  /** `n` more images scored. */
+  tick(n: number): void;
+}
+
+/** A ticker over `total` images for `opts` (none without options). */
+function ticker(opts: LongCallOptions, total: number): Ticker {
+  checkLongCall('evaluate', opts);
+  let done = 0;
+  return { signal: opts.signal, tick: (n) => { done += n; opts.onProgress?.({ done, total }); } };
+}
+
+function setLength(set: EvalSet): number {
+  const d = isDataset(set) ? set : (set as { dataset?: unknown } | null)?.dataset;
+  return isDataset(d) ? d.length : 0;
+}
 
 /**
  * A test set: a dataset (test transform), optionally watermarked (the ownership / authorization key).
@@ -116,15 +136,18 @@ export class Evaluator {
   /**
    * Accuracy and macro-F1 of `prompt` (its own instance prompts) on the authorized set and every unauthorized
    * set; zero-shot CLIP on each; with `reference`, the reference prompt on each and the method §7 metrics.
+   * `options.onProgress` counts images over all sets (each image is scored by every model in one pass);
+   * `options.signal` stops between batches with `ERR_ABORTED` (no report).
    * @throws IpclipError `ERR_MISMATCH` (a set or the reference with other class names), `ERR_EMPTY_INPUT`,
-   * `ERR_INVALID_ARGUMENT`, loader and native errors.
+   * `ERR_INVALID_ARGUMENT`, `ERR_ABORTED`, loader and native errors.
    */
   async evaluate(prompt: PromptModel, sets: {
     authorized: EvalSet; unauthorized: Record<string, EvalSet> | EvalSet; reference?: PromptModel;
     /** The prompt's run record (`readCheckpoint(file).meta.run`): sets holding its training images are refused. */
     run?: RunRecord;
-  }): Promise<EvaluationReport> {
+  }, options: LongCallOptions = {}): Promise<EvaluationReport> {
     check(sets !== null && typeof sets === 'object', 'evaluate: expected { authorized, unauthorized, reference? }');
+    check(options !== null && typeof options === 'object', 'evaluate: options must be an object');
     const uSets: Record<string, EvalSet> = isEvalSet(sets.unauthorized) ? { unauthorized: sets.unauthorized } : { ...sets.unauthorized };
     const uNames = Object.keys(uSets);
     if (uNames.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', 'evaluate: no unauthorized sets given');
@@ -133,6 +156,8 @@ export class Evaluator {
     if (reference) checkSameClasses(reference.classNames, prompt.classNames, 'the reference prompt');
     const named: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
     if (sets.run !== undefined) for (const [name, set] of named) refuseTrainingImages(sets.run, name, set);
+    const progress = ticker(options, named.reduce((n, [, set]) => n + setLength(set), 0));
+    throwIfAborted(progress.signal, 'evaluate');
     const zs = this.withZeroShot ? await this.zeroShotPredictor(prompt.classNames) : null;
     const all: [string, EvalSet][] = [[AUTHORIZED_SET, sets.authorized], ...uNames.map((n) => [n, uSets[n]!] as [string, EvalSet])];
     const report: EvaluationReport = {
@@ -148,7 +173,7 @@ export class Evaluator {
       const models: Predictor[] = [(x) => prompt.predict(x)];
       if (reference) models.push((x) => reference.predict(x));
       if (zs) models.push(zs);
-      const { results } = await this.run(set, prompt.classNames, models);
+      const { results } = await this.run(set, prompt.classNames, models, progress);
       report.sets[name] = results[0]!;
       if (reference) report.reference![name] = results[1]!;
       if (zs) report.zeroShot![name] = results[results.length - 1]!.accuracy;
@@ -163,24 +188,26 @@ export class Evaluator {
     return report;
   }
 
-  /** Accuracy and macro-F1 of `prompt` on one set. */
-  async evaluateSet(prompt: PromptModel, set: EvalSet): Promise<SetResult> {
-    return (await this.run(set, prompt.classNames, [(x) => prompt.predict(x)])).results[0]!;
+  /** Accuracy and macro-F1 of `prompt` on one set (`onProgress` in images, `signal` between batches). */
+  async evaluateSet(prompt: PromptModel, set: EvalSet, options: LongCallOptions = {}): Promise<SetResult> {
+    return (await this.run(set, prompt.classNames, [(x) => prompt.predict(x)], ticker(options, setLength(set)))).results[0]!;
   }
 
   /** Zero-shot CLIP on one set, with the template and `classNames` (`_` as spaces). */
-  async zeroShot(set: EvalSet, classNames: readonly string[]): Promise<SetResult> {
-    return (await this.run(set, classNames, [await this.zeroShotPredictor(classNames)])).results[0]!;
+  async zeroShot(set: EvalSet, classNames: readonly string[], options: LongCallOptions = {}): Promise<SetResult> {
+    const progress = ticker(options, setLength(set));
+    return (await this.run(set, classNames, [await this.zeroShotPredictor(classNames)], progress)).results[0]!;
   }
 
   /**
    * Ownership evidence (method §5): the prompt on the clean test set and on the same images watermarked, with a
    * one-sided binomial test of each against chance ({@link ownershipEvidence}; `alpha` default 0.01).
    */
-  async evaluateOwnership(prompt: PromptModel, cleanTest: DomainDataset, opts: { watermark?: boolean; alpha?: number } = {}): Promise<OwnershipReport> {
+  async evaluateOwnership(prompt: PromptModel, cleanTest: DomainDataset, opts: { watermark?: boolean; alpha?: number } & LongCallOptions = {}): Promise<OwnershipReport> {
     check(opts.watermark !== false, 'evaluateOwnership compares clean with watermarked images: watermark cannot be false');
-    const clean = await this.evaluateSet(prompt, { dataset: cleanTest, watermark: false });
-    const watermarked = await this.evaluateSet(prompt, { dataset: cleanTest, watermark: true });
+    const progress = ticker(opts, 2 * setLength(cleanTest));
+    const clean = (await this.run({ dataset: cleanTest, watermark: false }, prompt.classNames, [(x) => prompt.predict(x)], progress)).results[0]!;
+    const watermarked = (await this.run({ dataset: cleanTest, watermark: true }, prompt.classNames, [(x) => prompt.predict(x)], progress)).results[0]!;
     const evidence = ownershipEvidence(
       { correct: clean.correct, n: clean.n }, { correct: watermarked.correct, n: watermarked.n }, prompt.numClasses,
       opts.alpha !== undefined ? { alpha: opts.alpha } : {});
@@ -188,7 +215,7 @@ export class Evaluator {
   }
 
   /** Runs every model over the set's batches (each image decoded once) and scores them. */
-  private async run(set: EvalSet, classNames: readonly string[], models: Predictor[]): Promise<{ results: SetResult[] }> {
+  private async run(set: EvalSet, classNames: readonly string[], models: Predictor[], progress: Ticker): Promise<{ results: SetResult[] }> {
     const { dataset, watermark } = isDataset(set) ? { dataset: set, watermark: false } : set;
     check(dataset !== null && typeof dataset === 'object' && Array.isArray(dataset.samples), 'evaluate: each set must be a DomainDataset or { dataset, watermark }');
     if (dataset.length === 0) throw new IpclipError('ERR_EMPTY_INPUT', `evaluate: the set '${dataset.domain}' has no samples`);
@@ -203,9 +230,11 @@ export class Evaluator {
     let at = 0;
     try {
       for await (const b of loader.epoch(0)) {
+        throwIfAborted(progress.signal, 'evaluate');
         labels.set(b.labels, at);
         for (const [i, m] of models.entries()) preds[i]!.set(await m(b.images), at);
         at += b.labels.length;
+        progress.tick(b.labels.length);
       }
     } finally {
       await loader.close();
