@@ -110,6 +110,39 @@ describe('ProtectedClassifier', () => {
     expect(n.message).toContain('synth-clip');
   });
 
+  it('classifyStream yields one result per file in sorted order, reading a batch at a time', async () => {
+    const sorted = [...images].sort();
+    expect(sorted).not.toEqual(images); // the files were written out of order
+    using pc = await ProtectedClassifier.load(join(dir, 'run'), { clip });
+    const last = sorted[sorted.length - 1]!;
+    const [before] = await prompt.classify([last]);
+    const replacement = (await renderSynthImage('sketch', 'star', new Rng(99), 32)).png;
+    const seen: { file: string; scores: number[] }[] = [];
+    const events: number[] = [];
+    for await (const { file, prediction } of pc.classifyStream(join(dir, 'imgs'), { batchSize: 3, onProgress: (e) => events.push(e.done) })) {
+      // After the first result, the last file gets other pixels: a stream that had read every file first
+      // would still report the old ones.
+      if (seen.length === 0) writeFileSync(last, replacement);
+      seen.push({ file, scores: prediction.scores });
+    }
+    expect(seen.map((r) => r.file)).toEqual(sorted); // notes.txt is not an image and is not listed
+    expect(events).toEqual([3, 6, 7]);
+    const [after] = await prompt.classify([last]);
+    const got = seen[seen.length - 1]!.scores;
+    got.forEach((x, c) => expect(x).toBeCloseTo(after!.scores[c]!, 6));
+    expect(got.some((x, c) => Math.abs(x - before!.scores[c]!) > 1e-4)).toBe(true);
+    // A glob in the same order, and an abort between batches.
+    const globbed: string[] = [];
+    for await (const r of pc.classifyStream(`${dir}/imgs/a/**/*.png`)) globbed.push(r.file);
+    expect(globbed).toEqual(sorted.filter((f) => f.startsWith(join(dir, 'imgs', 'a'))));
+    const c = new AbortController();
+    const stopped: string[] = [];
+    await expect((async () => {
+      for await (const r of pc.classifyStream(join(dir, 'imgs'), { batchSize: 2, signal: c.signal })) { stopped.push(r.file); c.abort(); }
+    })()).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    expect(stopped).toEqual(sorted.slice(0, 2)); // the first batch's results came out, no later batch ran
+  });
+
   it('a folder without a prompt and a missing path are ERR_FILE_NOT_FOUND', async () => {
     expect((await errorOf(ProtectedClassifier.load(join(dir, 'imgs')))).code).toBe('ERR_FILE_NOT_FOUND');
     expect((await errorOf(ProtectedClassifier.load(join(dir, 'nope')))).code).toBe('ERR_FILE_NOT_FOUND');
