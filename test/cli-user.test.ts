@@ -123,6 +123,24 @@ describe('ipclip predict / classify / eval on the shipped model', () => {
     expect(JSON.parse(j.stdout).sets).toHaveLength(2);
   }, 120_000);
 
+  it('info numbers epochs as the progress line does (1-based epoch in progress, epochs done)', async () => {
+    const training = {
+      scenario: 'target-specified', preset: 'paper', epochs: 10, batchSize: 8, lr: 0.01, weightDecay: 5e-4, trainEnhancer: true,
+      featureCache: false, iteration: 30, epoch: 3, seed: 0, totalIterations: 100, optimizerStep: 30, lastLr: 0.009, skippedUpdates: 0,
+      streamSeeds: { authorized: 1, unauthorized: 2 }, accumulator: { sums: {}, count: 0, skipped: 0 },
+      history: [0, 1, 2].map((epoch) => ({ epoch, iterations: 10, skipped: 0, terms: { loss: -0.5, ceA: 0.25 }, lr: 0.009 })),
+    };
+    const file = join(dir, 'mid.safetensors');
+    await writeCheckpoint(file, { state: await prompt.state(), meta: { ...prompt.metadata(), training } });
+    const r = ipclip(['info', file]);
+    expect(r.code, r.stderr).toBe(0);
+    // Three epochs closed (history epochs 0, 1, 2); a resumed run's progress line would say "epoch 4/10".
+    expect(r.stdout).toMatch(/3\/10 epochs done, resumes in epoch 4\/10/);
+    expect(r.stdout).toMatch(/last epoch\s+epoch 3\/10: loss -0\.5000/);
+    const j = JSON.parse(ipclip(['info', file, '--json']).stdout);
+    expect(j.training).toMatchObject({ epochsDone: 3, resumesInEpoch: 4, complete: false });
+  });
+
   it('names the real problem: a CLIP as the checkpoint, a file that is not safetensors, ownership of another scenario', async () => {
     const weights = join(ROOT, 'models', 'synth-clip', 'model.safetensors');
     const c = ipclip(['predict', photos[0]!, '--checkpoint', weights]);

@@ -149,7 +149,9 @@ export const infoCommand: Command = {
       values: params,
       optimizerState: content.optimizer !== undefined,
       training: t ? {
-        scenario: t.scenario, preset: t.preset, epoch: t.epoch, epochs: t.epochs, iteration: t.iteration,
+        scenario: t.scenario, preset: t.preset, epoch: t.epoch, epochs: t.epochs,
+        // 1-based like the progress line's "epoch N/E": the epoch a resumed run continues in (null when complete).
+        epochsDone: Math.min(t.epoch, t.epochs), resumesInEpoch: t.iteration >= t.totalIterations ? null : t.epoch + 1, iteration: t.iteration,
         totalIterations: t.totalIterations, complete: t.iteration >= t.totalIterations, batchSize: t.batchSize, lr: t.lr,
         seed: t.seed, skippedUpdates: t.skippedUpdates,
         lastEpoch: t.history.length > 0 ? t.history[t.history.length - 1] : null,
@@ -174,10 +176,15 @@ export const infoCommand: Command = {
       const last = info.training!.lastEpoch;
       lines.push(
         `scenario    ${t.scenario} (preset ${t.preset})`,
-        `training    epoch ${t.epoch}/${t.epochs}, iteration ${t.iteration}/${t.totalIterations}${info.training!.complete ? ' (complete)' : ' (resumable)'}, ` +
+        `training    ${info.training!.epochsDone}/${t.epochs} epochs done` +
+          `${info.training!.complete ? ' (complete)' : `, resumes in epoch ${info.training!.resumesInEpoch}/${t.epochs}`}` +
+          `, iteration ${t.iteration}/${t.totalIterations}, ` +
           `batch ${t.batchSize}, lr ${t.lr}, seed ${t.seed}${t.skippedUpdates ? `, ${t.skippedUpdates} skipped updates` : ''}`,
       );
-      if (last) lines.push(`last epoch  loss ${last.terms.loss?.toFixed(4)}, ceA ${last.terms.ceA?.toFixed(4)}, lr ${last.lr.toExponential(2)}`);
+      if (last) {
+        lines.push(`last epoch  epoch ${last.epoch + 1}/${t.epochs}: loss ${last.terms.loss?.toFixed(4)}, ceA ${last.terms.ceA?.toFixed(4)}, ` +
+          `lr ${last.lr.toExponential(2)} (a negative loss is expected: see the README, "Reading the loss")`);
+      }
     } else {
       lines.push('training    no training state (a saved prompt)');
     }

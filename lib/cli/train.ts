@@ -32,10 +32,16 @@ export const PROMPT_FILE = 'prompt.safetensors';
 /** Loss terms shown while training, when they are not constantly zero for the scenario. */
 export const TERM_NAMES = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'] as const;
 
-/** The shown values of one step: the non-zero loss terms and the learning rate. */
-export function progressValues(p: TrainProgress): Record<string, number> {
+/** The terms of the default (compact, ≤ 80 columns) progress line: the total and the authorized fit. */
+export const COMPACT_TERMS = ['loss', 'ceA'] as const;
+
+/**
+ * The shown values of one step: the non-zero loss terms among `terms` (default: all eight; the default line shows
+ * {@link COMPACT_TERMS}, `--verbose` all) and the learning rate.
+ */
+export function progressValues(p: TrainProgress, terms: readonly (typeof TERM_NAMES)[number][] = TERM_NAMES): Record<string, number> {
   const values: Record<string, number> = {};
-  for (const k of TERM_NAMES) if (p.terms[k] !== 0) values[k] = p.terms[k];
+  for (const k of terms) if (p.terms[k] !== 0) values[k] = p.terms[k];
   values.lr = p.lr;
   return values;
 }
@@ -67,6 +73,7 @@ export const trainCommand: Command = {
     'restore-best': { type: 'boolean', help: 'save the best validation epoch as prompt.safetensors (needs --validation-split)' },
     extend: { type: 'boolean', help: 'continue the run in --out for more --epochs instead of refusing it' },
     'feature-cache': { type: 'boolean', help: 'run the frozen vision tower once per image (test transform instead of random crops; see the README)' },
+    verbose: { type: 'boolean', help: 'show every non-zero loss term in the progress line (default: loss, ceA and lr, to fit 80 columns)' },
     ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
@@ -206,7 +213,10 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
       },
       onProgress: (pr) => {
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
-        bar.update(pr.iteration, { etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`, values: progressValues(pr) });
+        bar.update(pr.iteration, {
+          etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`,
+          values: progressValues(pr, bool(p, 'verbose') ? TERM_NAMES : COMPACT_TERMS),
+        });
       },
     });
     let result;

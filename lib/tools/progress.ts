@@ -104,16 +104,26 @@ export class ProgressBar {
     this.started = this.now();
   }
 
-  /** The line an update would show (without the terminal's control characters). */
+  /**
+   * The line an update would show (without the terminal's control characters). On a terminal the bar takes
+   * the room the text leaves in `columns` (at most 20 cells; the percentage goes first when room is short, then
+   * the bar), so the line fits without wrapping.
+   */
   line(done: number, info: ProgressInfo = {}): string {
     const elapsed = (this.now() - this.started) / 1000;
     const eta = info.etaSeconds ?? (done > 0 ? (elapsed / done) * (this.total - done) : NaN);
     const pct = this.total > 0 ? Math.floor((100 * Math.min(done, this.total)) / this.total) : 0;
     const values = Object.entries(info.values ?? {}).map(([k, v]) => `${k} ${formatValue(v)}`).join(' ');
     const head = this.label ? `${this.label} ` : '';
-    const bar = this.tty ? `${renderBar(done, this.total, 20)} ` : '';
-    return `${head}${bar}${done}/${this.total} ${String(pct).padStart(3)}% ` +
-      `eta ${formatDuration(eta)}${info.note ? ` ${info.note}` : ''}${values ? ` | ${values}` : ''}`;
+    const tail = `eta ${formatDuration(eta)}${info.note ? ` ${info.note}` : ''}${values ? ` | ${values}` : ''}`;
+    const withPct = `${done}/${this.total} ${String(pct).padStart(3)}% ${tail}`;
+    if (!this.tty) return `${head}${withPct}`;
+    const room = (this.stream.columns ?? 100) - 1 - head.length;
+    for (const rest of [withPct, `${done}/${this.total} ${tail}`]) {
+      const width = Math.min(20, room - rest.length - 1);
+      if (width >= 5) return `${head}${renderBar(done, this.total, width)} ${rest}`;
+    }
+    return `${head}${withPct}`;
   }
 
   /** Shows `done` of `total`. Plain mode prints at most one line per interval (and always the last one). */
