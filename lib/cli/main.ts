@@ -12,6 +12,7 @@ import { benchmarkCommand } from './benchmark.js';
 import { demoCommand } from './demo.js';
 import { evalCommand, verifyOwnershipCommand } from './evaluate.js';
 import { classifyCommand, infoCommand, predictCommand } from './inspect.js';
+import { convertCommand } from './convert.js';
 import { importReleaseCommand } from './release.js';
 import { buildCommand, pretrainCommand, synthCommand } from './tools.js';
 import { EXIT_INTERRUPTED, trainCommand } from './train.js';
@@ -28,7 +29,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: EXIT_INTERRUPTED
  */
 export const COMMANDS: readonly Command[] = [
   demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, classifyCommand, verifyOwnershipCommand, infoCommand, synthCommand,
-  pretrainCommand, buildCommand, importReleaseCommand,
+  pretrainCommand, buildCommand, importReleaseCommand, convertCommand,
 ];
 
 function version(): string {
