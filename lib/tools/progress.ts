@@ -106,8 +106,9 @@ export class ProgressBar {
 
   /**
    * The line an update would show (without the terminal's control characters). On a terminal the bar takes
-   * the room the text leaves in `columns` (at most 20 cells; the percentage goes first when room is short, then
-   * the bar), so the line fits without wrapping.
+   * the room the text leaves in `columns` (5 to 20 cells; the percentage goes first when room is short), so the
+   * line fits without wrapping; on a terminal too narrow even for that, the full bar comes first and the text is
+   * clipped.
    */
   line(done: number, info: ProgressInfo = {}): string {
     const elapsed = (this.now() - this.started) / 1000;
@@ -123,7 +124,7 @@ export class ProgressBar {
       const width = Math.min(20, room - rest.length - 1);
       if (width >= 5) return `${head}${renderBar(done, this.total, width)} ${rest}`;
     }
-    return `${head}${withPct}`;
+    return `${head}${renderBar(done, this.total, 20)} ${withPct}`; // a narrow terminal: the bar first, the text clipped
   }
 
   /** Shows `done` of `total`. Plain mode prints at most one line per interval (and always the last one). */
