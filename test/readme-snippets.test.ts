@@ -1,6 +1,6 @@
 // Every ```ts block of the README compiles under `strict` against the package's own entry points (`ipclip`,
 // `ipclip/tools`, `ipclip/cli` mapped to lib/): a snippet that names a missing export, a wrong option or a
-// possibly-null field fails here. Snippets may use the placeholders declared in PLACEHOLDERS (a weights path,
+// possibly-null field fails here. A block without imports is read as the continuation of the last one with them. Snippets may use the placeholders declared in PLACEHOLDERS (a weights path,
 // an image buffer, a data root, class names).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,12 +39,15 @@ describe('README TypeScript snippets', () => {
   it('every ```ts block of README.md compiles under strict', () => {
     const blocks = tsBlocks(readFileSync(join(ROOT, 'README.md'), 'utf8'));
     expect(blocks.length).toBeGreaterThanOrEqual(4);
-    const files = blocks.map((b, i) => {
-      const f = join(dir, `readme-${b.line}.mts`);
-      // `export {}` keeps each snippet a module of its own (top-level await, no clashes between snippets).
-      const imports = /^import /m.test(b.code) ? '' : "import { Clip } from 'ipclip';\n";
-      writeFileSync(f, `${imports}${PLACEHOLDERS}${b.code}\nexport {};\n`);
-      return `readme-${blocks[i]!.line}.mts`;
+    // A block without imports continues the last block that has them (it uses that block's names); before any
+    // such block, it gets `Clip`. `export {}` keeps each snippet a module of its own (top-level await, no clashes).
+    let base = "import { Clip } from 'ipclip';\n";
+    const files = blocks.map((b) => {
+      const name = `readme-${b.line}.mts`;
+      const own = /^import /m.test(b.code);
+      writeFileSync(join(dir, name), `${PLACEHOLDERS}${own ? '' : base}${b.code}\nexport {};\n`);
+      if (own) base = b.code;
+      return name;
     });
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
       compilerOptions: {
