@@ -32,7 +32,7 @@ const epochs = Number(flags.epochs);
 const lr = Number(flags.lr);
 const seed = Number(flags.seed);
 
-const { Clip, DomainDataset, Evaluator, IPTrainer, PromptModel } = await import('ipclip');
+const { Clip, DomainDataset, Evaluator, IPTrainer, PromptModel, ProtectedClassifier } = await import('ipclip');
 const { generateSynthDomains } = await import('ipclip/tools');
 
 // 1. Data: four domains of ten shape classes, each split deterministically into train and test.
@@ -71,10 +71,11 @@ try {
     console.log(`${name.padEnd(12)}${pct(report.zeroShot?.[name] ?? Number.NaN).padEnd(12)}${pct(r.accuracy)}`);
   }
 
-  // 5. The protected prompt is one file: save it, load it back on the same CLIP, classify images with it.
+  // 5. The protected prompt is one file: save it, load it back as a classifier (its CLIP is checked by fingerprint),
+  // classify images with it.
   const file = join(flags.out, 'protected.safetensors');
   await prompt.save(file);
-  const loaded = await PromptModel.load(clip, file);
+  const loaded = await ProtectedClassifier.load(file, { clip });
   try {
     const images = [photo.test.samples[0], sketch.test.samples[0]];
     const preds = await loaded.classify(images.map((s) => s.path));
