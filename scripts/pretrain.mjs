@@ -195,7 +195,7 @@ const templates = {
 // Zero-shot accuracy through the library's own classifier (the top prediction of Clip.classify).
 const accuracy = async (images, items, { template, labels }) => {
   const predictions = await clip.classify(images, labels, { template });
-  return predictions.filter((p, i) => labels.indexOf(p[0].label) === items[i].label).length / items.length;
+  return predictions.filter((p, i) => p.index === items[i].label).length / items.length;
 };
 const results = {};
 for (const domain of synth.domains) {

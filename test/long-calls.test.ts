@@ -14,7 +14,11 @@ import type { ProgressEvent } from '../lib/core/progress.js';
 import { SYNTH_CLASSES, renderSynthImage } from '../lib/tools/synth/synth.js';
 import { TEST_DEVICE, maxAbsDiff } from './helpers/fixtures.js';
 import { ProgressBar } from '../lib/tools/progress.js';
-import { COMPACT_TERMS, TERM_NAMES, progressValues } from '../lib/cli/train.js';
+import { progressValues } from '../lib/cli/train.js';
+import { LOSS_TERMS } from '../lib/ipclip/loss-terms.js';
+import { SCENARIO_DESCRIPTORS } from '../lib/ipclip/scenario.js';
+
+const COMPACT_TERMS = SCENARIO_DESCRIPTORS['target-specified'].progressTerms;
 
 const CLASSES = SYNTH_CLASSES.slice(0, 3);
 
@@ -121,21 +125,21 @@ describe('the compact progress line', () => {
     terms: { loss: -0.812345, ceA: 0.123456, ceU: 4.12345, ceSelf: 0.3, ceCross: 4.9, mse: 0.02, kl: 0.1, entropy: 1.2 },
   } as unknown as Parameters<typeof progressValues>[0];
 
-  it('shows loss, ceA and lr by default and every term with --verbose', () => {
-    expect(Object.keys(progressValues(p, COMPACT_TERMS))).toEqual(['loss', 'ceA', 'lr']);
-    expect(Object.keys(progressValues(p, TERM_NAMES))).toEqual([...TERM_NAMES, 'lr']);
+  it('shows the scenario\'s terms (ceA, ceU) and lr by default and every term with --verbose', () => {
+    expect(Object.keys(progressValues(p, COMPACT_TERMS))).toEqual(['ceA', 'ceU', 'lr']);
+    expect(Object.keys(progressValues(p, LOSS_TERMS))).toEqual([...LOSS_TERMS, 'lr']);
   });
 
   it('fits 80 columns in a log (4-digit counts, an ETA in hours) and on an 80-column terminal, bar included', () => {
     const info = { etaSeconds: 3725, note: 'epoch 10/50', values: progressValues(p, COMPACT_TERMS) };
     const plain = new ProgressBar(5000, { tty: false, label: 'train', now: () => 0 }).line(1234, info);
     expect(plain.length).toBeLessThanOrEqual(80);
-    const short = { etaSeconds: 150, note: 'epoch 10/20', values: { loss: -3.912, ceA: 0.05123, lr: 0.001 } };
+    const short = { etaSeconds: 150, note: 'epoch 10/20', values: { ceA: 0.05123, ceU: 4.912, lr: 0.001 } };
     const tty = new ProgressBar(760, { tty: true, label: 'train', now: () => 0, stream: { write: () => true, columns: 80 } }).line(380, short);
     expect(tty.length).toBeLessThan(80);
     expect(tty).toMatch(/^train █+░+ 380\/760/);
     // The verbose line of the same step is what overflowed before.
-    const verbose = new ProgressBar(5000, { tty: false, label: 'train', now: () => 0 }).line(1234, { ...info, values: progressValues(p, TERM_NAMES) });
+    const verbose = new ProgressBar(5000, { tty: false, label: 'train', now: () => 0 }).line(1234, { ...info, values: progressValues(p, LOSS_TERMS) });
     expect(verbose.length).toBeGreaterThan(80);
   });
 });

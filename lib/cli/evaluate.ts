@@ -220,9 +220,11 @@ watermarked accuracy is not. The exit code is 0 whenever the test ran (read the 
     const alpha = positiveNumber(p, 'alpha', 0.01);
     if (alpha >= 1) throw new UsageError(`--alpha must be below 1, got ${alpha}`);
     const { root, authorized, split, run, scenario } = await evalSetup(p, file);
-    if (scenario !== undefined && scenario !== 'ownership') {
-      throw new IpclipError('ERR_MISMATCH', `${file} was trained for the ${scenario} scenario, not ownership: it carries no watermark ` +
-        'to verify (train one with --scenario ownership)');
+    // Only a scenario whose descriptor says so leaves ownership evidence in the prompt (the watermark it was taught).
+    if (scenario !== undefined && !(isScenario(scenario) && SCENARIO_DESCRIPTORS[scenario].ownershipEvidence)) {
+      const evidence = SCENARIOS.filter((s) => SCENARIO_DESCRIPTORS[s].ownershipEvidence);
+      throw new IpclipError('ERR_MISMATCH', `${file} was trained for the ${scenario} scenario, not ${evidence.join(' or ')}: it carries no ` +
+        `watermark to verify (train one with --scenario ${evidence[0]})`);
     }
     const test = await domainTest(root, authorized, split);
     if (run) refuseTrainingImages(run, authorized, test);

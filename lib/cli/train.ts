@@ -9,6 +9,7 @@ import { readCheckpoint } from '../ipclip/checkpoint.js';
 import { DomainDataset } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
 import { Evaluator, type EvaluationReport } from '../ipclip/evaluator.js';
+import { LOSS_TERMS, type LossTermName } from '../ipclip/loss-terms.js';
 import { ProgressBar } from '../tools/progress.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
 import {
@@ -29,17 +30,11 @@ export const EXIT_INTERRUPTED = 130;
 /** Name of the final prompt (no optimiser state) written next to the checkpoint. */
 export const PROMPT_FILE = 'prompt.safetensors';
 
-/** Loss terms shown while training, when they are not constantly zero for the scenario. */
-export const TERM_NAMES = ['loss', 'ceA', 'ceU', 'ceSelf', 'ceCross', 'mse', 'kl', 'entropy'] as const;
-
-/** The terms of the default (compact, ≤ 80 columns) progress line: the total and the authorized fit. */
-export const COMPACT_TERMS = ['loss', 'ceA'] as const;
-
 /**
- * The shown values of one step: the non-zero loss terms among `terms` (default: all eight; the default line shows
- * {@link COMPACT_TERMS}, `--verbose` all) and the learning rate.
+ * The shown values of one step: the non-zero loss terms among `terms` (default: all of {@link LOSS_TERMS}; the
+ * default line shows the scenario's `progressTerms`, which fit 80 columns, `--verbose` all) and the learning rate.
  */
-export function progressValues(p: TrainProgress, terms: readonly (typeof TERM_NAMES)[number][] = TERM_NAMES): Record<string, number> {
+export function progressValues(p: TrainProgress, terms: readonly LossTermName[] = LOSS_TERMS): Record<string, number> {
   const values: Record<string, number> = {};
   for (const k of terms) if (p.terms[k] !== 0) values[k] = p.terms[k];
   values.lr = p.lr;
@@ -215,7 +210,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
         bar.update(pr.iteration, {
           etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`,
-          values: progressValues(pr, bool(p, 'verbose') ? TERM_NAMES : COMPACT_TERMS),
+          values: progressValues(pr, bool(p, 'verbose') ? LOSS_TERMS : descriptor.progressTerms),
         });
       },
     });
