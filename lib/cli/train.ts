@@ -16,6 +16,8 @@ import {
 } from '../ipclip/scenario.js';
 import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
+import { distributedFromEnv } from '../ipclip/trainer/distributed.js';
+import { launchLocal } from './launch.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, printJson, splitSizes, withInterrupt,
@@ -67,6 +69,8 @@ export const trainCommand: Command = {
     'restore-best': { type: 'boolean', help: 'save the best validation epoch as prompt.safetensors (needs --validation-split)' },
     extend: { type: 'boolean', help: 'continue the run in --out for more --epochs instead of refusing it' },
     'feature-cache': { type: 'boolean', help: 'run the frozen vision tower once per image (test transform instead of random crops; see the README)' },
+    'nproc-per-node': { type: 'string', value: 'n', help: 'data parallelism: n local ranks (CPU: --threads split between them)' },
+    'master-port': { type: 'string', value: 'n', help: 'with --nproc-per-node: the rendezvous port (default 29500)' },
     ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
@@ -97,6 +101,11 @@ placed in train or test by a hash of its path within the domain and the seed, so
 moves at most one other. The checkpoint records the data root, domains, split rule, sizes and seed, and the
 header-check mode: \`ipclip eval\` defaults to them, and resuming with any of them changed is refused.
 
+Data parallelism: --nproc-per-node N starts N ranks of one job on this machine; under torchrun (or any launcher
+setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) each process is one rank. --batch-size is per
+rank: the run is the single-process run with batches of N × batch size. Rank 0 prints, writes the checkpoint and
+the prompt and evaluates; rerunning the same command resumes every rank from the checkpoint.
+
 Exit codes: 0 done, 1 failure (missing folder, bad file, ...), 2 wrong usage, ${EXIT_INTERRUPTED} stopped by Ctrl-C.`,
   run: runTrain,
 };
@@ -118,6 +127,15 @@ function ownUScenarios(): Scenario[] {
 
 async function runTrain(p: Parsed, io: Io): Promise<number> {
   const json = bool(p, 'json');
+  const nproc = int(p, 'nproc-per-node', 1, 1, 1024);
+  if (nproc > 1) {
+    const threads = str(p, 'threads') === undefined ? undefined : int(p, 'threads', 1, 1, 1024);
+    return launchLocal(nproc, { port: int(p, 'master-port', 29500, 1, 65535), io, ...(threads ? { threads } : {}) });
+  }
+  // One rank of a data-parallel job when torchrun's variables are set (else null: a single process).
+  const dist = distributedFromEnv();
+  const main = dist === null || dist.rank === 0;
+  if (dist && str(p, 'device') === 'cuda') p.values.device = `cuda:${dist.localRank}`;
   const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, DEFAULT_SCENARIO);
   const descriptor = SCENARIO_DESCRIPTORS[scenario];
   const preset = choice(p, 'preset', ['paper', 'official'] as const, 'paper');
@@ -163,7 +181,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const cutA = validationSplit === null ? null : a.train.holdOut(validationSplit, seed);
   const cutU = validationSplit === null || !u ? null : u.train.holdOut(validationSplit, seed);
   const trainA = cutA?.rest ?? a.train, trainU = cutU?.rest ?? u?.train;
-  const say = (line: string) => io.stderr.write(`${line}\n`);
+  const say = (line: string) => { if (main) io.stderr.write(`${line}\n`); };
   let plan: EvalPlan | null = null;
   if (!bool(p, 'skip-eval')) {
     // A reference is scored on the sets of the scenario it is the baseline of (resolved.evaluation).
@@ -204,7 +222,9 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
           `${best?.epoch === epoch ? ' (best)' : ''}`;
         if (bar) bar.log(line); else say(line);
       },
+      ...(dist ? { distributed: { ...dist, ...(process.env.IPCLIP_DIST_BACKEND || !str(p, 'device')?.startsWith('cuda') ? {} : { backend: 'nccl' as const }) } } : {}),
       onProgress: (pr) => {
+        if (!main) return;
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
         bar.update(pr.iteration, { etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`, values: progressValues(pr) });
       },
@@ -226,6 +246,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
       throw err;
     }
     bar?.done();
+    if (!main) return 0; // rank 0 saves, evaluates and reports
     const promptFile = join(out, PROMPT_FILE);
     await prompt.save(promptFile);
     say(`trained ${result.iterations} iterations${result.resumedFrom !== null ? ` (resumed from ${result.resumedFrom})` : ''}; ` +
