@@ -1,6 +1,6 @@
 // One rank of a data-parallel test job (test/distributed.test.ts spawns one process per rank; it runs the
 // compiled library in dist/). argv[2] is a JSON job: { rank, worldSize, port, timeoutMs, clip, vocab, data,
-// dtype, out, runs: [{ name, trainer options…, killAfter? }] }. Each run's final prompt state is written to
+// dtype, out, runs: [{ name, dtype?, trainer options…, killAfter? }] }. Each run's final prompt state is written to
 // `${out}/${name}-rank${rank}.json` (`byRank: { option: [per rank] }` sets one rank's option); a failure prints `FAILED <code>: <message>` and exits 3.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +8,12 @@ import { Clip, DomainDataset, IPTrainer, PromptModel, setThreads } from '../../d
 
 const job = JSON.parse(process.argv[2]);
 setThreads(1);
-const clip = await Clip.load(job.clip, { vocab: job.vocab, device: 'cpu', dtype: job.dtype });
+// One CLIP per dtype (a run may name its own `dtype`; default the job's).
+const clips = new Map();
+const clipOf = async (dtype) => {
+  if (!clips.has(dtype)) clips.set(dtype, await Clip.load(job.clip, { vocab: job.vocab, device: 'cpu', dtype }));
+  return clips.get(dtype);
+};
 const dots = await DomainDataset.fromFolder(job.data, { domain: 'dots' });
 const stripes = await DomainDataset.fromFolder(job.data, { domain: 'stripes' });
 try {
@@ -16,8 +21,8 @@ try {
     // byRank: { option: [value of rank 0, value of rank 1, …] } (a mismatching rank, a rank to kill).
     const { name, byRank = {}, ...rest } = run;
     const mine = Object.fromEntries(Object.entries(byRank).map(([k, v]) => [k, v[job.rank]]).filter(([, v]) => v !== null));
-    const { killAfter, ...options } = { ...rest, ...mine };
-    const prompt = await PromptModel.create(clip, dots.classNames, { seed: 1 });
+    const { killAfter, dtype = job.dtype, ...options } = { ...rest, ...mine };
+    const prompt = await PromptModel.create(await clipOf(dtype), dots.classNames, { seed: 1 });
     const distributed = job.worldSize > 1
       ? { rank: job.rank, worldSize: job.worldSize, masterPort: job.port, timeoutMs: job.timeoutMs }
       : undefined;
@@ -39,5 +44,5 @@ try {
   console.log(`FAILED ${err.code}: ${err.message}`);
   process.exit(3);
 }
-clip.dispose();
+for (const clip of clips.values()) clip.dispose();
 process.exit(0);
