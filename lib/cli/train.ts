@@ -16,7 +16,7 @@ import {
 } from '../ipclip/scenario.js';
 import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
-import { distributedFromEnv } from '../ipclip/trainer/distributed.js';
+import { DataParallel, distributedFromEnv } from '../ipclip/trainer/distributed.js';
 import { launchLocal } from './launch.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
@@ -197,6 +197,9 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   }
   const clip = await loadClipFromFlags(p);
   let prompt: PromptModel | undefined;
+  // One rank of a job: joined once, for training and then the sharded evaluation.
+  const backend = process.env.IPCLIP_DIST_BACKEND || !str(p, 'device')?.startsWith('cuda') ? {} : { backend: 'nccl' as const };
+  const group = dist ? await DataParallel.join({ ...dist, ...backend }) : undefined;
   try {
     prompt = await PromptModel.create(clip, a.train.classNames, { seed });
     const file = join(out, CHECKPOINT_FILE);
@@ -222,7 +225,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
           `${best?.epoch === epoch ? ' (best)' : ''}`;
         if (bar) bar.log(line); else say(line);
       },
-      ...(dist ? { distributed: { ...dist, ...(process.env.IPCLIP_DIST_BACKEND || !str(p, 'device')?.startsWith('cuda') ? {} : { backend: 'nccl' as const }) } } : {}),
+      ...(group ? { distributed: group } : {}),
       onProgress: (pr) => {
         if (!main) return;
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
@@ -246,9 +249,8 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
       throw err;
     }
     bar?.done();
-    if (!main) return 0; // rank 0 saves, evaluates and reports
     const promptFile = join(out, PROMPT_FILE);
-    await prompt.save(promptFile);
+    if (main) await prompt.save(promptFile); // rank 0 saves and reports; every rank evaluates its shard
     say(`trained ${result.iterations} iterations${result.resumedFrom !== null ? ` (resumed from ${result.resumedFrom})` : ''}; ` +
       `checkpoint ${file}, prompt ${promptFile}`);
     if (result.stopped === 'early-stopping') say(`stopped early after epoch ${result.history.length}: ${patience} epoch(s) without a better validation score`);
@@ -258,14 +260,14 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     let rows: SetRow[] | null = null;
     if (plan) {
       const run = (await readCheckpoint(file)).meta?.run;
-      const report = await new Evaluator(clip).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized, ...(run ? { run } : {}) });
+      const report = await new Evaluator(clip, group ? { group } : {}).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized, ...(run ? { run } : {}) });
       rows = rowsOf(report, plan.authorizedName);
-      if (!json) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
+      if (!json && main) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
       const testWarnings = evaluationWarnings(report, plan.authorizedName, descriptor.referenceOf !== null);
       for (const w of testWarnings) say(`warning: ${w}`);
       warnings.push(...testWarnings);
     }
-    if (json) {
+    if (json && main) {
       printJson(io, {
         scenario, preset, pairing: trainer.options.pairing, referenceFor: trainer.options.referenceFor, epochs, batchSize, lr, seed,
         authorized, unauthorized: unauthorized ?? null,
@@ -277,6 +279,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     }
     return 0;
   } finally {
+    await group?.close();
     prompt?.dispose();
     clip.dispose();
   }

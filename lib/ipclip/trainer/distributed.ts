@@ -91,6 +91,7 @@ export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): Resolv
  * @throws IpclipError `ERR_INVALID_ARGUMENT` naming the first bad field.
  */
 export function resolveDistributed(opt: DistributedOptions | 'env' | undefined): ResolvedDistributed | null {
+  check(!(opt instanceof DataParallel), 'resolveDistributed: this is a joined DataParallel already');
   if (opt === undefined) return null;
   if (opt === 'env') return distributedFromEnv();
   check(opt !== null && typeof opt === 'object', "distributed must be 'env' or { rank, worldSize, ... }");
@@ -191,6 +192,25 @@ export class DataParallel {
           `train the same run (same CLIP, classes, seed, settings and data)${detail}`);
       }
     }
+  }
+
+  /**
+   * Every rank's {@link shardRange} slice of an `n`-item result, concatenated in rank order: the whole result on
+   * every rank (`mine` is this rank's slice; integers, exact in the float64 transport).
+   */
+  async gatherShards(mine: Int32Array, n: number): Promise<Int32Array> {
+    const [start, end] = shardRange(n, this.rank, this.worldSize);
+    check(mine.length === end - start, `gatherShards: this rank holds ${end - start} of the ${n} items, got ${mine.length}`);
+    const width = Math.ceil(n / this.worldSize);
+    const padded = new Float64Array(Math.max(1, width));
+    padded.set(mine);
+    const all = await callNative(() => this.group.allGather(padded));
+    const out = new Int32Array(n);
+    all.forEach((part, r) => {
+      const [s, e] = shardRange(n, r, this.worldSize);
+      for (let i = s; i < e; i++) out[i] = part[i - s]!;
+    });
+    return out;
   }
 
   barrier(): Promise<void> {

@@ -123,7 +123,7 @@ export class IPTrainer {
   /** What data the current fit uses (recorded in checkpoints, compared on resume). */
   private runRecord?: RunRecord;
   /** Data parallelism (lib/ipclip/trainer/distributed.ts): the job to join, and the group while a fit runs. */
-  private readonly distributed: ResolvedDistributed | null;
+  private readonly distributed: ResolvedDistributed | DataParallel | null;
   private dp: DataParallel | null = null;
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or something other than a {@link PromptModel}. */
@@ -135,7 +135,7 @@ export class IPTrainer {
     this.options = r.options;
     this.scenario = r.scenario;
     this.hooks = r.hooks;
-    this.distributed = resolveDistributed(opts.distributed);
+    this.distributed = opts.distributed instanceof DataParallel ? opts.distributed : resolveDistributed(opts.distributed);
   }
 
   /** Optimiser updates done (the next step's iteration). */
@@ -474,7 +474,8 @@ export class IPTrainer {
   /** Runs `fn` as a member of the data-parallel job when the options name one: joined, attached, then left. */
   private async withGroup<T>(fn: () => Promise<T>): Promise<T> {
     if (!this.distributed) return fn();
-    const dp = await DataParallel.join(this.distributed);
+    const given = this.distributed instanceof DataParallel; // the caller's group: left open for it
+    const dp = given ? this.distributed as DataParallel : await DataParallel.join(this.distributed as ResolvedDistributed);
     try {
       await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(dp.group));
       this.dp = dp;
@@ -482,7 +483,7 @@ export class IPTrainer {
     } finally {
       this.dp = null;
       await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(null)).catch(() => undefined);
-      await dp.close();
+      if (!given) await dp.close();
     }
   }
 
