@@ -55,6 +55,17 @@ describe('sharding rule and options', () => {
   });
 });
 
+function runCli(bin: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -222,6 +233,26 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     expect(a.state).toEqual(read(cleanOut, 'clean', 0).state);
     expect(b.state).toEqual(a.state);
     expect(a.history).toEqual(read(cleanOut, 'clean', 0).history);
+  }, 240_000);
+
+  it('ipclip train --nproc-per-node 2: one job of 2 local ranks; the sharded evaluation equals ipclip eval in one process', async () => {
+    const BIN = join(ROOT, 'bin', 'ipclip.js');
+    const out = join(root, 'cli-run');
+    const clipFlags = ['--clip', CLIP_TINY.openaiSafetensors, '--vocab', VOCAB_PATH];
+    const port = await freePort();
+    // 8 training images per domain: 2 steps of 2 × 2 per epoch; 4 test images per domain, 2 per rank.
+    const train = await runCli(BIN, ['train', '--nproc-per-node', '2', '--master-port', String(port), '--threads', '2',
+      '--data', data, '--authorized', 'dots', '--scenario', 'reference', '--epochs', '1', '--batch-size', '2',
+      '--split-sizes', '8/4', '--out', out, '--json', ...clipFlags]);
+    expect(train.code, train.stderr).toBe(0);
+    expect(train.stderr).toMatch(/2 local ranks on 127\.0\.0\.1:\d+, 1 thread each/);
+    const doc = JSON.parse(train.stdout) as { iterations: number; evaluation: { set: string; accuracy: number }[] };
+    expect(doc.iterations).toBe(2);
+    const evaluated = await runCli(BIN, ['eval', '--checkpoint', join(out, 'last.safetensors'), '--json', ...clipFlags]);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const rows = (JSON.parse(evaluated.stdout) as { sets: unknown[] }).sets;
+    expect(rows.length).toBeGreaterThanOrEqual(2); // dots (authorized) and stripes
+    expect(doc.evaluation).toEqual(rows);
   }, 240_000);
 
   it('ranks started with different seeds are refused at start-up with ERR_MISMATCH', async () => {
