@@ -49,7 +49,10 @@ export interface DistributedOptions {
   timeoutMs?: number;
 }
 
-/** {@link DistributedOptions} with the defaults filled in. */
+/**
+ * {@link DistributedOptions} with the defaults filled in.
+ * @category Training
+ */
 export interface ResolvedDistributed {
   backend: DistributedBackend;
   rank: number;
@@ -65,6 +68,7 @@ const DEFAULT_TIMEOUT_MS = 300_000;
 
 /**
  * The job `env` describes (torchrun's variables), or null when `WORLD_SIZE` is unset (a single process).
+ * @category Training
  * @throws IpclipError `ERR_INVALID_ARGUMENT` naming a malformed variable.
  */
 export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): ResolvedDistributed | null {
@@ -88,6 +92,7 @@ export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): Resolv
 /**
  * Validates a {@link TrainerOptions.distributed} value and fills in the defaults; null for a single process
  * (undefined, `'env'` without `WORLD_SIZE`, or a world of 1).
+ * @category Training
  * @throws IpclipError `ERR_INVALID_ARGUMENT` naming the first bad field.
  */
 export function resolveDistributed(opt: DistributedOptions | 'env' | undefined): ResolvedDistributed | null {
@@ -144,10 +149,17 @@ function digest(text: string): number {
 
 /**
  * One rank's membership of a running job: the native process group and the sharding rule. Every method except
- * {@link shard} is a collective (every rank calls it, in the same order).
+ * {@link DataParallel.shard} and {@link DataParallel.close} is a collective (every rank calls it, in the same
+ * order). Join with {@link DataParallel.join}; pass it to {@link TrainerOptions.distributed} and
+ * {@link EvaluatorOptions.group} to train and evaluate over the same ranks.
+ * @category Training
  */
 export class DataParallel {
-  private constructor(readonly group: NativeProcessGroup, readonly options: ResolvedDistributed) {}
+  private constructor(
+    /** @internal The native process group. */
+    readonly group: NativeProcessGroup,
+    readonly options: ResolvedDistributed,
+  ) {}
 
   /**
    * Joins the job (the rendezvous waits up to `timeoutMs` for every rank).
