@@ -227,8 +227,8 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     const resumed = await job('resumed', 'float32', [{ name: 'run', ...base, checkpointDir: dir }]);
     for (const r of resumed.ranks) expect(r.code, r.stdout + r.stderr).toBe(0);
     const [a, b] = [read(resumed.out, 'run', 0), read(resumed.out, 'run', 1)];
-    // Rank 0 may or may not have written iteration 4's checkpoint before it found rank 1 gone.
-    expect([3, 4]).toContain(a.resumedFrom);
+    // Rank 0 finds rank 1 gone at the stop check of iteration 4, before that iteration's checkpoint.
+    expect(a.resumedFrom).toBe(3);
     expect(b.resumedFrom).toBe(a.resumedFrom);
     expect(a.state).toEqual(read(cleanOut, 'clean', 0).state);
     expect(b.state).toEqual(a.state);
@@ -254,6 +254,14 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     expect(rows.length).toBeGreaterThanOrEqual(2); // dots (authorized) and stripes
     expect(doc.evaluation).toEqual(rows);
   }, 240_000);
+
+  it('an abort on one rank stops every rank after the same step (ERR_ABORTED on both)', async () => {
+    const { ranks } = await job('abort', 'float32', [{ name: 'run', scenario: 'reference', epochs: 2, batchSize: 2, byRank: { abortAfter: [null, 2] } }]);
+    for (const r of ranks) {
+      expect(r.code, r.stdout + r.stderr).toBe(3);
+      expect(r.stdout).toMatch(/FAILED ERR_ABORTED: training stopped on request after iteration 2 of 6/);
+    }
+  }, 120_000);
 
   it('ranks started with different seeds are refused at start-up with ERR_MISMATCH', async () => {
     const { ranks } = await job('mismatch', 'float32', [{ name: 'run', scenario: 'reference', epochs: 1, batchSize: 2, byRank: { seed: [1, 2] } }]);

@@ -43,13 +43,25 @@ export async function launchLocal(n: number, opts: { port: number; threads?: num
     children.push(child);
     child.on('exit', (code, signal) => {
       const status = code ?? (signal ? 128 + 9 : 1);
-      if (status !== 0 && failed === 0) {
+      // A failed rank stops the others; one stopped by Ctrl-C (130) leaves them to stop at the same step.
+      if (status !== 0 && status !== 130 && failed === 0) {
         failed = status;
         for (const c of children) if (c !== child && c.exitCode === null) c.kill('SIGTERM');
       }
       resolve(status);
     });
   }));
-  const codes = await Promise.all(exits);
-  return failed || codes.find((c) => c !== 0) || 0;
+  // Ctrl-C reaches every rank from the terminal (each stops after the same step and rank 0 checkpoints); this
+  // launcher waits for them instead of exiting first. SIGTERM is passed on.
+  const onInt = () => undefined;
+  const onTerm = () => { for (const c of children) if (c.exitCode === null) c.kill('SIGTERM'); };
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  try {
+    const codes = await Promise.all(exits);
+    return failed || codes.find((c) => c !== 0) || 0;
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+  }
 }

@@ -21,7 +21,8 @@ try {
     // byRank: { option: [value of rank 0, value of rank 1, …] } (a mismatching rank, a rank to kill).
     const { name, byRank = {}, ...rest } = run;
     const mine = Object.fromEntries(Object.entries(byRank).map(([k, v]) => [k, v[job.rank]]).filter(([, v]) => v !== null));
-    const { killAfter, dtype = job.dtype, ...options } = { ...rest, ...mine };
+    const { killAfter, abortAfter, dtype = job.dtype, ...options } = { ...rest, ...mine };
+    const controller = new AbortController();
     const prompt = await PromptModel.create(await clipOf(dtype), dots.classNames, { seed: 1 });
     const distributed = job.worldSize > 1
       ? { rank: job.rank, worldSize: job.worldSize, masterPort: job.port, timeoutMs: job.timeoutMs }
@@ -30,10 +31,11 @@ try {
       ...options, ...(distributed ? { distributed } : {}),
       onProgress: (p) => {
         if (killAfter !== undefined && p.iteration === killAfter) process.kill(process.pid, 'SIGKILL');
+        if (abortAfter !== undefined && p.iteration === abortAfter) controller.abort();
       },
     });
     const data = options.scenario === 'target-specified' ? { authorized: dots, unauthorized: stripes } : { authorized: dots };
-    const result = await trainer.fit(data);
+    const result = await trainer.fit(data, { signal: controller.signal });
     const state = await prompt.state();
     const plain = Object.fromEntries(Object.entries(state).map(([k, t]) => [k, Array.from(t.data)]));
     writeFileSync(join(job.out, `${name}-rank${job.rank}.json`),

@@ -225,6 +225,12 @@ export class DataParallel {
     return out;
   }
 
+  /** Whether `flag` holds on any rank. */
+  async any(flag: boolean): Promise<boolean> {
+    const sum = await callNative(() => this.group.allReduce(Float64Array.of(flag ? 1 : 0)));
+    return sum[0]! > 0;
+  }
+
   barrier(): Promise<void> {
     return callNative(() => this.group.barrier());
   }

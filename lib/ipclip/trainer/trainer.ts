@@ -392,7 +392,8 @@ export class IPTrainer {
       });
     }
     const every = this.options.checkpointEvery;
-    const aborted = signal?.aborted === true;
+    // Over ranks every one stops after the same step (an abort on any rank stops all): one tiny all-reduce.
+    const aborted = this.dp ? await this.dp.any(signal?.aborted === true) : signal?.aborted === true;
     if (file && (endOfEpoch || aborted || (every > 0 && this.iteration % every === 0))) await this.writeCheckpoint(file, total);
     if (aborted) {
       throw new IpclipError('ERR_ABORTED', `training stopped on request after iteration ${this.iteration} of ${total}` +
