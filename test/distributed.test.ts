@@ -26,6 +26,14 @@ const WORKER = join(ROOT, 'test', 'helpers', 'dist-worker.mjs');
 const CLASSES = ['blue', 'green', 'red'];
 const COLOURS: Record<string, [number, number, number]> = { red: [220, 30, 30], green: [30, 200, 40], blue: [40, 50, 230] };
 
+const haveGloo = (() => {
+  try {
+    return loadNative().distributedBackends.includes('gloo');
+  } catch {
+    return false;
+  }
+})();
+
 describe('sharding rule and options', () => {
   it('shardRange splits n items into contiguous slices in rank order, sizes differing by at most one', () => {
     expect([0, 1].map((r) => shardRange(4, r, 2))).toEqual([[0, 2], [2, 4]]);
@@ -42,6 +50,18 @@ describe('sharding rule and options', () => {
     expect(() => distributedFromEnv({ WORLD_SIZE: '2', RANK: 'x' })).toThrow(IpclipError);
     expect(() => resolveDistributed({ rank: 2, worldSize: 2 })).toThrow(/rank/);
     expect(() => resolveDistributed({ rank: 0, worldSize: 2, backend: 'mpi' as 'gloo' })).toThrow(/backend/);
+  });
+
+  it.skipIf(!haveGloo)('a rendezvous that no other rank joins fails with ERR_DISTRIBUTED after timeoutMs, off the event loop', async () => {
+    const addon = loadNative();
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 50);
+    const err = await addon.createProcessGroup({ backend: 'gloo', rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: await freePort(), timeoutMs: 1500 })
+      .then(() => null, (e: unknown) => e);
+    clearInterval(timer);
+    expect((err as { code?: string }).code).toBe('ERR_DISTRIBUTED');
+    expect(String((err as Error).message)).toMatch(/rank 0 of 2: could not join the job at 127\.0\.0\.1:\d+ within 1500 ms/);
+    expect(ticks).toBeGreaterThan(5); // the event loop kept turning while the rendezvous waited
   });
 
   it('asking for NCCL on a build without it is ERR_DEVICE, before anything is joined', async () => {
@@ -103,13 +123,6 @@ async function makeDomains(root: string, perClass: number): Promise<void> {
 interface RankResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 interface RunOutput { state: Record<string, number[]>; resumedFrom: number | null; iterations: number; history: { terms: Record<string, number> }[] }
 
-const haveGloo = (() => {
-  try {
-    return loadNative().distributedBackends.includes('gloo');
-  } catch {
-    return false;
-  }
-})();
 
 describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo over 127.0.0.1, 1 thread each)', () => {
   let root: string;
@@ -130,18 +143,25 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
   });
 
   /** Runs `runs` on 2 ranks (one process each); resolves when both have exited (killed after 90 s: a hang). */
-  async function job(name: string, dtype: 'float32' | 'float64', runs: object[]): Promise<{ ranks: RankResult[]; out: string }> {
+  async function job(name: string, dtype: 'float32' | 'float64', runs: object[],
+    opts: { timeoutMs?: number; killRestOnExit?: boolean } = {}): Promise<{ ranks: RankResult[]; out: string }> {
     const out = join(root, name);
     await mkdir(out, { recursive: true });
     const port = await freePort();
+    const children: ReturnType<typeof spawn>[] = [];
     const ranks = await Promise.all([0, 1].map((rank) => new Promise<RankResult>((resolve) => {
-      const spec = { rank, worldSize: 2, port, timeoutMs: 20_000, clip: CLIP_TINY.openaiSafetensors, vocab: VOCAB_PATH, data, dtype, out, runs };
+      const spec = { rank, worldSize: 2, port, timeoutMs: opts.timeoutMs ?? 20_000, clip: CLIP_TINY.openaiSafetensors, vocab: VOCAB_PATH, data, dtype, out, runs };
       const child = spawn(process.execPath, [WORKER, JSON.stringify(spec)], { cwd: ROOT, env: { ...process.env, OMP_NUM_THREADS: '1' } });
       let stdout = '', stderr = '';
       child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
       child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+      children.push(child);
       const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-      child.on('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (opts.killRestOnExit) for (const c of children) if (c !== child && c.exitCode === null) c.kill('SIGKILL');
+        resolve({ code, signal, stdout, stderr });
+      });
     })));
     return { ranks, out };
   }
@@ -261,6 +281,14 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
       expect(r.code, r.stdout + r.stderr).toBe(3);
       expect(r.stdout).toMatch(/FAILED ERR_ABORTED: training stopped on request after iteration 2 of 6/);
     }
+  }, 120_000);
+
+  it('a rank that hangs (SIGSTOP) makes the other fail with ERR_DISTRIBUTED after timeoutMs', async () => {
+    const { ranks } = await job('hang', 'float32', [{ name: 'run', scenario: 'reference', epochs: 2, batchSize: 2, byRank: { stopAfter: [null, 2] } }],
+      { timeoutMs: 3000, killRestOnExit: true });
+    expect(ranks[0]!.code, ranks[0]!.stdout + ranks[0]!.stderr).toBe(3);
+    expect(ranks[0]!.stdout).toMatch(/FAILED ERR_DISTRIBUTED: rank 0 of 2: .* failed: a peer process exited or did not answer within 3000 ms/);
+    expect(ranks[1]!.signal).toBe('SIGKILL'); // stopped, then killed by this test once rank 0 had given up
   }, 120_000);
 
   it('ranks started with different seeds are refused at start-up with ERR_MISMATCH', async () => {

@@ -21,7 +21,7 @@ try {
     // byRank: { option: [value of rank 0, value of rank 1, …] } (a mismatching rank, a rank to kill).
     const { name, byRank = {}, ...rest } = run;
     const mine = Object.fromEntries(Object.entries(byRank).map(([k, v]) => [k, v[job.rank]]).filter(([, v]) => v !== null));
-    const { killAfter, abortAfter, dtype = job.dtype, ...options } = { ...rest, ...mine };
+    const { killAfter, abortAfter, stopAfter, dtype = job.dtype, ...options } = { ...rest, ...mine };
     const controller = new AbortController();
     const prompt = await PromptModel.create(await clipOf(dtype), dots.classNames, { seed: 1 });
     const distributed = job.worldSize > 1
@@ -32,6 +32,7 @@ try {
       onProgress: (p) => {
         if (killAfter !== undefined && p.iteration === killAfter) process.kill(process.pid, 'SIGKILL');
         if (abortAfter !== undefined && p.iteration === abortAfter) controller.abort();
+        if (stopAfter !== undefined && p.iteration === stopAfter) process.kill(process.pid, 'SIGSTOP');
       },
     });
     const data = options.scenario === 'target-specified' ? { authorized: dots, unauthorized: stripes } : { authorized: dots };
