@@ -346,11 +346,12 @@ export class IPTrainer {
       if (v.restoreBest && bestEpoch(this.history)?.epoch === epoch) {
         this.bestState = { epoch, state: await this.prompt.state() };
         const dir = this.hooks.checkpointDir;
-        if (dir) await this.prompt.save(join(dir, BEST_FILE));
+        if (dir && (this.dp?.rank ?? 0) === 0) await this.prompt.save(join(dir, BEST_FILE)); // over ranks: rank 0's copy
       }
     }
     const action = await this.hooks.onEpochEnd?.({ epoch, epochs: this.options.epochs, record, best: bestEpoch(this.history) });
-    if (action === 'stop') this.stopRequested = 'callback';
+    // Over ranks: a callback that stops on any rank stops every rank at this epoch's end.
+    if (this.dp ? await this.dp.any(action === 'stop') : action === 'stop') this.stopRequested = 'callback';
     if (v.earlyStopping && earlyStopDue(this.history, v.earlyStopping)) this.stopRequested = 'early-stopping';
   }
 
