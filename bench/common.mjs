@@ -32,7 +32,7 @@ export const ARCHS = {
 
 /** Command-line flags shared by the orchestrator and its children. */
 export function parseArgs(argv) {
-  const out = { quick: false, device: 'cpu', threads: 0, skipOrt: false, resizeOnly: false };
+  const out = { quick: false, device: 'cpu', threads: 0, skipOrt: false, resizeOnly: false, dataParallelOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -44,6 +44,7 @@ export function parseArgs(argv) {
     if (a === '--quick') out.quick = true;
     else if (a === '--skip-ort') out.skipOrt = true;
     else if (a === '--resize-only') out.resizeOnly = true;
+    else if (a === '--data-parallel-only') out.dataParallelOnly = true;
     else if (a.startsWith('--device')) out.device = value();
     else if (a.startsWith('--threads')) out.threads = Number(value());
     else if (a === '--help' || a === '-h') out.help = true;

@@ -3,7 +3,7 @@
 // the same graph and weights, the vision forward's share of the measured matrix-product peak, and peak memory.
 // One command, one run; every part runs in its own child process (its peak RSS is its own). Prints a table and
 // writes bench/results.json. See bench/README.md.
-//   node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort] [--resize-only]
+//   node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort] [--resize-only] [--data-parallel-only]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,13 +21,28 @@ try {
   process.exit(2);
 }
 if (opts.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort] [--resize-only]');
+  console.log('usage: node bench/run.mjs [--quick] [--device cpu|cuda[:N]] [--threads N] [--skip-ort] [--resize-only] [--data-parallel-only]');
   process.exit(0);
 }
 // CLIP's resize of a 12 MP photo, the addon's PIL-exact resampler against sharp (a few seconds). With
 // --resize-only it is all that runs, and only its key of bench/results.json is replaced.
 const resizeRow = (r) => ['resize 12 MP → 224: native PIL-exact vs sharp (ms)', (r.nativeMs).toFixed(1), `${r.sharpMs.toFixed(1)} sharp`,
   `${r.speedupVsSharp.toFixed(2)}× (1 thread ${r.oneThreadSpeedupVsSharp.toFixed(2)}×)`];
+// Data parallelism on the CPU (bench/dataparallel.mjs): one process against two (Gloo over 127.0.0.1), 1 thread
+// each, on the same global batch. With --data-parallel-only it is all that runs (its key of results.json only).
+const dataParallelRow = (d) => [`data parallel ${d.arch} ${d.globalBatch}/step, 2 procs vs 1, 1 thread each (s)`,
+  (d.twoProcessesMs / 1000).toFixed(2), `${(d.oneProcessMs / 1000).toFixed(2)} 1 proc`,
+  `${d.speedup.toFixed(2)}× (efficiency ${(d.scalingEfficiency * 100).toFixed(0)}%, all-reduce ${(d.allReduceShare * 100).toFixed(1)}%)`];
+if (opts.dataParallelOnly) {
+  log('data parallel: 1 process vs 2 processes (Gloo), 1 thread each');
+  const dataParallel = await runChild('node', [join(benchDir, 'dataparallel.mjs'), '--batch', '8', '--steps', '3']);
+  const file = join(benchDir, 'results.json');
+  const previous = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  writeFileSync(file, `${JSON.stringify({ ...previous, dataParallel }, null, 2)}\n`);
+  console.log(dataParallelRow(dataParallel).join('  '));
+  console.log('wrote bench/results.json (key dataParallel)');
+  process.exit(0);
+}
 log('resize: 12 MP → 224, native PIL-exact vs sharp');
 const resize = await runChild('node', [join(benchDir, 'resize.mjs'), '--repeats', '7']);
 if (opts.resizeOnly) {
@@ -328,6 +343,11 @@ const ortGflops = fwd?.onnxruntimeBatchMs ? gflopsOf(fwd.onnxruntimeBatchMs) : n
 const fraction = (x) => (x && peak ? x / peak : null);
 const main = encode[encodeArchs[encodeArchs.length - 1]] ?? {};
 
+log('data parallel: 1 process vs 2 processes (Gloo), 1 thread each');
+const dataParallel = opts.device === 'cpu'
+  ? await runChild('node', [join(benchDir, 'dataparallel.mjs'), '--batch', '8', '--steps', opts.quick ? '2' : '3']).catch((err) => ({ error: err.message }))
+  : null;
+
 // ---------------------------------------------------------------------------------------------------------------
 // Results
 
@@ -376,6 +396,7 @@ const results = {
   zeroShotBf16: zeroShot,
   predict,
   resize,
+  dataParallel,
   peakRssMb: memory.peakRssMb,
   peakRss: { trainFastMb: memory.peakRssMb, trainTimingBothPathsMb: train.peakRssMbBothPaths, trainBatch: memory.batch },
   notes,
@@ -411,6 +432,7 @@ const rows = [
   ...(gpu ? ['float32', 'float16', 'bfloat16'].filter((k) => gpu[k] && !gpu[k].error).map((k) => [`encodeImage ${gpu.arch} batch 16 ${gpu.device} ${k} (img/s)`,
     f(gpu[k].imagesPerSecond), `${f(gpu.float32?.imagesPerSecond)} float32`, `${f(gpu[k].speedupVsFp32)}× (cosine ${f(gpu[k].cosineToFp32, 5)})`]) : []),
   resizeRow(resize),
+  ...(dataParallel && !dataParallel.error ? [dataParallelRow(dataParallel)] : []),
   [`peak RSS, training (fast) ${memory.batch} (MB)`, f(memory.peakRssMb, 0), `${f(train.peakRssMbBothPaths, 0)} timing run`, ''],
 ];
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

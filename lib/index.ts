@@ -73,6 +73,9 @@ export {
   type TrainerOptions, type ResolvedTrainerOptions, type TrainingData, type TrainBatch, type StepTerms, type TrainProgress, type TrainResult,
   type ValidationData, type EarlyStoppingOptions, type EpochEndInfo, type EpochEndAction,
 } from './ipclip/trainer/trainer.js';
+export {
+  DataParallel, distributedFromEnv, resolveDistributed, shardRange, type DistributedBackend, type DistributedOptions, type ResolvedDistributed,
+} from './ipclip/trainer/distributed.js';
 export type { Pairing } from './ipclip/trainer/streams.js';
 // --- Evaluation -------------------------------------------------------------------------------------------------------
 export {

@@ -44,4 +44,11 @@ IPCLIP_DEVICE=cuda npx vitest run
 if [ -f bench/run.mjs ]; then
   node bench/run.mjs --device cuda
 fi
+# Data parallelism over NCCL (issue 14): 2 ranks on 2 GPUs (skipped with fewer), a short reference run on the
+# SynthDomains cache of `npm run demo` (.cache/synth; IPCLIP_GPU_DATA names another root): the run must finish on both ranks (NCCL all-reduce of the prompt gradients).
+if [ "$(python3 -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+  node -e "const a=require('./build/Release/ipclip.node'); if(!a.distributedBackends.includes('nccl')){console.error('gpu-check: this build has no NCCL backend');process.exit(1)}"
+  IPCLIP_DIST_BACKEND=nccl node bin/ipclip.js train --nproc-per-node 2 --device cuda --scenario reference \
+    --data "${IPCLIP_GPU_DATA:-.cache/synth}" --authorized photo --epochs 1 --batch-size 8 --out /tmp/ipclip-nccl-run --fresh --skip-eval
+fi
 echo "gpu-check: done"

@@ -17,6 +17,8 @@ import {
 } from '../ipclip/scenario.js';
 import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
+import { DataParallel, distributedFromEnv } from '../ipclip/trainer/distributed.js';
+import { launchLocal } from './launch.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, printJson, splitSizes, withInterrupt,
@@ -68,7 +70,9 @@ export const trainCommand: Command = {
     'restore-best': { type: 'boolean', help: 'save the best validation epoch as prompt.safetensors (needs --validation-split)' },
     extend: { type: 'boolean', help: 'continue the run in --out for more --epochs instead of refusing it' },
     'feature-cache': { type: 'boolean', help: 'run the frozen vision tower once per image (test transform instead of random crops; see the README)' },
-    verbose: { type: 'boolean', help: 'show every non-zero loss term in the progress line (default: loss, ceA and lr, to fit 80 columns)' },
+    verbose: { type: 'boolean', help: 'show every non-zero loss term in the progress line (default: the scenario\'s, to fit 80 columns)' },
+    'nproc-per-node': { type: 'string', value: 'n', help: 'data parallelism: n local ranks (CPU: --threads split between them)' },
+    'master-port': { type: 'string', value: 'n', help: 'with --nproc-per-node: the rendezvous port (default 29500)' },
     ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
@@ -99,6 +103,11 @@ placed in train or test by a hash of its path within the domain and the seed, so
 moves at most one other. The checkpoint records the data root, domains, split rule, sizes and seed, and the
 header-check mode: \`ipclip eval\` defaults to them, and resuming with any of them changed is refused.
 
+Data parallelism: --nproc-per-node N starts N ranks of one job on this machine; under torchrun (or any launcher
+setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) each process is one rank. --batch-size is per
+rank: the run is the single-process run with batches of N × batch size. Rank 0 prints, writes the checkpoint and
+the prompt and evaluates; rerunning the same command resumes every rank from the checkpoint.
+
 Exit codes: 0 done, 1 failure (missing folder, bad file, ...), 2 wrong usage, ${EXIT_INTERRUPTED} stopped by Ctrl-C.`,
   run: runTrain,
 };
@@ -120,6 +129,15 @@ function ownUScenarios(): Scenario[] {
 
 async function runTrain(p: Parsed, io: Io): Promise<number> {
   const json = bool(p, 'json');
+  const nproc = int(p, 'nproc-per-node', 1, 1, 1024);
+  if (nproc > 1) {
+    const threads = str(p, 'threads') === undefined ? undefined : int(p, 'threads', 1, 1, 1024);
+    return launchLocal(nproc, { port: int(p, 'master-port', 29500, 1, 65535), io, ...(threads ? { threads } : {}) });
+  }
+  // One rank of a data-parallel job when torchrun's variables are set (else null: a single process).
+  const dist = distributedFromEnv();
+  const main = dist === null || dist.rank === 0;
+  if (dist && str(p, 'device') === 'cuda') p.values.device = `cuda:${dist.localRank}`;
   const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, DEFAULT_SCENARIO);
   const descriptor = SCENARIO_DESCRIPTORS[scenario];
   const preset = choice(p, 'preset', ['paper', 'official'] as const, 'paper');
@@ -165,7 +183,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const cutA = validationSplit === null ? null : a.train.holdOut(validationSplit, seed);
   const cutU = validationSplit === null || !u ? null : u.train.holdOut(validationSplit, seed);
   const trainA = cutA?.rest ?? a.train, trainU = cutU?.rest ?? u?.train;
-  const say = (line: string) => io.stderr.write(`${line}\n`);
+  const say = (line: string) => { if (main) io.stderr.write(`${line}\n`); };
   let plan: EvalPlan | null = null;
   if (!bool(p, 'skip-eval')) {
     // A reference is scored on the sets of the scenario it is the baseline of (resolved.evaluation).
@@ -181,6 +199,9 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   }
   const clip = await loadClipFromFlags(p);
   let prompt: PromptModel | undefined;
+  // One rank of a job: joined once, for training and then the sharded evaluation.
+  const backend = process.env.IPCLIP_DIST_BACKEND || !str(p, 'device')?.startsWith('cuda') ? {} : { backend: 'nccl' as const };
+  const group = dist ? await DataParallel.join({ ...dist, ...backend }) : undefined;
   try {
     prompt = await PromptModel.create(clip, a.train.classNames, { seed });
     const file = join(out, CHECKPOINT_FILE);
@@ -206,7 +227,9 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
           `${best?.epoch === epoch ? ' (best)' : ''}`;
         if (bar) bar.log(line); else say(line);
       },
+      ...(group ? { distributed: group } : {}),
       onProgress: (pr) => {
+        if (!main) return;
         bar ??= new ProgressBar(pr.totalIterations, { stream: io.stderr, label: 'train' });
         bar.update(pr.iteration, {
           etaSeconds: pr.etaSeconds, note: `epoch ${pr.epoch + 1}/${epochs}`,
@@ -232,7 +255,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     }
     bar?.done();
     const promptFile = join(out, PROMPT_FILE);
-    await prompt.save(promptFile);
+    if (main) await prompt.save(promptFile); // rank 0 saves and reports; every rank evaluates its shard
     say(`trained ${result.iterations} iterations${result.resumedFrom !== null ? ` (resumed from ${result.resumedFrom})` : ''}; ` +
       `checkpoint ${file}, prompt ${promptFile}`);
     if (result.stopped === 'early-stopping') say(`stopped early after epoch ${result.history.length}: ${patience} epoch(s) without a better validation score`);
@@ -242,14 +265,14 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     let rows: SetRow[] | null = null;
     if (plan) {
       const run = (await readCheckpoint(file)).meta?.run;
-      const report = await new Evaluator(clip).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized, ...(run ? { run } : {}) });
+      const report = await new Evaluator(clip, group ? { group } : {}).evaluate(prompt, { authorized: plan.authorized, unauthorized: plan.unauthorized, ...(run ? { run } : {}) });
       rows = rowsOf(report, plan.authorizedName);
-      if (!json) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
+      if (!json && main) io.stdout.write(`\ntest splits (chance ${(100 / prompt.numClasses).toFixed(1)}%):\n${rowsTable(rows)}\n`);
       const testWarnings = evaluationWarnings(report, plan.authorizedName, descriptor.referenceOf !== null);
       for (const w of testWarnings) say(`warning: ${w}`);
       warnings.push(...testWarnings);
     }
-    if (json) {
+    if (json && main) {
       printJson(io, {
         scenario, preset, pairing: trainer.options.pairing, referenceFor: trainer.options.referenceFor, epochs, batchSize, lr, seed,
         authorized, unauthorized: unauthorized ?? null,
@@ -261,6 +284,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
     }
     return 0;
   } finally {
+    await group?.close();
     prompt?.dispose();
     clip.dispose();
   }

@@ -23,6 +23,7 @@ export type IpclipErrorCode =
   | 'ERR_ADDON_MISSING'      // the compiled addon is not built
   | 'ERR_IO'                 // a failed write (disk full, permissions)
   | 'ERR_ABORTED'            // work stopped on request
+  | 'ERR_DISTRIBUTED'        // a data-parallel peer exited, timed out or could not be reached
   | 'ERR_NATIVE';            // any other native failure
 
 /** @category Errors, tensors, runtime */

@@ -9,7 +9,8 @@ import type { Clip } from '../clip/clip.js';
 import { SPLIT_RULE, inTrainingSplit, type BadImage, type DomainDataset, type SplitInfo } from '../data/dataset.js';
 import { IpclipError, check } from '../core/errors.js';
 import { sameNames } from '../core/is.js';
-import { BatchLoader } from '../data/loader.js';
+import { BatchLoader, type Draw } from '../data/loader.js';
+import { shardRange, type DataParallel } from './trainer/distributed.js';
 import {
   accuracy, macroF1, ownershipEvidence, protectionMetrics, type OwnershipEvidence, type ProtectionMetrics,
 } from './metrics.js';
@@ -55,6 +56,11 @@ export interface EvaluatorOptions {
   template?: string;
   /** Loader worker threads (default: the loader's). */
   workers?: number;
+  /**
+   * Data parallelism: every rank of the job evaluates its contiguous shard of each set and the predictions are
+   * all-gathered, so every rank gets the whole report (each rank makes the same calls; lib/ipclip/trainer/distributed.ts).
+   */
+  group?: DataParallel;
 }
 
 /**
@@ -121,6 +127,7 @@ export class Evaluator {
   private readonly withZeroShot: boolean;
   private readonly template: string;
   private readonly workers?: number;
+  private readonly group?: DataParallel;
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options. */
   constructor(readonly clip: Clip, opts: EvaluatorOptions = {}) {
@@ -131,6 +138,7 @@ export class Evaluator {
     this.template = opts.template ?? 'a photo of a {}.';
     check(typeof this.template === 'string' && this.template.includes('{}'), 'Evaluator: template must contain {}');
     this.workers = opts.workers;
+    if (opts.group !== undefined) this.group = opts.group;
   }
 
   /**
@@ -225,11 +233,13 @@ export class Evaluator {
       transform: { augment: 'test', watermark: watermark === true },
       ...(this.workers !== undefined ? { workers: this.workers } : {}),
     });
-    const preds = models.map(() => new Int32Array(dataset.length));
+    const preds: Int32Array[] = models.map(() => new Int32Array(dataset.length));
     const labels = new Int32Array(dataset.length);
-    let at = 0;
+    // Over ranks: this rank's shard [from, to) of the set, then every rank's predictions in rank order.
+    const [from, to] = this.group ? shardRange(dataset.length, this.group.rank, this.group.worldSize) : [0, dataset.length];
+    let at = from;
     try {
-      for await (const b of loader.epoch(0)) {
+      if (to > from) for await (const b of loader.batches(shardBatches(from, to, this.batchSize))) {
         throwIfAborted(progress.signal, 'evaluate');
         labels.set(b.labels, at);
         for (const [i, m] of models.entries()) preds[i]!.set(await m(b.images), at);
@@ -238,6 +248,10 @@ export class Evaluator {
       }
     } finally {
       await loader.close();
+    }
+    if (this.group) {
+      for (const [i, p] of preds.entries()) preds[i] = await this.group.gatherShards(p.subarray(from, to), dataset.length);
+      labels.set(Int32Array.from(dataset.samples, (s) => s.label));
     }
     const results = preds.map((p) => {
       const acc = accuracy(p, labels);
@@ -312,4 +326,11 @@ function isEvalSet(x: unknown): x is EvalSet {
 
 function checkSameClasses(a: readonly string[], b: readonly string[], what: string): void {
   if (!sameNames(a, b)) throw new IpclipError('ERR_MISMATCH', `${what} has classes [${a.join(', ')}] but the prompt has [${b.join(', ')}]`);
+}
+
+/** Batches of `batchSize` over the samples `[from, to)` of epoch 0 (an unshuffled loader: dataset order). */
+function* shardBatches(from: number, to: number, batchSize: number): Generator<Draw[]> {
+  for (let start = from; start < to; start += batchSize) {
+    yield Array.from({ length: Math.min(batchSize, to - start) }, (_, k) => ({ epoch: 0, index: start + k }));
+  }
 }

@@ -8,7 +8,7 @@ import { IpclipError, type IpclipErrorCode } from '../core/errors.js';
 const CODES: ReadonlySet<string> = new Set<IpclipErrorCode>([
   'ERR_INVALID_ARGUMENT', 'ERR_EMPTY_INPUT', 'ERR_FILE_NOT_FOUND', 'ERR_BAD_FILE', 'ERR_BAD_IMAGE', 'ERR_BAD_WEIGHTS',
   'ERR_MISMATCH', 'ERR_TEXT_TOO_LONG', 'ERR_NON_FINITE', 'ERR_DISPOSED', 'ERR_DEVICE', 'ERR_ADDON_MISSING', 'ERR_IO',
-  'ERR_ABORTED', 'ERR_NATIVE',
+  'ERR_ABORTED', 'ERR_NATIVE', 'ERR_DISTRIBUTED',
 ]);
 
 /**

@@ -154,6 +154,40 @@ export interface NativeAddon {
   readTorchCheckpoint(path: string): Promise<NativeTorchCheckpoint>;
   /** Rows of a CLIP's token embedding: ids [N, T] → [N, T, Wt] float32. */
   tokenEmbeddings(clip: NativeClipModel, ids: Int32Array, shape: number[]): Promise<Tensor>;
+  /** Joins a data-parallel job (native/binding/ProcessGroup.cpp): resolves once every rank has joined. */
+  createProcessGroup(opts: NativeProcessGroupOptions): Promise<NativeProcessGroup>;
+  /** The backends this build has (`gloo` with the gloo headers at build time, `nccl` with a CUDA libtorch). */
+  readonly distributedBackends: readonly string[];
+}
+
+/** What {@link NativeAddon.createProcessGroup} takes. */
+export interface NativeProcessGroupOptions {
+  backend: 'gloo' | 'nccl';
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutMs: number;
+}
+
+/**
+ * One rank's process group (c10d: TCPStore + Gloo or NCCL). Every call is a collective: every rank makes the
+ * same calls in the same order. Failures (a peer gone, the timeout) reject with `ERR_DISTRIBUTED`.
+ */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  /** The element-wise sum over ranks. */
+  allReduce(values: Float64Array): Promise<Float64Array>;
+  /** Every rank's values (the same length on every rank), in rank order. */
+  allGather(values: Float64Array): Promise<Float64Array[]>;
+  /** Rank `root`'s values (the same length on every rank). */
+  broadcast(values: Float64Array, root: number): Promise<Float64Array>;
+  barrier(): Promise<void>;
+  /** Leaves the job; later calls reject. */
+  close(): Promise<void>;
+  dispose(): void;
 }
 
 /** The raw result of `readTorchCheckpoint`: every tensor and scalar leaf with its key path from the root. */
@@ -258,6 +292,16 @@ export interface NativePromptModel {
   logits(images: Float32Array, shape: number[], opts?: { domain?: boolean; embeds?: boolean }):
     Promise<{ logits: FloatTensor; domain?: FloatTensor; embeds?: FloatTensor }>;
   bankUpdate(images: Float32Array, shape: number[], labels: Int32Array, which: 'authorized' | 'unauthorized'): Promise<{ logits: FloatTensor }>;
+  /**
+   * Data-parallel bank construction: this rank's slice of a global batch (`null`: none) is all-gathered with
+   * the other ranks' (rank order) and the bank takes the whole batch. A collective over the attached group.
+   */
+  bankUpdate(images: Float32Array | null, shape: number[] | null, labels: Int32Array, which: 'authorized' | 'unauthorized',
+    opts: { gather: true }): Promise<{ logits: FloatTensor }>;
+  /** Later steps all-reduce gradients, terms and the skip decision over `group` (null: one process again). */
+  attachGroup(group: NativeProcessGroup | null): Promise<void>;
+  /** Rank `root`'s prompt, enhancer and banks on every rank of the attached group (a collective). */
+  broadcastState(root: number): Promise<void>;
   resetBanks(): Promise<void>;
   step(imagesA: Float32Array, shapeA: number[], labelsA: Int32Array, imagesU: Float32Array, shapeU: number[], labelsU: Int32Array,
     opts: NativeStepOptions): Promise<NativeStepResult>;

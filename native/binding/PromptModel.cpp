@@ -4,6 +4,7 @@
 #include <cmath>
 #include <optional>
 
+#include "binding/ProcessGroup.h"
 #include "binding/addon_data.h"
 #include "binding/convert.h"
 #include "binding/register.h"
@@ -215,6 +216,8 @@ Napi::Function PromptModel::define(Napi::Env env) {
                       InstanceMethod<&PromptModel::gradients>("gradients"),
                       InstanceMethod<&PromptModel::optimizerState>("optimizerState"),
                       InstanceMethod<&PromptModel::setOptimizerState>("setOptimizerState"),
+                      InstanceMethod<&PromptModel::attachGroup>("attachGroup"),
+                      InstanceMethod<&PromptModel::broadcastState>("broadcastState"),
                       InstanceMethod("dispose", &PromptModel::dispose)});
 }
 
@@ -323,6 +326,32 @@ Napi::Value PromptModel::logits(const Napi::CallbackInfo& info) {
 Napi::Value PromptModel::bankUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = handle(env);
+  // bankUpdate(images | null, shape | null, labels, which, { gather: true }): data-parallel bank construction,
+  // this rank's slice (possibly none) of a global batch; every rank of the attached group makes the call.
+  if (info.Length() > 4 && info[4].IsObject() && optionBool(info[4].As<Napi::Object>(), "gather", false)) {
+    torch::Tensor images, labels;
+    if (!info[0].IsNull() && !info[0].IsUndefined()) {
+      images = imageBatchFrom(env, info[0], info[1], h->core->clip().config(), "bankUpdate");
+      labels = labelsFrom(env, info[2], images.size(0), h->core->numClasses(), "bankUpdate");
+    }
+    IPCLIP_CHECK_ARG(env, info[3].IsString(), "bankUpdate: which must be 'authorized' or 'unauthorized'");
+    auto which = info[3].As<Napi::String>().Utf8Value();
+    IPCLIP_CHECK_ARG(env, which == "authorized" || which == "unauthorized",
+                     "bankUpdate: which must be 'authorized' or 'unauthorized'");
+    auto rule = which == "authorized" ? BankRule::Authorized : BankRule::Unauthorized;
+    return queue<torch::Tensor>(
+        env, "ipclip.prompt.bankUpdate",
+        [images, labels, rule](PromptHandle& h) {
+          std::lock_guard<std::mutex> clipLock(h.clip->mutex);
+          auto logits = h.core->bankUpdateGathered(images, labels, rule);
+          return logits.defined() ? hostFloat(logits) : torch::zeros({0, h.core->numClasses()});
+        },
+        [](Napi::Env env, torch::Tensor& logits) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          o.Set("logits", toJsTensor(env, logits));
+          return o;
+        });
+  }
   auto images = imageBatchFrom(env, info[0], info[1], h->core->clip().config(), "bankUpdate");
   auto labels = labelsFrom(env, info[2], images.size(0), h->core->numClasses(), "bankUpdate");
   IPCLIP_CHECK_ARG(env, info.Length() > 3 && info[3].IsString(), "bankUpdate: which must be 'authorized' or 'unauthorized'");
@@ -548,6 +577,37 @@ Napi::Value PromptModel::setOptimizerState(const Napi::CallbackInfo& info) {
         if (lossScale) restored.setState(lossScale->first, lossScale->second);
         h.core->setOptimizerState(static_cast<int64_t>(steps), tensors);
         h.core->lossScale = restored;
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+// attachGroup(group | null) → Promise<void>: later steps all-reduce over `group` (null: a single process again).
+Napi::Value PromptModel::attachGroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  handle(env);
+  std::shared_ptr<ipclip::ProcessGroup> group;
+  if (info.Length() > 0 && !info[0].IsNull() && !info[0].IsUndefined())
+    group = ProcessGroup::unwrap(env, info[0])->handle(env)->group;
+  return queue<int>(
+      env, "ipclip.prompt.attachGroup",
+      [group](PromptHandle& h) {
+        h.core->group = group;
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+// broadcastState(root) → Promise<void>: rank root's prompt, enhancer and banks on every rank (a collective).
+Napi::Value PromptModel::broadcastState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  handle(env);
+  IPCLIP_CHECK_ARG(env, info.Length() > 0 && info[0].IsNumber(), "broadcastState: expected (root)");
+  const int root = info[0].As<Napi::Number>().Int32Value();
+  return queue<int>(
+      env, "ipclip.prompt.broadcastState",
+      [root](PromptHandle& h) {
+        h.core->broadcastState(root);
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });

@@ -47,6 +47,8 @@ class PromptModel : public BoundObject<PromptModel, PromptHandle> {
   Napi::Value gradients(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);
   Napi::Value setOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value attachGroup(const Napi::CallbackInfo& info);
+  Napi::Value broadcastState(const Napi::CallbackInfo& info);
 
   // Queues one training step (`run` does the numerics): keeps the gradients on the host when asked.
   template <typename Run>

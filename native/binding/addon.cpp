@@ -104,6 +104,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerPretrainer(env, exports);
   registerResample(env, exports);
   registerTorchReader(env, exports);
+  registerDistributed(env, exports);
   exports.Set("runtimeInfo", Napi::Function::New(env, runtimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, setThreads, "setThreads"));
   exports.Set("benchMatmul", Napi::Function::New(env, benchMatmul, "benchMatmul"));

@@ -8,6 +8,7 @@ struct AddonData {
   Napi::FunctionReference clipModel;
   Napi::FunctionReference promptModel;
   Napi::FunctionReference pretrainer;
+  Napi::FunctionReference processGroup;  // native/binding/ProcessGroup.cpp
 };
 
 inline AddonData& addonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

@@ -10,5 +10,6 @@ void registerPrompt(Napi::Env env, Napi::Object exports);      // native/binding
 void registerPretrainer(Napi::Env env, Napi::Object exports);  // native/binding/Pretrainer.cpp
 void registerResample(Napi::Env env, Napi::Object exports);    // native/binding/Resample.cpp
 void registerTorchReader(Napi::Env env, Napi::Object exports);  // native/binding/TorchReader.cpp
+void registerDistributed(Napi::Env env, Napi::Object exports);  // native/binding/ProcessGroup.cpp
 
 }  // namespace ipclip::binding

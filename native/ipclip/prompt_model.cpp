@@ -187,6 +187,7 @@ StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tenso
                             torch::cat(finite).all().to(torch::kFloat64).reshape({1})})
                     .to(torch::kCPU)
                     .contiguous();
+  if (group) report = reduceOverRanks(params, report, labelsA.size(0));
   const double* values = report.data_ptr<double>();
   result.loss = values[0];
   result.terms.setValues(values + 1);
@@ -202,6 +203,84 @@ StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tenso
   result.terms.total = torch::Tensor();
   result.terms.values = torch::Tensor();
   return result;
+}
+
+torch::Tensor PromptModel::reduceOverRanks(std::map<std::string, torch::Tensor>& params, const torch::Tensor& report,
+                                           int64_t batch) {
+  torch::NoGradGuard noGrad;
+  // One flat buffer, one all-reduce: each gradient × this rank's batch size, then [batch, batch × (total, 7
+  // terms), non-finite flag]. Divided by Σ batch it is the gradient (and the terms) of the global batch for
+  // every loss that is a mean over samples; the flag's sum says whether any rank saw a non-finite value.
+  const double n = static_cast<double>(batch);
+  std::vector<torch::Tensor> parts;
+  std::vector<std::string> names;
+  int64_t gradElements = 0;
+  for (auto& [name, p] : params) {
+    if (!p.grad().defined()) continue;
+    parts.push_back(p.grad().detach().reshape({-1}) * n);
+    names.push_back(name);
+    gradElements += p.grad().numel();
+  }
+  const auto dev = clip_->device();
+  auto tail = torch::cat({torch::full({1}, n, torch::kFloat64), report.narrow(0, 0, 8) * n,
+                          (1.0 - report.narrow(0, 8, 1))});
+  parts.push_back(tail.to(dev, dtype()));
+  auto flat = torch::cat(parts).contiguous();
+  group->allReduceSum(flat);
+  auto sums = flat.narrow(0, gradElements, 10).to(torch::kCPU, torch::kFloat64);
+  const double total = sums[0].item<double>();
+  auto grads = flat.narrow(0, 0, gradElements).div_(total);
+  int64_t at = 0;
+  for (const auto& name : names) {
+    auto& p = params.at(name);
+    p.mutable_grad().copy_(grads.narrow(0, at, p.grad().numel()).view_as(p.grad()));
+    at += p.grad().numel();
+    lastGradients[name] = p.grad().detach();
+  }
+  const bool finite = sums[9].item<double>() == 0 && allFinite(grads);
+  auto out = torch::cat({sums.narrow(0, 1, 8) / total, torch::full({1}, finite ? 1.0 : 0.0, torch::kFloat64)});
+  return out.contiguous();
+}
+
+void PromptModel::broadcastState(int root) {
+  if (!group) fail("ERR_INVALID_ARGUMENT", "broadcastState: no process group is attached");
+  torch::NoGradGuard noGrad;
+  std::vector<torch::Tensor> targets;
+  for (auto& [_, p] : trainable(true)) targets.push_back(p);
+  for (auto* t : {&bankA_.feats, &bankA_.conf, &bankU_.feats, &bankU_.conf}) targets.push_back(*t);
+  std::vector<torch::Tensor> flat;
+  for (auto& t : targets) flat.push_back(t.detach().reshape({-1}).to(torch::kCPU, torch::kFloat64));
+  auto all = torch::cat(flat).contiguous();
+  group->broadcast(all, root);
+  int64_t at = 0;
+  for (auto& t : targets) {
+    t.copy_(all.narrow(0, at, t.numel()).view(t.sizes()));
+    at += t.numel();
+  }
+  bankA_.invalidate();
+  bankU_.invalidate();
+}
+
+torch::Tensor PromptModel::bankUpdateGathered(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule) {
+  if (!group) fail("ERR_INVALID_ARGUMENT", "bankUpdate: gather needs an attached process group");
+  torch::NoGradGuard noGrad;
+  const auto D = clip_->config().embedDim;
+  torch::Tensor logits;
+  torch::Tensor rows = torch::zeros({0, D + classes_ + 1}, torch::TensorOptions().dtype(torch::kFloat64));
+  if (images.defined() && images.size(0) > 0) {
+    auto out = forwardFromFeatures(encodeVision(images));
+    logits = out.logits;
+    rows = torch::cat({out.embeds.to(torch::kCPU, torch::kFloat64), out.logits.to(torch::kCPU, torch::kFloat64),
+                       labels.to(torch::kCPU, torch::kFloat64).reshape({-1, 1})},
+                      1);
+  }
+  auto all = group->allGatherRows(rows.contiguous());
+  if (all.size(0) > 0) {
+    (rule == BankRule::Authorized ? bankA_ : bankU_)
+        .update(all.narrow(1, 0, D).to(dtype()), all.narrow(1, D, classes_).to(dtype()),
+                all.narrow(1, D + classes_, 1).reshape({-1}).to(torch::kLong), rule);
+  }
+  return logits;
 }
 
 std::map<std::string, torch::Tensor> PromptModel::state() {

@@ -10,6 +10,7 @@
 #include "clip/model.h"
 #include "ipclip/adam.h"
 #include "ipclip/banks.h"
+#include "ipclip/distributed.h"
 #include "ipclip/enhancer.h"
 #include "ipclip/feature_cache.h"
 #include "ipclip/loss_scale.h"
@@ -66,6 +67,10 @@ class PromptModel {
   // One batch of bank construction with the current prompt (no gradient). Returns the logits.
   torch::Tensor bankUpdate(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule);
   torch::Tensor bankUpdate(const VisionFeatures& features, const torch::Tensor& labels, BankRule rule);
+  // Data-parallel bank construction (every rank of `group` calls it once per global batch): this rank's slice
+  // of the batch (none: an undefined tensor) is all-gathered with the others' in rank order, and the bank takes
+  // the global batch by the single-process rule. Returns this slice's logits (undefined without images).
+  torch::Tensor bankUpdateGathered(const torch::Tensor& images, const torch::Tensor& labels, BankRule rule);
   void resetBanks();
   StepResult step(const torch::Tensor& imagesA, const torch::Tensor& labelsA, const torch::Tensor& imagesU,
                   const torch::Tensor& labelsU, const StepOptions& options);
@@ -79,6 +84,13 @@ class PromptModel {
   // Adam's state as "exp_avg.<name>" / "exp_avg_sq.<name>".
   std::map<std::string, torch::Tensor> optimizerState();
   void setOptimizerState(int64_t steps, const std::map<std::string, torch::Tensor>& tensors);
+
+  // Data parallelism: with a group attached, every step all-reduces (averages, weighted by each rank's batch
+  // size) the gradients, the loss terms and the skip decision in one call between backward and the update, so
+  // every rank makes the same update. Null: a single process.
+  std::shared_ptr<ProcessGroup> group;
+  // Rank `root`'s parameters (prompt, enhancer) and banks on every rank of `group`, in one broadcast.
+  void broadcastState(int root);
 
   int64_t numClasses() const { return classes_; }
   int64_t nCtx() const { return prompt_->nCtx(); }
@@ -106,6 +118,8 @@ class PromptModel {
 
  private:
   std::map<std::string, torch::Tensor> trainable(bool withEnhancer);
+  // The step's reduction over `group`: averages the gradients in place and returns the averaged report.
+  torch::Tensor reduceOverRanks(std::map<std::string, torch::Tensor>& params, const torch::Tensor& report, int64_t batch);
   torch::Tensor logitsFrom(const torch::Tensor& f, const torch::Tensor& text) const;
   StepResult stepFrom(const VisionFeatures& featA, const torch::Tensor& labelsA, const VisionFeatures& featU,
                       const torch::Tensor& labelsU, const StepOptions& options);

@@ -8,6 +8,7 @@ import type { TransformChoice } from '../../data/loader.js';
 import type { DomainDataset } from '../../data/dataset.js';
 import type { PromptModel } from '../prompt-model.js';
 import type { StreamPlan } from '../scenario.js';
+import type { DataParallel } from './distributed.js';
 import { streamLoader, type LoaderSettings, type StreamData } from './streams.js';
 
 /** How the bank passes run. */
@@ -18,6 +19,8 @@ export interface BankPassOptions {
   batchSize: number;
   loaders: LoaderSettings;
   signal?: AbortSignal;
+  /** Data parallelism: each rank encodes its slice of every bank batch; the bank takes all of them. */
+  group?: DataParallel;
 }
 
 /**
@@ -30,8 +33,10 @@ export async function buildBanks(prompt: PromptModel, data: StreamData, plan: St
   await prompt.resetBanks();
   const seeds = new Rng(opts.seed);
   const pass = async (dataset: DomainDataset, transform: TransformChoice, key: string, which: 'authorized' | 'unauthorized') => {
-    const loader = streamLoader(opts.loaders, dataset, transform, seeds.fork(key).seed, opts.batchSize, false);
+    const group = opts.group;
+    const loader = streamLoader(opts.loaders, dataset, transform, seeds.fork(key).seed, opts.batchSize * (group?.worldSize ?? 1), false);
     try {
+      if (group) return await gatheredPass(prompt, loader, group, which, opts.signal);
       for await (const b of loader.epoch(0)) {
         if (opts.signal?.aborted) throw new IpclipError('ERR_ABORTED', 'bank construction stopped on request');
         await prompt.exclusive('bank construction', (native) => native.bankUpdate(b.images.data, [...b.images.shape], b.labels, which));
@@ -42,4 +47,29 @@ export async function buildBanks(prompt: PromptModel, data: StreamData, plan: St
   };
   await pass(data.authorized, plan.authorized, 'bank/authorized', 'authorized');
   await pass(data.unauthorized, plan.unauthorized, 'bank/unauthorized', 'unauthorized');
+}
+
+/** A bank pass over ranks: every global batch is split over the ranks, encoded there and gathered into the bank. */
+async function gatheredPass(prompt: PromptModel, loader: ReturnType<typeof streamLoader>, group: DataParallel,
+  which: 'authorized' | 'unauthorized', signal: AbortSignal | undefined): Promise<void> {
+  const count = loader.batchesPerEpoch();
+  const slices = Array.from({ length: count }, (_, b) => group.shard(loader.drawsOf(0, b)));
+  const batches = loader.batches(slices.filter((s) => s.length > 0))[Symbol.asyncIterator]();
+  try {
+    for (const slice of slices) {
+      // Every rank takes the same decision here (the signal is local: a rank that stops leaves the others to
+      // fail with ERR_DISTRIBUTED at the next collective).
+      if (signal?.aborted) throw new IpclipError('ERR_ABORTED', 'bank construction stopped on request');
+      if (slice.length === 0) {
+        await prompt.exclusive('bank construction', (native) => native.bankUpdate(null, null, new Int32Array(0), which, { gather: true }));
+        continue;
+      }
+      const next = await batches.next();
+      if (next.done) throw new IpclipError('ERR_NATIVE', 'the bank loader ended early');
+      const b = next.value;
+      await prompt.exclusive('bank construction', (native) => native.bankUpdate(b.images.data, [...b.images.shape], b.labels, which, { gather: true }));
+    }
+  } finally {
+    await batches.return?.();
+  }
 }

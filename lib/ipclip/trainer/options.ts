@@ -6,6 +6,7 @@ import { check } from '../../core/errors.js';
 import { assertNonEmptyString, assertNonNegativeInteger, assertOneOf, assertPositiveInteger, assertPositiveNumber, is, show } from '../../core/is.js';
 import { resolveScenario, type ProtectionScenario, type ResolvedScenario, type Scenario } from '../scenario.js';
 import { PRESETS, type Preset } from '../schedule.js';
+import type { DataParallel, DistributedOptions } from './distributed.js';
 import type { TrainProgress } from './run-state.js';
 import { resolveValidation, type EarlyStoppingOptions, type EpochEndAction, type EpochEndInfo, type ValidationData, type ValidationSettings } from './validation.js';
 import { resolvePairing, type Pairing } from './streams.js';
@@ -88,6 +89,13 @@ export interface TrainerOptions {
    * metrics compare the protected prompt with a reference trained on the same kind of images.
    */
   referenceFor?: ProtectionScenario;
+  /**
+   * Data-parallel training over several processes (lib/ipclip/trainer/distributed.ts): this process's rank of
+   * the job, or `'env'` for torchrun's variables. `batchSize` is then per rank: the run is the single-process run
+   * with batches of `worldSize · batchSize`. A joined {@link DataParallel} is used as it is and left open (to
+   * evaluate over the same ranks afterwards). Default: one process.
+   */
+  distributed?: DistributedOptions | 'env' | DataParallel;
 }
 
 /**

@@ -17,6 +17,7 @@ import { bankStreams, stepLoss, withoutRandomCrop, type ResolvedScenario } from 
 import { learningRate } from '../schedule.js';
 import type { FloatTensor, ImageTensor } from '../../core/tensor.js';
 import { buildBanks } from './banks.js';
+import { DataParallel, checkShardable, resolveDistributed, type ResolvedDistributed } from './distributed.js';
 import { FeatureCache } from './feature-cache.js';
 import { resolveTrainerOptions, type ResolvedTrainerOptions, type TrainerHooks, type TrainerOptions } from './options.js';
 import { RunState, checkResumable, type StepTerms, type TrainProgress } from './run-state.js';
@@ -121,6 +122,9 @@ export class IPTrainer {
   private bestState: { epoch: number; state: Record<string, FloatTensor> } | null = null;
   /** What data the current fit uses (recorded in checkpoints, compared on resume). */
   private runRecord?: RunRecord;
+  /** Data parallelism (lib/ipclip/trainer/distributed.ts): the job to join, and the group while a fit runs. */
+  private readonly distributed: ResolvedDistributed | DataParallel | null;
+  private dp: DataParallel | null = null;
 
   /** @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options or something other than a {@link PromptModel}. */
   constructor(readonly prompt: PromptModel, opts: TrainerOptions) {
@@ -131,6 +135,7 @@ export class IPTrainer {
     this.options = r.options;
     this.scenario = r.scenario;
     this.hooks = r.hooks;
+    this.distributed = opts.distributed instanceof DataParallel ? opts.distributed : resolveDistributed(opts.distributed);
   }
 
   /** Optimiser updates done (the next step's iteration). */
@@ -173,6 +178,7 @@ export class IPTrainer {
     await buildBanks(this.prompt, streams, plan, {
       seed: this.options.seed, batchSize: this.options.bankBatchSize, loaders: this.loaders,
       ...(opts.signal ?? this.hooks.signal ? { signal: opts.signal ?? this.hooks.signal } : {}),
+      ...(this.dp ? { group: this.dp } : {}),
     });
   }
 
@@ -240,7 +246,7 @@ export class IPTrainer {
     check(!this.busy, 'fit: this trainer is already running');
     this.busy = true;
     try {
-      const result = await this.run(data, opts.signal ?? this.hooks.signal);
+      const result = await this.withGroup(() => this.run(data, opts.signal ?? this.hooks.signal));
       return { ...result, skippedImages: this.runRecord?.skippedImages ?? [] };
     } finally {
       this.busy = false;
@@ -255,9 +261,10 @@ export class IPTrainer {
     this.runRecord = runRecordOf(this.options.scenario, streams.authorized, ownU ? streams.unauthorized : undefined);
     throwIfAborted(signal, 'training');
     const seeds = this.streamSeeds;
-    const aLoader = streamLoader(this.loaders, streams.authorized, plan.authorized, seeds.authorized, this.options.batchSize, true, true);
+    const globalBatch = this.options.batchSize * (this.dp?.worldSize ?? 1); // each rank takes its slice of it
+    const aLoader = streamLoader(this.loaders, streams.authorized, plan.authorized, seeds.authorized, globalBatch, true, true);
     // U: its own dataset or the authorized images, in U's own shuffle (unused when paired).
-    const uLoader = streamLoader(this.loaders, streams.unauthorized, plan.unauthorized, seeds.unauthorized, this.options.batchSize, true, true);
+    const uLoader = streamLoader(this.loaders, streams.unauthorized, plan.unauthorized, seeds.unauthorized, globalBatch, true, true);
     try {
       const schedule = new StreamSchedule(aLoader, uLoader, this.options.pairing);
       const perEpoch = schedule.perEpoch;
@@ -266,8 +273,10 @@ export class IPTrainer {
       const dir = this.hooks.checkpointDir;
       const file = dir ? join(dir, CHECKPOINT_FILE) : undefined;
       let resumedFrom: number | null = null;
-      if (file && existsSync(file)) {
-        await this.restore(file, total);
+      const resume = file !== undefined && existsSync(file);
+      if (this.dp) await this.agreeOnRun(aLoader, streams, total, resume);
+      if (resume) {
+        await this.restore(file!, total);
         this.totalIterations = total;
         resumedFrom = this.iteration;
         // A run whose patience had run out stays stopped (its history says so).
@@ -284,6 +293,7 @@ export class IPTrainer {
           await this.writeCheckpoint(file, total);
         }
       }
+      if (this.dp) await this.prompt.exclusive('broadcastState', (native) => native.broadcastState(0)); // rank 0's parameters and banks everywhere
       const started = Date.now();
       const startIt = this.iteration;
       const finish = (e: number, terms: StepTerms, lr: number) =>
@@ -303,8 +313,8 @@ export class IPTrainer {
         return await result();
       }
       // Both loaders prefetch along the same step plan, from the step this session starts at.
-      const aBatches = aLoader.batches(map(schedule.steps(startIt, total), (s) => s.a))[Symbol.asyncIterator]();
-      const uBatches = uLoader.batches(map(schedule.steps(startIt, total), (s) => s.u))[Symbol.asyncIterator]();
+      const aBatches = aLoader.batches(map(schedule.steps(startIt, total), (s) => this.mine(s.a)))[Symbol.asyncIterator]();
+      const uBatches = uLoader.batches(map(schedule.steps(startIt, total), (s) => this.mine(s.u)))[Symbol.asyncIterator]();
       try {
         while (this.iteration < total && this.stopRequested === null) {
           const it = this.iteration;
@@ -336,11 +346,12 @@ export class IPTrainer {
       if (v.restoreBest && bestEpoch(this.history)?.epoch === epoch) {
         this.bestState = { epoch, state: await this.prompt.state() };
         const dir = this.hooks.checkpointDir;
-        if (dir) await this.prompt.save(join(dir, BEST_FILE));
+        if (dir && (this.dp?.rank ?? 0) === 0) await this.prompt.save(join(dir, BEST_FILE)); // over ranks: rank 0's copy
       }
     }
     const action = await this.hooks.onEpochEnd?.({ epoch, epochs: this.options.epochs, record, best: bestEpoch(this.history) });
-    if (action === 'stop') this.stopRequested = 'callback';
+    // Over ranks: a callback that stops on any rank stops every rank at this epoch's end.
+    if (this.dp ? await this.dp.any(action === 'stop') : action === 'stop') this.stopRequested = 'callback';
     if (v.earlyStopping && earlyStopDue(this.history, v.earlyStopping)) this.stopRequested = 'early-stopping';
   }
 
@@ -382,7 +393,8 @@ export class IPTrainer {
       });
     }
     const every = this.options.checkpointEvery;
-    const aborted = signal?.aborted === true;
+    // Over ranks every one stops after the same step (an abort on any rank stops all): one tiny all-reduce.
+    const aborted = this.dp ? await this.dp.any(signal?.aborted === true) : signal?.aborted === true;
     if (file && (endOfEpoch || aborted || (every > 0 && this.iteration % every === 0))) await this.writeCheckpoint(file, total);
     if (aborted) {
       throw new IpclipError('ERR_ABORTED', `training stopped on request after iteration ${this.iteration} of ${total}` +
@@ -419,7 +431,7 @@ export class IPTrainer {
       while (this.iteration < total && this.stopRequested === null) {
         const it = this.iteration;
         const draws = schedule.at(it);
-        const idxA = Int32Array.from(draws.a, (d) => d.index), idxU = Int32Array.from(draws.u, (d) => d.index);
+        const idxA = Int32Array.from(this.mine(draws.a), (d) => d.index), idxU = Int32Array.from(this.mine(draws.u), (d) => d.index);
         const labelsA = Int32Array.from(idxA, (i) => streams.authorized.samples[i]!.label);
         const labelsU = Int32Array.from(idxU, (i) => streams.unauthorized.samples[i]!.label);
         const lr = this.learningRate(it, perEpoch);
@@ -437,6 +449,13 @@ export class IPTrainer {
   }
 
   private async writeCheckpoint(file: string, total: number): Promise<void> {
+    // Data parallelism: rank 0 writes, every rank waits at a barrier until the file is in place.
+    if (this.dp && this.dp.rank !== 0) return this.dp.barrier();
+    await this.writeCheckpointFile(file, total);
+    if (this.dp) await this.dp.barrier();
+  }
+
+  private async writeCheckpointFile(file: string, total: number): Promise<void> {
     const optim = await this.prompt.exclusive('optimizerState', (native) => native.optimizerState());
     const training = this.state.trainingMeta(this.options, total, {
       optimizerStep: optim.step, dtype: this.clip.info.dtype, streamSeeds: this.streamSeeds,
@@ -446,6 +465,41 @@ export class IPTrainer {
       state: await this.prompt.state(),
       optimizer: optim.tensors,
       meta: { ...this.prompt.metadata(), training, ...(this.runRecord ? { run: this.runRecord } : {}) },
+    });
+  }
+
+  /** This rank's slice of a global batch (all of it in a single process). */
+  private mine<T>(draws: readonly T[]): readonly T[] {
+    return this.dp ? this.dp.shard(draws) : draws;
+  }
+
+  /** Runs `fn` as a member of the data-parallel job when the options name one: joined, attached, then left. */
+  private async withGroup<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.distributed) return fn();
+    const given = this.distributed instanceof DataParallel; // the caller's group: left open for it
+    const dp = given ? this.distributed as DataParallel : await DataParallel.join(this.distributed as ResolvedDistributed);
+    try {
+      await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(dp.group));
+      this.dp = dp;
+      return await fn();
+    } finally {
+      this.dp = null;
+      await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(null)).catch(() => undefined);
+      if (!given) await dp.close();
+    }
+  }
+
+  /** Refuses (ERR_MISMATCH) a job whose ranks would train different runs, before anything is trained. */
+  private async agreeOnRun(loader: { batchesPerEpoch(): number; batchRange(b: number): [number, number] }, streams: StreamData,
+    total: number, resume: boolean): Promise<void> {
+    checkShardable(loader, this.dp!.worldSize);
+    const labels = (d: StreamData['authorized']) => `${d.length}:${d.samples.map((s) => s.label).join(',')}`;
+    await this.dp!.agree({
+      'CLIP fingerprint': this.clip.info.fingerprint, 'class list': JSON.stringify(this.prompt.classNames),
+      seed: String(this.options.seed), 'prompt seed': String(this.prompt.seed), dtype: this.clip.info.dtype,
+      settings: JSON.stringify(this.options), iterations: String(total),
+      data: `${labels(streams.authorized)}|${labels(streams.unauthorized)}`,
+      'checkpoint found': String(resume),
     });
   }
 
