@@ -94,10 +94,12 @@ describe('a reduced protection benchmark on SynthDomains with the shipped CLIP',
   let dir: string;
   let clip: Clip;
   let result: BenchmarkResult;
+  let root: string;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'ipclip-benchmark-'));
     const synth = await generateSynthDomains({ out: join(dir, 'synth'), perClass: 12, seed: 0, size: 64 });
+    root = synth.root;
     clip = await Clip.load(SHIPPED);
     result = await runProtectionBenchmark({
       clip, data: synth.root, authorized: 'photo', unauthorized: 'sketch', others: ['sketch', 'clipart'],
@@ -125,6 +127,24 @@ describe('a reduced protection benchmark on SynthDomains with the shipped CLIP',
     expect(result.runs).toHaveLength(1);
     expect(result.runs[0]!.sets.photo!.n).toBeGreaterThan(0);
   });
+
+  it('scenarios share a reference only when their authorized stream and recipe are the same', async () => {
+    // Target-specified and ownership train their reference on the clean authorized images with the same recipe:
+    // one reference for both. Target-free, given a recipe of its own (no feature cache), trains its own reference
+    // that way too; before the fix it was handed the cached-feature reference of target-specified.
+    const references: string[] = [];
+    const r = await runProtectionBenchmark({
+      clip, data: root, authorized: 'photo', unauthorized: 'sketch', others: ['sketch'],
+      scenarios: ['target-specified', 'ownership', 'target-free'], seeds: [1],
+      recipe: { 'target-specified': { epochs: 1 }, ownership: { epochs: 1 }, 'target-free': { epochs: 1, featureCache: false } },
+      onProgress: (e) => { if (e.stage === 'reference' && !e.training) references.push(e.scenario); },
+    });
+    expect(references).toEqual(['target-specified', 'target-free']);
+    expect(r.scenarios.map((s) => s.recipe.featureCache)).toEqual([true, true, false]);
+    // The shared reference scores the same on photo in both scenarios that use it.
+    const photo = (s: string) => r.runs.find((x) => x.scenario === s)!.sets.photo!.reference;
+    expect(photo('ownership')).toBe(photo('target-specified'));
+  }, 600_000);
 
   it('writes benchmark.json and a self-contained HTML page with a bar per set and model, a dot per seed and the checks', async () => {
     const files = await writeBenchmark(join(dir, 'out'), result);

@@ -272,8 +272,8 @@ function targetsFor(scenario: ProtectionScenario, t: BenchmarkOptions['targets']
  * Runs every scenario on every seed: per seed, the domains are split (the seed draws the split), zero-shot CLIP is
  * scored, the unprotected reference (CE on the scenario's authorized stream only) and the protected prompt are
  * trained with the same recipe and seed, and the three are scored on the scenario's sets. A reference is shared by
- * the scenarios of a seed whose authorized streams are the same (target-specified, target-free and ownership all
- * train on the clean authorized images).
+ * the scenarios of a seed whose authorized streams and recipes are the same (target-specified, target-free and
+ * ownership all train on the clean authorized images; a scenario given a recipe of its own trains its own).
  * @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options, `ERR_ABORTED` when `signal` fires, data and native errors.
  * @category Evaluation
  */
@@ -338,8 +338,8 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
           });
           return model;
         };
-        // Scenarios whose reference trains on the same authorized stream share it.
-        const refKey = JSON.stringify(trainingStreams(REFERENCE_SCENARIO, scenario).authorized);
+        // Scenarios whose reference trains on the same authorized stream with the same recipe share it.
+        const refKey = JSON.stringify([trainingStreams(REFERENCE_SCENARIO, scenario).authorized, recipe]);
         let reference = references.get(refKey);
         if (!reference) {
           progress('reference');
