@@ -9,6 +9,7 @@ import type { Clip } from '../clip/clip.js';
 import { SPLIT_RULE, inTrainingSplit, type BadImage, type DomainDataset, type SplitInfo } from '../data/dataset.js';
 import { IpclipError, check } from '../core/errors.js';
 import { sameNames } from '../core/is.js';
+import { argmaxRows, clipLogits } from '../clip/similarity.js';
 import { BatchLoader, type Draw } from '../data/loader.js';
 import { shardRange, type DataParallel } from './trainer/distributed.js';
 import {
@@ -260,34 +261,11 @@ export class Evaluator {
     return { results };
   }
 
-  /** Zero-shot CLIP: argmax over classes of ⟨image embedding, normalised text embedding⟩. */
+  /** Zero-shot CLIP: argmax over classes of the cosine of image and text embeddings (lib/clip/similarity.ts). */
   private async zeroShotPredictor(classNames: readonly string[]): Promise<Predictor> {
     const texts = classNames.map((c) => this.template.replaceAll('{}', c.replace(/_/g, ' ')));
-    const t = await this.clip.encodeText(texts);
-    const [c, d] = t.shape as [number, number];
-    const text = Float32Array.from(t.data);
-    for (let j = 0; j < c; j++) {
-      let s = 0;
-      for (let k = 0; k < d; k++) s += text[j * d + k]! ** 2;
-      const norm = Math.sqrt(s) || 1;
-      for (let k = 0; k < d; k++) text[j * d + k]! /= norm;
-    }
-    return async (images) => {
-      const f = await this.clip.encodeImage(images);
-      const n = f.shape[0]!;
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        let best = 0;
-        let bestScore = -Infinity;
-        for (let j = 0; j < c; j++) {
-          let s = 0;
-          for (let k = 0; k < d; k++) s += f.data[i * d + k]! * text[j * d + k]!;
-          if (s > bestScore) { bestScore = s; best = j; }
-        }
-        out[i] = best;
-      }
-      return out;
-    };
+    const text = await this.clip.encodeText(texts);
+    return async (images) => argmaxRows(clipLogits(await this.clip.encodeImage(images), text, 1));
   }
 }
 
