@@ -46,7 +46,7 @@ describe.skipIf(!HAVE_SHARED)('ipclip train: validation, early stopping, --resto
     expect(r.stderr).toMatch(/30 training images \(10 held out for validation\)/);
     expect(res.validationSplit).toBe(0.25);
     for (const h of res.history) {
-      expect(h.validation.score).toBeCloseTo(h.validation.authorized - h.validation.unauthorized, 12);
+      expect(h.validation.score).toBeCloseTo(h.validation.authorized - Math.max(0, h.validation.unauthorized - 0.1), 12);
       expect(h.validation.authorized).toBeGreaterThanOrEqual(0);
     }
     expect(r.stderr).toMatch(/epoch 1\/4: validation photo \d+\.\d%, sketch \d+\.\d%, score/);

@@ -80,12 +80,14 @@ describe('the early-stopping rule and the best epoch (hand-computed)', () => {
     expect(earlyStopDue(history([0.1, 0.12, 0.14]), rule(2, 0.05))).toBe(true);
   });
 
-  it('the best epoch is the highest score, the earliest of equals; the score is A − U except for a reference', () => {
+  it('the best epoch is the highest score, the earliest of equals; the score is A − (U above chance) except for a reference', () => {
     expect(bestEpoch(history([0.2, 0.5, 0.5, 0.1]))).toEqual({ epoch: 1, score: 0.5 });
     expect(bestEpoch(history([null, null]))).toBeNull();
-    expect(validationScore(0.9, 0.2, false)).toBeCloseTo(0.7, 12);
-    expect(validationScore(0.9, 0.2, true)).toBe(0.9);
-    expect(validationScore(0.9, null, false)).toBe(0.9);
+    // Chance 0.1: U above it costs what it is above; at or below it costs nothing.
+    expect(validationScore(0.9, 0.3, false, 0.1)).toBeCloseTo(0.7, 12);
+    expect(validationScore(0.9, 0.05, false, 0.1)).toBe(0.9);
+    expect(validationScore(0.9, 0.3, true, 0.1)).toBe(0.9);
+    expect(validationScore(0.9, null, false, 0.1)).toBe(0.9);
   });
 });
 
@@ -147,7 +149,8 @@ describe.skipIf(!HAVE_SHARED)('validation during IPTrainer.fit', () => {
     const result = await trainer.fit(data());
     expect(result.history.map((h) => h.epoch)).toEqual([0, 1, 2]);
     result.history.forEach((h, e) => {
-      expect(h.validation).toEqual({ authorized: independent[e]![0], unauthorized: independent[e]![1], score: independent[e]![0]! - independent[e]![1]! });
+      const [a, u] = independent[e]! as [number, number];
+      expect(h.validation).toEqual({ authorized: a, unauthorized: u, score: a - Math.max(0, u - 1 / 3) });
     });
     expect(seen.map((s) => s.epoch)).toEqual([0, 1, 2]);
     // The best so far after each epoch is the arg-max of the scores up to it.

@@ -89,8 +89,8 @@ A finished run goes on for more epochs with a larger --epochs and --extend (the 
 schedule of the longer run from where it stopped).
 
 --validation-split x holds out a share x of each class of the training split(s) (by --seed) and scores the prompt
-on it after every epoch: the authorized accuracy minus the unauthorized one (the authorized one alone for a
-reference or when the scenario has no U domain of its own). The test splits are never used for this. With
+on it after every epoch: the authorized accuracy minus how far the unauthorized one is above chance (the
+authorized one alone for a reference or when the scenario has no U domain of its own). The test splits are never used for this. With
 --early-stopping n the run stops after n epochs without a better score; with --restore-best the best epoch is
 the prompt written (best.safetensors keeps it too). If the last authorized validation accuracy ends more than 5
 points below zero-shot CLIP on the same images, a warning says that training made the classifier worse.

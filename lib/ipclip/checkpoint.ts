@@ -55,7 +55,10 @@ export interface EpochValidation {
   authorized: number;
   /** Null when the run had no unauthorized validation data. */
   unauthorized: number | null;
-  /** Higher is better: authorized − unauthorized for a protection scenario, else the authorized accuracy. */
+  /**
+   * Higher is better: authorized − max(0, unauthorized − chance) for a protection scenario, else the authorized
+   * accuracy.
+   */
   score: number;
 }
 

@@ -100,12 +100,13 @@ export function resolveValidation(opts: { validation?: ValidationData; earlyStop
 }
 
 /**
- * The score an epoch is chosen by, higher is better: for a protection scenario the authorized accuracy minus the
- * unauthorized one (it must keep the first and lose the second), for a reference, or without unauthorized data,
- * the authorized accuracy.
+ * The score an epoch is chosen by, higher is better: for a protection scenario the authorized accuracy minus how
+ * far the unauthorized one stays above chance (it must keep the first and bring the second down to chance; lower
+ * than chance protects no better, and on a small validation set it is one or two images), for a reference, or
+ * without unauthorized data, the authorized accuracy.
  */
-export function validationScore(authorized: number, unauthorized: number | null, isReference: boolean): number {
-  return unauthorized === null || isReference ? authorized : authorized - unauthorized;
+export function validationScore(authorized: number, unauthorized: number | null, isReference: boolean, chance: number): number {
+  return unauthorized === null || isReference ? authorized : authorized - Math.max(0, unauthorized - chance);
 }
 
 /** Scores `prompt` on the validation data, as the scenario's test sets are scored. */
@@ -114,7 +115,7 @@ export async function validate(prompt: PromptModel, data: ValidationData, scenar
   const a = isDataset(data.authorized) ? { dataset: data.authorized, watermark: scenario.evaluation.authorized.watermark } : data.authorized;
   const authorized = (await evaluator.evaluateSet(prompt, a)).accuracy;
   const unauthorized = data.unauthorized === undefined ? null : (await evaluator.evaluateSet(prompt, data.unauthorized)).accuracy;
-  return { authorized, unauthorized, score: validationScore(authorized, unauthorized, scenario.descriptor.referenceOf !== null) };
+  return { authorized, unauthorized, score: validationScore(authorized, unauthorized, scenario.descriptor.referenceOf !== null, 1 / prompt.numClasses) };
 }
 
 /**
