@@ -211,6 +211,16 @@ export interface LossWeights {
   mse: number;
   entropy: number;
   kl: number;
+  /**
+   * The attack suite's terms on the authorized batch alone (native/ipclip/losses.h), read with or without an
+   * unauthorized batch: CE_A's weight (default 1), the mean prediction entropy, the batch-diversity term
+   * Σ_c p̄_c log p̄_c, and KL(q ‖ p) towards {@link NativeStepOptions.distillTargets} (default 0). With any of
+   * these present, the six above default to 0.
+   */
+  ceA?: number;
+  entropyA?: number;
+  diversityA?: number;
+  distillA?: number;
 }
 
 /** Options of the native training step. */
@@ -235,6 +245,8 @@ export interface NativeStepOptions {
    * is false). Training steps leave them on the device: no copy, no wait for a GPU.
    */
   keepGradients?: boolean;
+  /** Soft targets `[B, C]` of the authorized batch for the `distillA` term (rows summing to 1). */
+  distillTargets?: FloatTensor;
 }
 
 /**
