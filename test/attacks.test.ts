@@ -7,6 +7,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attackCommand } from '../lib/cli/attack.js';
+import { UsageError, parseCommand } from '../lib/cli/args.js';
 import { Clip } from '../lib/clip/clip.js';
 import { Rng } from '../lib/core/rng.js';
 import { DomainDataset } from '../lib/data/dataset.js';
@@ -404,4 +406,17 @@ describe('ownership under attack', () => {
       owned.dispose();
     }
   }, 600_000);
+});
+
+describe('ipclip attack flags', () => {
+  const io = { stdout: process.stdout, stderr: process.stderr };
+  const run = (argv: string[]) => attackCommand.run(parseCommand(attackCommand, argv), io as never);
+
+  it('refuses a missing prompt, an unknown attack and bad budgets as usage errors, before any model work', async () => {
+    await expect(run(['--data', '.'])).rejects.toThrow(UsageError);
+    await expect(run(['--prompt', 'package.json', '--data', '.', '--attacks', 'style,bogus'])).rejects.toThrow(/unknown attack 'bogus'/);
+    await expect(run(['--prompt', 'package.json', '--data', '.', '--target-fractions', '0.1,2'])).rejects.toThrow(/target-fractions/);
+    await expect(run(['--prompt', 'package.json', '--data', '.', '--style-k', '0'])).rejects.toThrow(/style-k/);
+    await expect(run(['--prompt', 'package.json', '--data', '.', '--fourier-beta', '0.7'])).rejects.toThrow(/fourier-beta/);
+  });
 });
