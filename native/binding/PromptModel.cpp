@@ -92,6 +92,22 @@ Napi::Value stepResultToJs(Napi::Env env, StepResult& r) {
   return out;
 }
 
+// The optional authorized-batch weights of the attack suite (losses.h): ceA (default 1), entropyA, diversityA,
+// distillA (default 0), each a finite number when present.
+void authorizedWeightsFrom(Napi::Env env, Napi::Object o, LossWeights& w) {
+  auto read = [&](const char* key, double& into) {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined()) return;
+    IPCLIP_CHECK_ARG(env, x.IsNumber() && std::isfinite(x.As<Napi::Number>().DoubleValue()),
+                     std::string("step: lossWeights.") + key + " must be a finite number");
+    into = x.As<Napi::Number>().DoubleValue();
+  };
+  read("ceA", w.ceA);
+  read("entropyA", w.entropyA);
+  read("diversityA", w.diversityA);
+  read("distillA", w.distillA);
+}
+
 // lossWeights: { ceU, ceSelf, ceCross, mse, entropy, kl } (each a finite number) and optionally the attack suite's ceA,
 // entropyA, diversityA, distillA (losses.h); no other key.
 LossWeights lossWeightsFrom(Napi::Env env, Napi::Value v) {
@@ -119,21 +135,6 @@ LossWeights lossWeightsFrom(Napi::Env env, Napi::Value v) {
   return out;
 }
 
-// The optional authorized-batch weights of the attack suite (losses.h): ceA (default 1), entropyA, diversityA,
-// distillA (default 0), each a finite number when present.
-void authorizedWeightsFrom(Napi::Env env, Napi::Object o, LossWeights& w) {
-  auto read = [&](const char* key, double& into) {
-    Napi::Value x = o.Get(key);
-    if (x.IsUndefined()) return;
-    IPCLIP_CHECK_ARG(env, x.IsNumber() && std::isfinite(x.As<Napi::Number>().DoubleValue()),
-                     std::string("step: lossWeights.") + key + " must be a finite number");
-    into = x.As<Napi::Number>().DoubleValue();
-  };
-  read("ceA", w.ceA);
-  read("entropyA", w.entropyA);
-  read("diversityA", w.diversityA);
-  read("distillA", w.distillA);
-}
 
 // The options object shared by step, stepFeatures and stepCached. The scenario arrives as data: whether the step
 // has an unauthorized batch at all, and its loss weights (required then).
