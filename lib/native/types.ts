@@ -211,12 +211,15 @@ export interface LossWeights {
   mse: number;
   entropy: number;
   kl: number;
-  /**
-   * The attack suite's terms on the authorized batch alone (native/ipclip/losses.h), read with or without an
-   * unauthorized batch: CE_A's weight (default 1), the mean prediction entropy, the batch-diversity term
-   * Σ_c p̄_c log p̄_c, and KL(q ‖ p) towards {@link NativeStepOptions.distillTargets} (default 0). With any of
-   * these present, the six above default to 0.
-   */
+}
+
+/**
+ * The attack suite's loss weights (lib/ipclip/attacks; native/ipclip/losses.h): any of the six above (absent: 0)
+ * and terms on the authorized batch alone, read with or without an unauthorized batch: CE_A's weight (default 1),
+ * the mean prediction entropy, the batch-diversity term Σ_c p̄_c log p̄_c, and KL(q ‖ p) towards
+ * {@link NativeStepOptions.distillTargets} (default 0).
+ */
+export interface AttackLossWeights extends Partial<LossWeights> {
   ceA?: number;
   entropyA?: number;
   diversityA?: number;
@@ -233,7 +236,7 @@ export interface NativeStepOptions {
    */
   unauthorized?: boolean;
   /** Required unless `unauthorized` is false. */
-  lossWeights?: LossWeights;
+  lossWeights?: LossWeights | AttackLossWeights;
   lr: number;
   weightDecay?: number;
   /** false: loss and gradients only, no Adam step. */

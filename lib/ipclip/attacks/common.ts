@@ -11,7 +11,7 @@ import { Rng } from '../../core/rng.js';
 import type { FloatTensor, ImageTensor, Tensor } from '../../core/tensor.js';
 import type { DomainDataset } from '../../data/dataset.js';
 import { BatchLoader } from '../../data/loader.js';
-import type { NativeLossWeights, NativeStepOptions } from '../../native/types.js';
+import type { AttackLossWeights, NativeStepOptions } from '../../native/types.js';
 import { accuracy } from '../metrics.js';
 import { PromptModel } from '../prompt-model.js';
 
@@ -208,7 +208,7 @@ export interface TrainLoop {
   weightDecay: number;
   seed: number;
   /** The step's loss weights on the one (authorized-side) batch; undefined: plain CE (the reference's step). */
-  weights?: Partial<NativeLossWeights>;
+  weights?: AttackLossWeights;
   signal?: AbortSignal;
   onStep?: (step: number) => void;
 }
@@ -273,7 +273,7 @@ export async function trainAttack(prompt: PromptModel, data: TrainData, validati
     const labels = Int32Array.from(idx, (i) => train.labels[i]!);
     const opts: NativeStepOptions = {
       unauthorized: false, lr: loop.lr, weightDecay: loop.weightDecay,
-      ...(loop.weights ? { lossWeights: loop.weights as NativeLossWeights } : {}),
+      ...(loop.weights ? { lossWeights: loop.weights } : {}),
     };
     if (soft && loop.weights?.distillA) {
       const t = new Float32Array(idx.length * classes);
