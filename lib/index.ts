@@ -87,6 +87,13 @@ export {
   type BenchmarkOptions, type BenchmarkRecipe, type BenchmarkTargets, type BenchmarkProgress, type BenchmarkResult,
   type BenchmarkRun, type BenchmarkSetScore, type BenchmarkCheck, type BenchmarkScenarioSummary, type Spread,
 } from './ipclip/benchmark.js';
+// --- Attacks ----------------------------------------------------------------------------------------------------------
+export {
+  runAttacks, resolveBudgets, recoveredFraction, ATTACK_FAMILIES, DEFAULT_BUDGETS, SELECTION_RULE, RECOVERY_REFERENCE,
+  adain, fourierSwap, histogramMatch, styleTarget, disguise, STYLE_METHODS,
+  type AttackFamily, type AttackBudgets, type AttackRow, type AttackReport, type AttackProgress, type AttackAccuracy,
+  type RunAttacksOptions, type SplitPair, type StyleMethod, type StyleTarget,
+} from './ipclip/attacks/index.js';
 export {
   accuracy, confusionMatrix, macroF1, protectionMetrics, ownershipEvidence, binomialTestGreater, binomialTestLess,
   type ProtectionMetrics, type OwnershipEvidence, type Tally,

@@ -89,7 +89,8 @@ describe.skipIf(!HAVE_SHARED)('custom loss weights in the native step', () => {
     const bad: unknown[] = [
       undefined, null, 3, 'weights', [0, 0, 0, 0, 0, 0], missing,
       { ...ZERO, kl: Number.NaN }, { ...ZERO, mse: Number.POSITIVE_INFINITY }, { ...ZERO, entropy: '1' },
-      { ...ZERO, ceA: 1 }, // CE_A's weight is 1 by definition: an extra key is a mistake, not ignored
+      { ...ZERO, ceB: 1 }, // an unknown key is a mistake, not ignored (ceA, entropyA, diversityA, distillA are the attack suite's)
+      { ...ZERO, ceA: '1' }, { ...ZERO, distillA: Number.NaN },
     ];
     for (const lossWeights of bad) {
       expect(await codeOf(step({ preset: 'paper', lossWeights })), JSON.stringify(lossWeights) ?? String(lossWeights)).toBe('ERR_INVALID_ARGUMENT');

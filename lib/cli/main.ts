@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { IpclipError } from '../core/errors.js';
 import { UsageError, commandHelp, parseCommand, type Command, type Io } from './args.js';
 import { PACKAGE_ROOT } from './common.js';
+import { attackCommand } from './attack.js';
 import { benchmarkCommand } from './benchmark.js';
 import { demoCommand } from './demo.js';
 import { evalCommand, verifyOwnershipCommand } from './evaluate.js';
@@ -28,7 +29,7 @@ export const EXIT = { ok: 0, failure: 1, usage: 2, interrupted: EXIT_INTERRUPTED
  * @category Command line
  */
 export const COMMANDS: readonly Command[] = [
-  demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, classifyCommand, verifyOwnershipCommand, infoCommand, synthCommand,
+  demoCommand, benchmarkCommand, trainCommand, evalCommand, predictCommand, classifyCommand, verifyOwnershipCommand, attackCommand, infoCommand, synthCommand,
   pretrainCommand, buildCommand, importReleaseCommand, convertCommand,
 ];
 

@@ -213,6 +213,19 @@ export interface LossWeights {
   kl: number;
 }
 
+/**
+ * The attack suite's loss weights (lib/ipclip/attacks; native/ipclip/losses.h): any of the six above (absent: 0)
+ * and terms on the authorized batch alone, read with or without an unauthorized batch: CE_A's weight (default 1),
+ * the mean prediction entropy, the batch-diversity term Σ_c p̄_c log p̄_c, and KL(q ‖ p) towards
+ * {@link NativeStepOptions.distillTargets} (default 0).
+ */
+export interface AttackLossWeights extends Partial<LossWeights> {
+  ceA?: number;
+  entropyA?: number;
+  diversityA?: number;
+  distillA?: number;
+}
+
 /** Options of the native training step. */
 export interface NativeStepOptions {
   /** The entropy's numerics (paper's or the release's). Default `paper`. */
@@ -223,7 +236,7 @@ export interface NativeStepOptions {
    */
   unauthorized?: boolean;
   /** Required unless `unauthorized` is false. */
-  lossWeights?: LossWeights;
+  lossWeights?: LossWeights | AttackLossWeights;
   lr: number;
   weightDecay?: number;
   /** false: loss and gradients only, no Adam step. */
@@ -235,6 +248,8 @@ export interface NativeStepOptions {
    * is false). Training steps leave them on the device: no copy, no wait for a GPU.
    */
   keepGradients?: boolean;
+  /** Soft targets `[B, C]` of the authorized batch for the `distillA` term (rows summing to 1). */
+  distillTargets?: FloatTensor;
 }
 
 /**

@@ -23,6 +23,7 @@ export {
   type ReportData, type ReportDomain, type DomainRole, type ReportPoint, type ReportRun, type ReportSample, type ReportMetrics,
 } from './report/report.js';
 export { renderBenchmarkPage, writeBenchmark } from './report/benchmark-page.js';
+export { renderAttackPage, renderAttackSection, writeAttackReport } from './report/attack-section.js';
 
 // --- Demo and progress ----------------------------------------------------------------------------------------------
 export { runDemo, DEMO_DOMAINS, type DemoOptions, type DemoResult, type DemoSet } from './demo.js';

@@ -92,10 +92,27 @@ Napi::Value stepResultToJs(Napi::Env env, StepResult& r) {
   return out;
 }
 
-// lossWeights: { ceU, ceSelf, ceCross, mse, entropy, kl }, each a finite number, no other key.
+// The optional authorized-batch weights of the attack suite (losses.h): ceA (default 1), entropyA, diversityA,
+// distillA (default 0), each a finite number when present.
+void authorizedWeightsFrom(Napi::Env env, Napi::Object o, LossWeights& w) {
+  auto read = [&](const char* key, double& into) {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined()) return;
+    IPCLIP_CHECK_ARG(env, x.IsNumber() && std::isfinite(x.As<Napi::Number>().DoubleValue()),
+                     std::string("step: lossWeights.") + key + " must be a finite number");
+    into = x.As<Napi::Number>().DoubleValue();
+  };
+  read("ceA", w.ceA);
+  read("entropyA", w.entropyA);
+  read("diversityA", w.diversityA);
+  read("distillA", w.distillA);
+}
+
+// lossWeights: { ceU, ceSelf, ceCross, mse, entropy, kl } (each a finite number) and optionally the attack suite's ceA,
+// entropyA, diversityA, distillA (losses.h); no other key.
 LossWeights lossWeightsFrom(Napi::Env env, Napi::Value v) {
-  static const char* const keys[] = {"ceU", "ceSelf", "ceCross", "mse", "entropy", "kl"};
-  const std::string expected = "step: lossWeights must be { ceU, ceSelf, ceCross, mse, entropy, kl } of finite numbers";
+  static const char* const keys[] = {"ceU", "ceSelf", "ceCross", "mse", "entropy", "kl", "ceA", "entropyA", "diversityA", "distillA"};
+  const std::string expected = "step: lossWeights must be { ceU, ceSelf, ceCross, mse, entropy, kl } of finite numbers (optionally ceA, entropyA, diversityA, distillA; with any of those the first six default to 0)";
   IPCLIP_CHECK_ARG(env, v.IsObject() && !v.IsArray(), expected);
   auto o = v.As<Napi::Object>();
   auto names = o.GetPropertyNames();
@@ -105,14 +122,19 @@ LossWeights lossWeightsFrom(Napi::Env env, Napi::Value v) {
                      expected + " (unknown key '" + name + "')");
   }
   double w[6];
+  const bool needAll = !o.Has("ceA") && !o.Has("entropyA") && !o.Has("diversityA") && !o.Has("distillA");
   for (int i = 0; i < 6; ++i) {
+    if (!needAll && o.Get(keys[i]).IsUndefined()) { w[i] = 0; continue; }  // attack weights: the rest default to 0
     Napi::Value x = o.Get(keys[i]);
     IPCLIP_CHECK_ARG(env, x.IsNumber() && std::isfinite(x.As<Napi::Number>().DoubleValue()),
                      expected + " ('" + keys[i] + "' is " + (x.IsUndefined() ? "missing" : "not a finite number") + ")");
     w[i] = x.As<Napi::Number>().DoubleValue();
   }
-  return {w[0], w[1], w[2], w[3], w[4], w[5]};
+  LossWeights out{w[0], w[1], w[2], w[3], w[4], w[5]};
+  authorizedWeightsFrom(env, o, out);
+  return out;
 }
+
 
 // The options object shared by step, stepFeatures and stepCached. The scenario arrives as data: whether the step
 // has an unauthorized batch at all, and its loss weights (required then).
@@ -122,6 +144,12 @@ StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
   opts.unauthorized = optionBool(o, "unauthorized", true);
   if (opts.unauthorized || (o.Has("lossWeights") && !o.Get("lossWeights").IsUndefined()))
     opts.weights = lossWeightsFrom(env, o.Get("lossWeights"));
+  if (o.Has("distillTargets") && !o.Get("distillTargets").IsUndefined()) {
+    Napi::Value t = o.Get("distillTargets");
+    IPCLIP_CHECK_ARG(env, t.IsObject(), "step: distillTargets must be { data: Float32Array, shape: [B, C] }");
+    auto to = t.As<Napi::Object>();
+    opts.weights.distillTargets = floatTensorFrom(env, to.Get("data"), to.Get("shape"), "distillTargets");
+  }
   opts.lr = optionNumber(o, "lr", 0.01);
   opts.weightDecay = optionNumber(o, "weightDecay", 5e-4);
   opts.update = optionBool(o, "update", true);

@@ -31,13 +31,37 @@ torch::Tensor entropyOfficial(const torch::Tensor& z) {
   return -(p * torch::log(p + 1e-8)).sum(-1).mean();
 }
 
+// The authorized-batch terms (see LossWeights), added only when weighted, so default steps are bit for bit as before.
+torch::Tensor authorizedTerms(const torch::Tensor& zA, const LossWeights& w) {
+  torch::Tensor total;
+  auto add = [&](const torch::Tensor& t) { total = total.defined() ? total + t : t; };
+  auto logp = torch::log_softmax(zA, -1);
+  if (w.entropyA != 0) add(w.entropyA * -(logp.exp() * logp).sum(-1).mean());
+  if (w.diversityA != 0) {
+    auto mean = logp.exp().mean(0);
+    add(w.diversityA * (mean * torch::log(mean.clamp_min(1e-12))).sum());
+  }
+  if (w.distillA != 0) {
+    if (!w.distillTargets.defined() || w.distillTargets.dim() != 2 || w.distillTargets.size(0) != zA.size(0) ||
+        w.distillTargets.size(1) != zA.size(1))
+      fail("ERR_INVALID_ARGUMENT", "step: distillA needs distillTargets of shape [" + std::to_string(zA.size(0)) + ", " +
+                                       std::to_string(zA.size(1)) + "] (the batch's soft targets)");
+    auto q = w.distillTargets.to(zA.options());
+    add(w.distillA * (q * (torch::log(q.clamp_min(1e-12)) - logp)).sum(-1).mean());
+  }
+  return total;
+}
+
 }  // namespace
 
 LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights& w, Preset preset) {
   LossTerms out;
   auto ceA = F::cross_entropy(in.zA, in.yA);
+  auto extra = authorizedTerms(in.zA, w);
+  auto weightedA = w.ceA == 1 ? ceA : w.ceA * ceA;
+  if (extra.defined()) weightedA = weightedA + extra;
   if (!unauthorized) {
-    out.total = ceA;
+    out.total = weightedA;
     auto zero = torch::zeros({6}, ceA.options().dtype(torch::kFloat64));
     out.values = torch::cat({ceA.detach().to(torch::kFloat64).reshape({1}), zero});
     return out;
@@ -53,7 +77,7 @@ LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights
   auto kl = ((logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0))).to(in.textA.scalar_type());
   auto ent = preset == Preset::Official ? entropyOfficial(in.zU) : entropyPaper(in.zU);
 
-  out.total = ceA + w.ceU * clamp5(ceU) + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
+  out.total = weightedA + w.ceU * clamp5(ceU) + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
               w.mse * clamp5(mse) + w.entropy * ent + w.kl * kl;
   // No .item() here: on a GPU each would wait for the device. The caller copies `values` once.
   std::vector<torch::Tensor> values;

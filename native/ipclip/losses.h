@@ -12,10 +12,18 @@ enum class Preset { Paper, Official };
 
 Preset parsePreset(const std::string& s);  // throws ERR_INVALID_ARGUMENT
 
-// The weight of each term beside CE_A (whose weight is 1): total = CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5)
-// + ceCross·min(CE_cross,5) + mse·min(MSE,5) + entropy·H + kl·KL.
+// The weight of each term: total = ceA·CE_A + ceU·min(CE_U,5) + ceSelf·min(CE_self,5) + ceCross·min(CE_cross,5)
+// + mse·min(MSE,5) + entropy·H(z_U) + kl·KL + entropyA·H(z_A) + diversityA·D(z_A) + distillA·KL(q‖p_A).
+// The last three act on the authorized batch alone and are read in both modes (with and without an unauthorized
+// batch); they are the attack suite's unlabelled objectives (lib/ipclip/attacks): H(z_A) = mean over the batch of
+// the Shannon entropy of softmax(z_A); D(z_A) = Σ_c p̄_c log p̄_c with p̄ = the batch mean of softmax(z_A) (minus
+// the marginal's entropy: a positive weight pushes the batch's predictions apart, as SHOT's diversity term);
+// KL(q‖p_A) = mean over the batch of Σ_c q_c (log q_c − log p_c) against given soft targets q [B,C]
+// (`distillTargets`, required when distillA ≠ 0). Defaults leave every existing step unchanged.
 struct LossWeights {
   double ceU = 0, ceSelf = 0, ceCross = 0, mse = 0, entropy = 0, kl = 0;
+  double ceA = 1, entropyA = 0, diversityA = 0, distillA = 0;
+  torch::Tensor distillTargets;  // [B,C] rows summing to 1, or undefined
 };
 
 struct LossInputs {
@@ -34,8 +42,9 @@ struct LossTerms {
   void setValues(const double* v) { ceA = v[0]; ceU = v[1]; ceSelf = v[2]; ceCross = v[3]; mse = v[4]; kl = v[5]; entropy = v[6]; }
 };
 
-// With `unauthorized` false: CE_A only (the unprotected reference), the other terms reported as 0 and the other
-// inputs undefined; `weights` is then not read.
+// With `unauthorized` false: ceA·CE_A plus the authorized-batch terms (by default CE_A only: the unprotected
+// reference), the other terms reported as 0 and the other inputs undefined; only ceA, entropyA, diversityA and
+// distillA of `weights` are read then.
 LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights& weights, Preset preset);
 
 }  // namespace ipclip
