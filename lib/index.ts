@@ -29,7 +29,7 @@ export {
   readSafetensors, writeSafetensors,
   type SafetensorsContent, type SafetensorsTensor, type SafetensorsDtype, type TensorData, type TensorToWrite,
 } from './io/safetensors.js';
-export { convertToSafetensors, type ConversionResult } from './io/convert.js';
+export { convertToSafetensors, type ConversionResult, type ConvertOptions } from './io/convert.js';
 
 // --- Images -----------------------------------------------------------------------------------------------------------
 // Decoding and CLIP preprocessing; the augmentations are chosen by name (TransformSpec).

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Clip } from '../lib/clip/clip.js';
 import { convertToSafetensors } from '../lib/io/convert.js';
 import { readSafetensors } from '../lib/io/safetensors.js';
 import { ensureDist } from './helpers/dist.js';
@@ -34,14 +35,38 @@ describe.skipIf(!HAVE_SHARED)('convert', () => {
     expect(readdirSync(dir)).toEqual(['release.safetensors']); // no temporary file left beside it
   });
 
-  it('refuses a TorchScript archive saying what to do, and a file that is not torch.save, writing nothing', async () => {
+  it('refuses a TorchScript archive unless asked (naming the option), and a file that is not torch.save, writing nothing', async () => {
     const out = join(dir, 'ts.safetensors');
-    await expect(convertToSafetensors(CLIP_TINY.torchscript, out)).rejects.toMatchObject({ code: 'ERR_BAD_FILE', message: expect.stringMatching(/TorchScript.*Clip\.load/) });
+    await expect(convertToSafetensors(CLIP_TINY.torchscript, out)).rejects.toMatchObject({ code: 'ERR_BAD_FILE', message: expect.stringMatching(/TorchScript.*torchScript: true.*--torchscript/) });
     const junk = join(dir, 'junk.pt');
     writeFileSync(junk, 'not a checkpoint');
     await expect(convertToSafetensors(junk, out)).rejects.toMatchObject({ code: 'ERR_BAD_FILE' });
     expect(existsSync(out)).toBe(false);
     await expect(convertToSafetensors(junk, junk)).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
+
+  it("with torchScript: true, OpenAI's TorchScript archive becomes OpenAI safetensors: the fixture's own tensors, the same CLIP", async () => {
+    const out = join(dir, 'from-torchscript.safetensors');
+    const r = await convertToSafetensors(CLIP_TINY.torchscript, out, { torchScript: true });
+    expect(r.reader).toBe('torchscript');
+    const got = await readSafetensors(out);
+    const want = await readSafetensors(CLIP_TINY.openaiSafetensors);
+    // Every tensor of the fixture's safetensors export (made from the same model) is in the archive, unchanged.
+    for (const [name, t] of Object.entries(want.tensors)) {
+      expect(got.tensors[name], name).toBeDefined();
+      expect(got.tensors[name]!.shape, name).toEqual(t.shape);
+      expect(Array.from(got.tensors[name]!.data as Float32Array), name).toEqual(Array.from(t.data as Float32Array));
+    }
+    const [a, b] = [await Clip.load(out), await Clip.load(CLIP_TINY.torchscript)];
+    try {
+      expect(a.info.fingerprint).toBe(b.info.fingerprint);
+      const ids = { data: Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i)), shape: [2, 3, 32, 32] };
+      const [ea, eb] = [await a.encodeImage(ids), await b.encodeImage(ids)];
+      expect(Array.from(ea.data)).toEqual(Array.from(eb.data));
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
   });
 
   it('ipclip convert writes the file and refuses to overwrite without --force', () => {

@@ -21,6 +21,22 @@ export interface ConversionResult {
   widened: string[];
   /** Tensors of the file left out (outside the state dict: optimiser state and the like). */
   dropped: number;
+  /** How the file was read: the restricted `torch.save` reader, or libtorch's TorchScript loader (`torchScript`). */
+  reader: 'restricted' | 'torchscript';
+}
+
+/**
+ * Options of {@link convertToSafetensors}.
+ * @category CLIP
+ */
+export interface ConvertOptions {
+  /**
+   * Also convert a TorchScript archive (`torch.jit.save`, as OpenAI ships CLIP) by reading its parameters and
+   * buffers with libtorch's TorchScript loader, the one `Clip.load` uses for such files: no Python runs and none of
+   * its methods is called, but its pickles are unpickled and its code compiled, so the file must come from a
+   * source you trust. Default false: a TorchScript archive is refused, naming this option.
+   */
+  torchScript?: boolean;
 }
 
 /** The raw little-endian bytes of one tensor as a typed array of its dtype (F16/BF16 widened). */
@@ -50,19 +66,25 @@ function typed(data: Buffer, dtype: string, name: string): TensorData {
  * pickle), `ERR_BAD_WEIGHTS` (no tensors, duplicate names), `ERR_INVALID_ARGUMENT` (`out` is the input), `ERR_IO`.
  * @category CLIP
  */
-export async function convertToSafetensors(file: string, out: string): Promise<ConversionResult> {
+export async function convertToSafetensors(file: string, out: string, options: ConvertOptions = {}): Promise<ConversionResult> {
   check(typeof file === 'string' && file.length > 0 && typeof out === 'string' && out.length > 0, 'convertToSafetensors: expected (input, output) paths');
   check(resolve(file) !== resolve(out), 'convertToSafetensors: the output must be another file than the input');
+  check(options !== null && typeof options === 'object', 'convertToSafetensors: options must be an object');
+  check(options.torchScript === undefined || typeof options.torchScript === 'boolean', 'convertToSafetensors: torchScript must be a boolean');
   let raw;
+  let reader: ConversionResult['reader'] = 'restricted';
   try {
     raw = await callNative(() => loadNative().readTorchCheckpoint(file));
   } catch (err) {
-    if (err instanceof IpclipError && err.code === 'ERR_BAD_FILE' && /TorchScript/.test(err.message)) {
-      throw new IpclipError('ERR_BAD_FILE', `${file} is a TorchScript archive (torch.jit.save, as OpenAI ships CLIP), which ipclip ` +
-        'reads only by running libtorch\'s TorchScript loader: load it directly with Clip.load / --clip (from a trusted source), ' +
-        'or export its state_dict() with torch.save and convert that', { cause: err });
+    if (!(err instanceof IpclipError && err.code === 'ERR_BAD_FILE' && /TorchScript/.test(err.message))) throw err;
+    if (options.torchScript !== true) {
+      throw new IpclipError('ERR_BAD_FILE', `${file} is a TorchScript archive (torch.jit.save, as OpenAI ships CLIP): converting it means ` +
+        'reading it with libtorch\'s TorchScript loader, which trusts the file (no Python runs, but its pickles are unpickled and its ' +
+        'code compiled). If it comes from a source you trust, pass torchScript: true (ipclip convert --torchscript), or load it ' +
+        'directly with Clip.load / --clip', { cause: err });
     }
-    throw err;
+    raw = await callNative(() => loadNative().readTorchScriptArchive(file));
+    reader = 'torchscript';
   }
   const nested = raw.tensors.some((t) => t.path[0] === 'state_dict' && t.path.length >= 2);
   const picked = raw.tensors.filter((t) => (nested ? t.path[0] === 'state_dict' && t.path.length >= 2 : true));
@@ -78,5 +100,5 @@ export async function convertToSafetensors(file: string, out: string): Promise<C
     tensors[name] = { data: typed(t.data, t.dtype, name), shape: [...t.shape] };
   });
   await writeSafetensors(out, tensors, { format: 'pt' });
-  return { tensors: picked.length, widened, dropped: raw.tensors.length - picked.length };
+  return { tensors: picked.length, widened, dropped: raw.tensors.length - picked.length, reader };
 }

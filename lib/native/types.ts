@@ -152,6 +152,8 @@ export interface NativeAddon {
   resizeBicubic(data: Uint8Array, width: number, height: number, outWidth: number, outHeight: number, threads?: number): Promise<Buffer>;
   /** A torch.save file through the torch-free restricted unpickler (native/binding/TorchReader.cpp). */
   readTorchCheckpoint(path: string): Promise<NativeTorchCheckpoint>;
+  /** The parameters and buffers of a TorchScript archive (libtorch's loader: a trusted file), one path element each. */
+  readTorchScriptArchive(path: string): Promise<NativeTorchCheckpoint>;
   /** Rows of a CLIP's token embedding: ids [N, T] → [N, T, Wt] float32. */
   tokenEmbeddings(clip: NativeClipModel, ids: Int32Array, shape: number[]): Promise<Tensor>;
   /** Joins a data-parallel job (native/binding/ProcessGroup.cpp): resolves once every rank has joined. */

@@ -237,6 +237,8 @@ int64_t countLayers(const StateDict& sd, const std::string& prefix) {
 
 }  // namespace
 
+StateDict readTorchScriptArchive(const std::string& path) { return readTorchScript(path); }
+
 LoadedWeights readClipWeights(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail("ERR_FILE_NOT_FOUND", path + ": no such file or directory");

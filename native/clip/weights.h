@@ -34,6 +34,11 @@ struct LoadedWeights {
 // ERR_BAD_WEIGHTS) with a message naming the file and the problem.
 LoadedWeights readClipWeights(const std::string& path);
 
+// Every parameter and buffer of a TorchScript archive under its module path (CPU, source dtype), read with
+// libtorch's TorchScript loader: the archive is trusted (nothing of it is run, but its pickles are unpickled and
+// its code compiled). For `ipclip convert`. Throws ERR_BAD_FILE for anything torch::jit::load refuses.
+StateDict readTorchScriptArchive(const std::string& path);
+
 // The architecture from tensor shapes: layers counted from attention weights, patch size from the conv
 // kernel, resolution from the positional table, heads = width/64 and QuickGELU unless a config said otherwise.
 ClipConfig inferClipConfig(const LoadedWeights& w);
