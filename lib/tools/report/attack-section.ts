@@ -4,12 +4,8 @@
  * recovery reference. {@link renderAttackSection} is the section alone (for a larger report);
  * {@link renderAttackPage} wraps it in a page; {@link writeAttackReport} writes attack.json and attack.html.
  */
-import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { IpclipError } from '../../core/errors.js';
-import { writeFileAtomic } from '../../core/fs.js';
 import { ATTACK_FAMILIES, type AttackReport, type AttackRow } from '../../ipclip/attacks/index.js';
-import { REPORT_CSS } from './report.js';
+import { REPORT_CSS, writeJsonAndPage } from './report.js';
 import { barChart, esc } from './svg.js';
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${(100 * x).toFixed(1)}`);
@@ -92,13 +88,5 @@ ${renderAttackSection(r)}
  * @category Report
  */
 export async function writeAttackReport(dir: string, r: AttackReport): Promise<{ json: string; html: string }> {
-  const out = { json: resolve(dir, 'attack.json'), html: resolve(dir, 'attack.html') };
-  try {
-    await mkdir(dirname(out.json), { recursive: true });
-  } catch (err) {
-    throw new IpclipError('ERR_IO', `cannot write the attack report into ${dir}: ${(err as Error).message}`, { cause: err });
-  }
-  await writeFileAtomic(out.json, `${JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`, 'the attack report');
-  await writeFileAtomic(out.html, renderAttackPage(r), 'the attack page');
-  return out;
+  return writeJsonAndPage(dir, 'attack', 'attack report', r, renderAttackPage(r));
 }

@@ -3,12 +3,8 @@
  * bar chart of the mean accuracy per set with ±1 std error bars and one dot per seed, the table of mean ± std,
  * the metrics, and every target check per seed.
  */
-import { mkdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { IpclipError } from '../../core/errors.js';
-import { writeFileAtomic } from '../../core/fs.js';
 import type { BenchmarkResult, BenchmarkScenarioSummary, Spread } from '../../ipclip/benchmark.js';
-import { REPORT_CSS } from './report.js';
+import { REPORT_CSS, writeJsonAndPage } from './report.js';
 import { esc, percentGrid } from './svg.js';
 
 const COLOURS = { zeroShot: '#9aa5b1', reference: '#3e7cb1', protected: '#e07a1f' } as const;
@@ -131,13 +127,5 @@ ${result.scenarios.map((s) => scenarioSection(result, s)).join('\n')}
  * @category Report
  */
 export async function writeBenchmark(dir: string, result: BenchmarkResult): Promise<{ json: string; html: string }> {
-  const out = { json: resolve(dir, 'benchmark.json'), html: resolve(dir, 'benchmark.html') };
-  try {
-    await mkdir(dirname(out.json), { recursive: true });
-  } catch (err) {
-    throw new IpclipError('ERR_IO', `cannot write the benchmark into ${dir}: ${(err as Error).message}`, { cause: err });
-  }
-  await writeFileAtomic(out.json, `${JSON.stringify(result, null, 2)}\n`, 'the benchmark');
-  await writeFileAtomic(out.html, renderBenchmarkPage(result), 'the benchmark page');
-  return out;
+  return writeJsonAndPage(dir, 'benchmark', 'benchmark', result, renderBenchmarkPage(result));
 }

@@ -285,6 +285,23 @@ ${settings}
  * Writes {@link renderReport}'s HTML to `file` (folders created; written to a temporary file, then renamed).
  * @category Report
  */
+/**
+ * Writes `<name>.json` (`json`; non-finite numbers become null) and `<name>.html` into `dir`, each atomically: the
+ * shape of the benchmark's and the attack suite's outputs. `what` names them in errors.
+ */
+export async function writeJsonAndPage(dir: string, name: string, what: string, json: unknown, html: string): Promise<{ json: string; html: string }> {
+  const out = { json: resolve(dir, `${name}.json`), html: resolve(dir, `${name}.html`) };
+  try {
+    await mkdir(dirname(out.json), { recursive: true });
+  } catch (err) {
+    throw new IpclipError('ERR_IO', `cannot write the ${what} into ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  // JSON.stringify writes NaN and ±Infinity as null.
+  await writeFileAtomic(out.json, `${JSON.stringify(json, null, 2)}\n`, `the ${what}`);
+  await writeFileAtomic(out.html, html, `the ${what} page`);
+  return out;
+}
+
 export async function writeReport(file: string, data: ReportData): Promise<string> {
   const html = renderReport(data);
   const target = resolve(file);
