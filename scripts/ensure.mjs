@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Makes a clone ready to run (used by `npm test`, `npm run demo`, `npm run bench`), idempotently and quickly when
 // everything is in place:
-//   1. Debian packages: libtorch-dev libopenblas-dev libgloo-dev cmake g++ ccache ninja-build, and chromium (the HTML report
+//   1. Debian packages: libtorch-dev libopenblas-dev libgloo-dev libdnnl-dev cmake g++ ccache ninja-build, and chromium (the HTML report
 //      test renders with it) unless IPCLIP_NO_BROWSER=1 or --no-browser. Installed with apt-get when root (or via
 //      sudo); otherwise the exact command is printed and the script fails.
 //   2. `npm ci` when node_modules is missing or older than package-lock.json.
@@ -34,7 +34,7 @@ const have = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ign
 
 // 1. System packages ------------------------------------------------------------------------------------------------
 const forBench = args.has('--bench');
-const packages = ['libtorch-dev', 'libopenblas-dev', 'libgloo-dev', 'cmake', 'g++', 'ccache', 'ninja-build', ...(withBrowser ? ['chromium'] : []),
+const packages = ['libtorch-dev', 'libopenblas-dev', 'libgloo-dev', 'libdnnl-dev', 'cmake', 'g++', 'ccache', 'ninja-build', ...(withBrowser ? ['chromium'] : []),
   ...(forBench ? ['python3-torch'] : [])];
 if (have('dpkg-query')) {
   const missing = packages.filter((p) => {

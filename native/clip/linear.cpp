@@ -22,22 +22,50 @@ LinearKernel parseLinearKernel(const std::string& s) {
 }
 
 bool usesOneDnn(const torch::Tensor& x, const torch::Tensor& w, LinearKernel kernel) {
-  return kernel == LinearKernel::OneDnn && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 &&
-         w.scalar_type() == torch::kFloat32 && at::hasMKLDNN();
+  const auto t = x.scalar_type();
+  return kernel == LinearKernel::OneDnn && x.device().is_cpu() && (t == torch::kFloat32 || t == torch::kBFloat16) &&
+         w.scalar_type() == t && at::hasMKLDNN();
 }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, LinearKernel kernel) {
-  if (!usesOneDnn(x, w, kernel)) return torch::nn::functional::linear(x, w, b);
-  // oneDNN's inner product takes a 2-D input in its own layout and returns its own layout: one copy in, one out.
-  // The weight stays a dense tensor: libtorch 1.13 offers no prepacked (blocked) linear weight, and its backward
-  // needs the dense one. oneDNN reorders it to its blocked layout inside the call (N·K floats, small against the
-  // M·N·K of the product at the towers' row counts).
+torch::Tensor quickGelu(const torch::Tensor& h) {
+  if (torch::GradMode::is_enabled() && h.requires_grad()) return h * torch::sigmoid(1.702 * h);
+  // The same values, bit for bit, when no backward needs the intermediates (inference, the frozen vision tower):
+  // s = 1.702·h, σ(s) in place, times h in place.
+  auto s = h.mul(1.702);
+  s.sigmoid_();
+  return s.mul_(h);
+}
+
+namespace {
+
+bool frozen(const torch::Tensor& t) { return !t.defined() || !t.requires_grad() || !torch::GradMode::is_enabled(); }
+
+torch::Tensor unpackedLinear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, LinearKernel kernel) {
+  if (!usesOneDnn(x, w, kernel) || x.scalar_type() != torch::kFloat32) return torch::nn::functional::linear(x, w, b);
+  // libtorch's oneDNN inner product takes a 2-D input in its own layout and returns its own layout: one copy in,
+  // one out. The weight stays a dense tensor (libtorch 1.13 offers no prepacked linear weight, and its backward needs
+  // the dense one), so oneDNN reorders it to its blocked layout inside every call.
   const auto K = x.size(-1);
   auto sizes = x.sizes().vec();
   sizes.back() = w.size(0);
   auto in = x.reshape({-1, K}).contiguous().to_mkldnn();
   auto y = b.defined() ? at::mkldnn_linear(in, w, b) : at::mkldnn_linear(in, w);
   return y.to_dense().view(sizes);
+}
+
+}  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b, LinearKernel kernel,
+                     LinearPack* pack, Epilogue epilogue) {
+  if (pack && packedLinearAvailable() && usesOneDnn(x, w, kernel) && w.is_contiguous() && frozen(w) && frozen(b) &&
+      (!b.defined() || b.is_contiguous())) {
+    if (!pack->packed || !pack->packed->matches(w, b)) pack->packed = std::make_shared<PackedLinear>(w, b);
+    const bool needsGrad = torch::GradMode::is_enabled() && x.requires_grad();
+    if (!needsGrad || epilogue == Epilogue::None) return packedLinear(pack->packed, x, epilogue);
+    return quickGelu(packedLinear(pack->packed, x, Epilogue::None));  // its backward needs the pre-activation
+  }
+  auto y = unpackedLinear(x, w, b, kernel);
+  return epilogue == Epilogue::QuickGelu ? quickGelu(y) : y;
 }
 
 const CpuFeatures& cpuFeatures() {

@@ -44,9 +44,20 @@ static void requireFiniteImages(const torch::Tensor& images) {
 
 VisionOutput VisionTransformerImpl::forward(const torch::Tensor& images, const VisionRequest& request) {
   requireFiniteImages(images);
-  auto x = conv1->forward(images.to(proj.scalar_type()));  // [B,W,g,g]
+  const auto pixels = images.to(proj.scalar_type());
+  torch::Tensor x;
+  const auto& w = conv1->weight;                          // [W,3,P,P]
+  if (packedLinearAvailable() && usesOneDnn(pixels, w, kernel) && (!torch::GradMode::is_enabled() || !w.requires_grad())) {
+    // The patch embedding is a product: each P×P patch's 3P² pixels times the [W,3P²] weight. As one packed oneDNN
+    // product it ran 3–4× faster than libtorch's oneDNN convolution with a P×P kernel and stride P (ViT-B/32,
+    // batch 16: 36 ms).
+    const auto B = pixels.size(0), P = w.size(2), g = pixels.size(2) / P;
+    auto patches = pixels.view({B, 3, g, P, g, P}).permute({0, 2, 4, 1, 3, 5}).reshape({B, g * g, 3 * P * P});
+    x = linear(patches, w.view({w.size(0), -1}), {}, kernel, &patchPack);  // [B,g²,W]
+  } else {
+    x = conv1->forward(pixels).flatten(2).transpose(1, 2);  // [B,W,g,g] → [B,g²,W]
+  }
   const auto B = x.size(0);
-  x = x.flatten(2).transpose(1, 2);                        // [B,g²,W]
   auto cls = class_embedding.to(x.scalar_type()).view({1, 1, -1}).expand({B, 1, x.size(2)});
   x = torch::cat({cls, x}, 1) + positional_embedding.to(x.scalar_type());  // [B,T,W]
   x = layerNorm(*ln_pre, x);
@@ -77,6 +88,7 @@ ClipImpl::ClipImpl(const ClipConfig& c) : config_(c) {
 void ClipImpl::setLinearKernel(LinearKernel kernel) {
   linearKernel_ = kernel;
   for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* v = m->as<VisionTransformerImpl>()) v->kernel = kernel;
     if (auto* a = m->as<AttentionImpl>()) a->kernel = kernel;
     if (auto* mlp = m->as<MlpImpl>()) mlp->kernel = kernel;
   }

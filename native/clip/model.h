@@ -36,6 +36,8 @@ class VisionTransformerImpl : public torch::nn::Module {
   Transformer transformer{nullptr};
   torch::nn::LayerNorm ln_post{nullptr};
   torch::Tensor proj;                  // [W,D]
+  LinearKernel kernel = LinearKernel::Blas;  // the engine of the patch embedding as a product (clip/linear.h)
+  LinearPack patchPack;                      // conv1's weight as [W,3P²], packed on first use
 
  private:
   VisionConfig config_;

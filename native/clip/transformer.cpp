@@ -27,7 +27,7 @@ AttentionImpl::AttentionImpl(int64_t width, int64_t heads) : heads_(heads) {
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> AttentionImpl::project(const torch::Tensor& x) {
   const auto B = x.size(0), T = x.size(1), W = x.size(2);
   const auto d = W / heads_;
-  auto qkv = linear(x, in_proj_weight, in_proj_bias, kernel);                 // [B,T,3W]
+  auto qkv = linear(x, in_proj_weight, in_proj_bias, kernel, &inProjPack);    // [B,T,3W]
   auto parts = qkv.view({B, T, 3, heads_, d}).permute({2, 0, 3, 1, 4});       // [3,B,H,T,d]
   auto q = parts[0] * (1.0 / std::sqrt(static_cast<double>(d)));
   return {q, parts[1], parts[2]};
@@ -36,10 +36,20 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> AttentionImpl::project(c
 torch::Tensor AttentionImpl::merge(const torch::Tensor& heads) {
   const auto B = heads.size(0), T = heads.size(2);
   auto x = heads.transpose(1, 2).reshape({B, T, -1});  // [B,T,W]
-  return linear(x, out_proj->weight, out_proj->bias, kernel);
+  return linear(x, out_proj->weight, out_proj->bias, kernel, &outProjPack);
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  const bool needsGrad = torch::GradMode::is_enabled() && x.requires_grad();
+  if (!mask.defined() && !needsGrad && packedLinearAvailable() && usesOneDnn(x, in_proj_weight, kernel)) {
+    // The frozen vision tower's path: both batched products in oneDNN on the qkv projection's views, the output
+    // already in out_proj's layout (clip/onednn_kernels.h).
+    const auto B = x.size(0), T = x.size(1), W = x.size(2), d = W / heads_;
+    auto qkv = linear(x, in_proj_weight, in_proj_bias, kernel, &inProjPack);  // [B,T,3W]
+    auto parts = qkv.view({B, T, 3, heads_, d}).permute({2, 0, 3, 1, 4});      // [3,B,H,T,d]
+    auto heads = attentionCore(parts[0], parts[1], parts[2], 1.0 / std::sqrt(static_cast<double>(d)));
+    if (heads.defined()) return linear(heads, out_proj->weight, out_proj->bias, kernel, &outProjPack);
+  }
   auto [q, k, v] = project(x);
   auto scores = torch::matmul(q, k.transpose(-2, -1));  // [B,H,T,T]
   if (mask.defined()) scores = scores + mask;
@@ -53,19 +63,15 @@ MlpImpl::MlpImpl(int64_t width, Activation act) : activation(act) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  auto h = linear(x, c_fc->weight, c_fc->bias, kernel);
+  torch::Tensor h;
   if (activation == Activation::Gelu) {
-    h = torch::gelu(h);  // exact (erf) GELU: Hugging Face's "gelu", open_clip's nn.GELU
-  } else if (torch::GradMode::is_enabled() && h.requires_grad()) {
-    h = h * torch::sigmoid(1.702 * h);  // QuickGELU, as OpenAI's CLIP was trained with
+    // exact (erf) GELU: Hugging Face's "gelu", open_clip's nn.GELU
+    h = torch::gelu(linear(x, c_fc->weight, c_fc->bias, kernel, &fcPack));
   } else {
-    // The same QuickGELU, bit for bit, in one buffer instead of three when no backward needs the intermediates
-    // (inference, the frozen vision tower): s = 1.702·h, σ(s) in place, times h in place.
-    auto s = h.mul(1.702);
-    s.sigmoid_();
-    h = s.mul_(h);
+    // QuickGELU, as OpenAI's CLIP was trained with; fused into the product on the packed oneDNN path
+    h = linear(x, c_fc->weight, c_fc->bias, kernel, &fcPack, Epilogue::QuickGelu);
   }
-  return linear(h, c_proj->weight, c_proj->bias, kernel);
+  return linear(h, c_proj->weight, c_proj->bias, kernel, &projPack);
 }
 
 ResidualBlockImpl::ResidualBlockImpl(int64_t width, int64_t heads, Activation activation) {

@@ -35,6 +35,7 @@ class AttentionImpl : public torch::nn::Module {
   int64_t heads() const { return heads_; }
 
   LinearKernel kernel = LinearKernel::Blas;  // the engine of in_proj and out_proj (clip/linear.h)
+  LinearPack inProjPack, outProjPack;        // their oneDNN-packed weights, made on first use
   torch::Tensor in_proj_weight;  // [3W, W]
   torch::Tensor in_proj_bias;    // [3W]
   torch::nn::Linear out_proj{nullptr};
@@ -52,6 +53,7 @@ class MlpImpl : public torch::nn::Module {
   torch::nn::Linear c_proj{nullptr};
   Activation activation;
   LinearKernel kernel = LinearKernel::Blas;  // the engine of c_fc and c_proj (clip/linear.h)
+  LinearPack fcPack, projPack;               // their oneDNN-packed weights, made on first use
 };
 TORCH_MODULE(Mlp);
 
