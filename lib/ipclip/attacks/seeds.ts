@@ -10,19 +10,16 @@
  * `spread` on every row.
  */
 import { IpclipError, check } from '../../core/errors.js';
+import { spread, type Spread } from '../benchmark.js';
 import { sentence } from './rows.js';
 import type { AttackAccuracy, AttackReport, AttackRow } from './types.js';
 
 /**
- * Mean, sample standard deviation (n − 1; 0 for one value) and the values, in seed order (the benchmark's
- * `Spread`).
+ * Mean, sample standard deviation (n − 1; 0 for one value) and the values, in seed order: the benchmark's
+ * {@link Spread}.
  * @category Attacks
  */
-export interface SeedSpread {
-  mean: number;
-  std: number;
-  values: number[];
-}
+export type SeedSpread = Spread;
 
 /**
  * One row's spread over the seeds (a row of a merged report).
@@ -40,13 +37,8 @@ export interface AttackRowSpread {
   zeroShotAfter?: SeedSpread;
 }
 
-/** Mean and sample std of `values`. */
-export function seedSpread(values: number[]): SeedSpread {
-  check(values.length > 0, 'seedSpread: no values');
-  const mean = values.reduce((s, v) => s + v, 0) / values.length;
-  const std = values.length > 1 ? Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (values.length - 1)) : 0;
-  return { mean, std, values: values.slice() };
-}
+/** Mean and sample std of `values` (the benchmark's `spread`). */
+export const seedSpread: (values: number[]) => SeedSpread = spread;
 
 const accSpread = (xs: AttackAccuracy[]) => ({ authorized: seedSpread(xs.map((x) => x.authorized)), unauthorized: seedSpread(xs.map((x) => x.unauthorized)) });
 const meanAcc = (s: { authorized: SeedSpread; unauthorized: SeedSpread }): AttackAccuracy => ({ authorized: s.authorized.mean, unauthorized: s.unauthorized.mean });

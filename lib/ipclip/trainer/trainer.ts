@@ -102,7 +102,7 @@ export interface TrainResult {
  * `skipped: true`; {@link skippedUpdates} counts them and the progress and history report them).
  *
  * The parts (lib/ipclip/trainer/): options.ts (resolution and validation), streams.ts (the datasets and samples of
- * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), run-state.ts (position,
+ * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), disguise.ts (the disguised-unauthorized defence), run-state.ts (position,
  * history, resume checks), validation.ts (epoch-end scores, best epoch, early stopping); checkpoints are written with lib/ipclip/checkpoint.ts.
  * @category Training
  */
