@@ -77,6 +77,10 @@ export {
   DataParallel, distributedFromEnv, resolveDistributed, shardRange, type DistributedBackend, type DistributedOptions, type ResolvedDistributed,
 } from './ipclip/trainer/distributed.js';
 export type { Pairing } from './ipclip/trainer/streams.js';
+export {
+  DEFAULT_DISGUISE, blendDisguise, disguiseDraws, withDisguisedUnauthorized,
+  type DisguiseOptions, type ResolvedDisguise, type DisguiseDraw,
+} from './ipclip/trainer/disguise.js';
 // --- Evaluation -------------------------------------------------------------------------------------------------------
 export {
   Evaluator, AUTHORIZED_SET,
@@ -89,10 +93,10 @@ export {
 } from './ipclip/benchmark.js';
 // --- Attacks ----------------------------------------------------------------------------------------------------------
 export {
-  runAttacks, resolveBudgets, recoveredFraction, ATTACK_FAMILIES, DEFAULT_BUDGETS, SELECTION_RULE, RECOVERY_REFERENCE,
+  runAttacks, mergeAttackSeeds, resolveBudgets, recoveredFraction, ATTACK_FAMILIES, DEFAULT_BUDGETS, SELECTION_RULE, RECOVERY_REFERENCE,
   adain, fourierSwap, histogramMatch, styleTarget, disguise, STYLE_METHODS,
   type AttackFamily, type AttackBudgets, type AttackRow, type AttackReport, type AttackProgress, type AttackAccuracy,
-  type RunAttacksOptions, type SplitPair, type StyleMethod, type StyleTarget,
+  type RunAttacksOptions, type SplitPair, type StyleMethod, type StyleTarget, type AttackRowSpread, type SeedSpread,
 } from './ipclip/attacks/index.js';
 export {
   accuracy, confusionMatrix, macroF1, protectionMetrics, ownershipEvidence, binomialTestGreater, binomialTestLess,

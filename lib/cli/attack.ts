@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { readCheckpoint } from '../ipclip/checkpoint.js';
-import { ATTACK_FAMILIES, DEFAULT_BUDGETS, runAttacks, type AttackBudgets, type AttackFamily, type AttackReport } from '../ipclip/attacks/index.js';
+import { ATTACK_FAMILIES, DEFAULT_BUDGETS, mergeAttackSeeds, runAttacks, type AttackBudgets, type AttackFamily, type AttackReport, type SeedSpread } from '../ipclip/attacks/index.js';
 import { PromptModel } from '../ipclip/prompt-model.js';
 import { ProgressBar } from '../tools/progress.js';
 import { writeAttackReport } from '../tools/report/attack-section.js';
@@ -32,20 +32,32 @@ function fractionFlag(p: Parsed, name: string, lo: number, hi: number): number |
   return x;
 }
 
-/** The text table: one row per attack and budget. */
+/** A cell: the value, with ± the sample std over the seeds when the report merges several. */
+function cell(mean: number, spread: SeedSpread | undefined): string {
+  return spread && spread.values.length > 1 ? `${pct(mean)} ± ${(100 * spread.std).toFixed(1)}` : pct(mean);
+}
+
+/** The text table: one row per attack and budget (means ± sample std over the seeds of a merged report). */
 export function attackTable(r: AttackReport): string {
-  const rows = r.rows.map((x) => [
-    x.attack, x.variant,
-    x.budget.kind === 'fraction' ? `${+(100 * x.budget.value).toFixed(1)}% (${x.budget.images})` : x.budget.kind === 'k' ? `k=${x.budget.value}` : x.budget.images ? `${x.budget.images} unlabelled` : '–',
-    pct(x.before.authorized), pct(x.after.authorized), pct(x.before.unauthorized), pct(x.after.unauthorized),
-    x.recovered === null ? '–' : x.recovered.toFixed(2), x.fresh ? pct(x.fresh.unauthorized) : '–', String(x.steps), x.seconds.toFixed(1),
-  ]);
+  const rows = r.rows.map((x) => {
+    const sp = x.spread;
+    const rec = x.recovered === null ? '–' : sp?.recovered && sp.seeds.length > 1 ? `${x.recovered.toFixed(2)} ± ${sp.recovered.std.toFixed(2)}` : x.recovered.toFixed(2);
+    return [
+      x.attack, x.variant,
+      x.budget.kind === 'fraction' ? `${+(100 * x.budget.value).toFixed(1)}% (${x.budget.images})` : x.budget.kind === 'k' ? `k=${x.budget.value}` : x.budget.images ? `${x.budget.images} unlabelled` : '–',
+      cell(x.before.authorized, sp?.before.authorized), cell(x.after.authorized, sp?.after.authorized),
+      cell(x.before.unauthorized, sp?.before.unauthorized), cell(x.after.unauthorized, sp?.after.unauthorized),
+      rec, x.fresh ? cell(x.fresh.unauthorized, sp?.fresh?.unauthorized) : '–', String(x.steps), x.seconds.toFixed(1),
+    ];
+  });
   const { authorized: a, unauthorized: u } = r.domains;
+  const seeds = r.seeds && r.seeds.length > 1 ? [`Seeds ${r.seeds.join(', ')}: means ± sample std over the seeds (attack.json keeps every seed's values).`] : [];
   return [
     table(['attack', 'variant', 'budget', `${a} before`, `${a} after`, `${u} before`, `${u} after`, 'recovered', 'fresh prompt', 'steps', 's'], rows),
     '',
     ...r.rows.map((x) => `- ${x.sentence}`),
     '',
+    ...seeds,
     `recovered = (after − before) / (${r.recoveryReference} − before); zero-shot: ${a} ${pct(r.zeroShot.authorized)}, ${u} ${pct(r.zeroShot.unauthorized)}.`,
     `Selection (training attacks): ${r.selectionRule}.`,
   ].join('\n');
@@ -55,7 +67,7 @@ export function attackTable(r: AttackReport): string {
 export const attackCommand: Command = {
   name: 'attack',
   summary: 'Attacks a protected prompt (fine-tuning, source-free adaptation, style disguise, zero-shot): how much accuracy comes back.',
-  usage: 'attack --prompt FILE --data ROOT --authorized D --unauthorized D [--attacks a,b] [flags]',
+  usage: 'attack --prompt FILE --data ROOT --authorized D --unauthorized D [--attacks a,b] [--seeds 0,1,2] [flags]',
   flags: {
     prompt: { type: 'string', value: 'file', help: 'the protected prompt (a prompt or training checkpoint, or a run folder)' },
     data: { type: 'string', value: 'dir', help: 'dataset root, one folder per domain' },
@@ -63,6 +75,7 @@ export const attackCommand: Command = {
     unauthorized: { type: 'string', value: 'domain', help: 'the unauthorized domain attacked (default: the prompt\'s run record)' },
     attacks: { type: 'string', value: 'list', help: `attack families (default all: ${ATTACK_FAMILIES.join(',')})` },
     seed: { type: 'string', value: 'n', help: "split seed and the attacks' draws (default: the prompt's run record, else 0)" },
+    seeds: { type: 'string', value: 'list', help: 'several seeds, one protected prompt each ({seed} in --prompt): mean ± std per attack and budget' },
     'split-sizes': { type: 'string', value: 'spec', help: "how each domain is split (default: the prompt's run record, else 80%/20%)" },
     'train-fraction': { type: 'string', value: 'x', help: "share of each domain in the training split (default: the run record's, else 80%)" },
     'source-fraction': { type: 'string', value: 'x', help: `source fine-tuning: labelled share of the authorized training split (default ${DEFAULT_BUDGETS.sourceFraction})` },
@@ -84,10 +97,12 @@ export const attackCommand: Command = {
 validation split (--validation-fraction) and a pool from which the labelled fractions and the unlabelled images
 come; scores are on the test splits. Training attacks keep the checkpoint with the best validation accuracy
 (attacker-optimistic, declared in the output). recovered = (after − before) / (zero-shot − before) on the
-unauthorized test split. Exit code 0 when the suite ran (whatever it found), 1 on an error.`,
+unauthorized test split. With --seeds, each seed's prompt ({seed} in --prompt replaced) is attacked on that
+seed's split with the seed's draws; attack.json then holds the means (the single-seed shape), each row's
+spread (mean, sample std, per-seed values) and every seed's own report. Exit code 0 when the suite ran (whatever it found), 1 on an error.`,
   async run(p: Parsed, io: Io): Promise<number> {
     const json = bool(p, 'json');
-    const file = resolveCheckpoint(required(p, 'prompt', 'the protected prompt file'));
+    const promptSpec = required(p, 'prompt', 'the protected prompt file');
     const root = dataRoot(p);
     const attacks = list(p, 'attacks')?.map((a) => {
       if (!ATTACK_FAMILIES.includes(a as AttackFamily)) throw new UsageError(`--attacks: unknown attack '${a}' (${ATTACK_FAMILIES.join(', ')})`);
@@ -109,52 +124,73 @@ unauthorized test split. Exit code 0 when the suite ran (whatever it found), 1 o
       ...(fractionFlag(p, 'validation-fraction', 0, 1) !== undefined ? { validationFraction: fractionFlag(p, 'validation-fraction', 0, 1)! } : {}),
       ...(fractionFlag(p, 'fourier-beta', 0, 0.5) !== undefined ? { fourierBeta: fractionFlag(p, 'fourier-beta', 0, 0.5)! } : {}),
     };
-    const meta = (await readCheckpoint(file)).meta;
-    const run = meta?.run;
-    const authorized = str(p, 'authorized') ?? run?.authorized;
-    const unauthorized = str(p, 'unauthorized') ?? run?.unauthorized ?? undefined;
-    if (!authorized) throw new UsageError('--authorized is required (the prompt has no run record naming it)');
-    if (!unauthorized) throw new UsageError('--unauthorized is required (the prompt has no run record naming it)');
-    if (authorized === unauthorized) throw new UsageError('--unauthorized must differ from --authorized');
-    const seed = str(p, 'seed') !== undefined ? int(p, 'seed', 0, 0, 0xffffffff) : run?.split?.seed ?? meta?.seed ?? 0;
-    const sizes = splitSizes(p) ?? (run?.split ? run.split.preset ?? run.split.sizes ?? undefined : undefined);
-    const trainFraction = fractionFlag(p, 'train-fraction', 0, 1) ?? (sizes === undefined && run?.split?.trainFraction != null ? run.split.trainFraction : undefined);
-    const split = { seed, onBadImage: onBadImageFlag(p, run?.split?.onBadImage ?? 'error'), ...(sizes !== undefined ? { sizes } : {}), ...(trainFraction !== undefined ? { trainFraction } : {}) };
+    const seedList = list(p, 'seeds')?.map((x) => {
+      if (!/^\d+$/.test(x)) throw new UsageError(`--seeds: '${x}' is not a non-negative integer`);
+      return Number(x);
+    });
+    if (seedList && str(p, 'seed') !== undefined) throw new UsageError('--seed and --seeds exclude each other');
+    if (seedList && new Set(seedList).size !== seedList.length) throw new UsageError('--seeds must not repeat');
+    if (seedList && seedList.length > 1 && !promptSpec.includes('{seed}')) {
+      throw new UsageError("--seeds with several seeds needs one prompt per seed: put {seed} in --prompt (e.g. 'run/prompt-seed{seed}.safetensors')");
+    }
+    /** The prompt file, domains and split of one seed (undefined: --seed or the run record's). */
+    const setup = async (given: number | undefined) => {
+      const file = resolveCheckpoint(promptSpec.replaceAll('{seed}', String(given ?? '')));
+      const meta = (await readCheckpoint(file)).meta;
+      const run = meta?.run;
+      const authorized = str(p, 'authorized') ?? run?.authorized;
+      const unauthorized = str(p, 'unauthorized') ?? run?.unauthorized ?? undefined;
+      if (!authorized) throw new UsageError('--authorized is required (the prompt has no run record naming it)');
+      if (!unauthorized) throw new UsageError('--unauthorized is required (the prompt has no run record naming it)');
+      if (authorized === unauthorized) throw new UsageError('--unauthorized must differ from --authorized');
+      const seed = given ?? (str(p, 'seed') !== undefined ? int(p, 'seed', 0, 0, 0xffffffff) : run?.split?.seed ?? meta?.seed ?? 0);
+      const sizes = splitSizes(p) ?? (run?.split ? run.split.preset ?? run.split.sizes ?? undefined : undefined);
+      const trainFraction = fractionFlag(p, 'train-fraction', 0, 1) ?? (sizes === undefined && run?.split?.trainFraction != null ? run.split.trainFraction : undefined);
+      const split = { seed, onBadImage: onBadImageFlag(p, run?.split?.onBadImage ?? 'error'), ...(sizes !== undefined ? { sizes } : {}), ...(trainFraction !== undefined ? { trainFraction } : {}) };
+      return { file, authorized, unauthorized, seed, split };
+    };
+    const setups: Awaited<ReturnType<typeof setup>>[] = [];
+    for (const s of seedList ?? [undefined]) setups.push(await setup(s));
     const outDir = str(p, 'out') ?? join('out', 'attack');
 
     return withInterrupt(io, async (signal) => {
-      const a = await domainSplits(root, authorized, split);
-      const u = await domainSplits(root, unauthorized, { ...split, ...{} });
       const clip = await loadClipFromFlags(p);
       try {
-        const prompt = await PromptModel.load(clip, file);
-        try {
-          let bar: ProgressBar | undefined;
-          let label = '';
-          const report = await runAttacks({
-            prompt, data: { authorized: a, unauthorized: u }, ...(attacks ? { attacks } : {}), budgets, seed, ownership: bool(p, 'ownership'), signal,
-            onProgress: (e) => {
-              const l = `${e.attack}: ${e.variant}`;
-              if (l !== label) {
-                bar?.done();
-                bar = undefined;
-                label = l;
-                if (e.steps === undefined) io.stderr.write(`${l}\n`);
-              }
-              if (e.steps !== undefined) {
-                bar ??= new ProgressBar(e.steps, { stream: io.stderr, label: l });
-                bar.update(e.step ?? 0);
-              }
-            },
-          });
-          bar?.done();
-          const files = await writeAttackReport(outDir, report);
-          if (json) printJson(io, report);
-          else io.stdout.write(`${attackTable(report)}\nwrote ${files.json} and ${files.html}\n`);
-          return 0;
-        } finally {
-          prompt.dispose();
+        const reports: AttackReport[] = [];
+        for (const { file, authorized, unauthorized, seed, split } of setups) {
+          if (setups.length > 1) io.stderr.write(`seed ${seed}: ${file}\n`);
+          const a = await domainSplits(root, authorized, split);
+          const u = await domainSplits(root, unauthorized, split);
+          const prompt = await PromptModel.load(clip, file);
+          try {
+            let bar: ProgressBar | undefined;
+            let label = '';
+            reports.push(await runAttacks({
+              prompt, data: { authorized: a, unauthorized: u }, ...(attacks ? { attacks } : {}), budgets, seed, ownership: bool(p, 'ownership'), signal,
+              onProgress: (e) => {
+                const l = `${e.attack}: ${e.variant}`;
+                if (l !== label) {
+                  bar?.done();
+                  bar = undefined;
+                  label = l;
+                  if (e.steps === undefined) io.stderr.write(`${l}\n`);
+                }
+                if (e.steps !== undefined) {
+                  bar ??= new ProgressBar(e.steps, { stream: io.stderr, label: l });
+                  bar.update(e.step ?? 0);
+                }
+              },
+            }));
+            bar?.done();
+          } finally {
+            prompt.dispose();
+          }
         }
+        const report = mergeAttackSeeds(reports);
+        const files = await writeAttackReport(outDir, report);
+        if (json) printJson(io, report);
+        else io.stdout.write(`${attackTable(report)}\nwrote ${files.json} and ${files.html}\n`);
+        return 0;
       } finally {
         clip.dispose();
       }

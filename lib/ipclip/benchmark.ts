@@ -17,6 +17,7 @@ import {
 } from './scenario.js';
 import type { Preset } from './schedule.js';
 import { IPTrainer, type TrainProgress } from './trainer/trainer.js';
+import type { DisguiseOptions } from './trainer/disguise.js';
 
 /**
  * What a scenario must reach, per seed (accuracies as fractions).
@@ -56,6 +57,11 @@ export interface BenchmarkRecipe {
   /** See `TrainerOptions.featureCache`: the vision tower once per sample, the test transform for every stream. */
   featureCache: boolean;
   trainEnhancer: boolean;
+  /**
+   * The protected run's disguised-unauthorized defence (`TrainerOptions.disguisedUnauthorized`; target-specified,
+   * `paper` preset; default false). The reference never reads U, so it does not depend on this field.
+   */
+  disguisedUnauthorized?: boolean | DisguiseOptions;
 }
 
 /**
@@ -96,6 +102,11 @@ export interface BenchmarkOptions {
   /** Loader worker threads (default: the loader's). */
   workers?: number;
   onProgress?: (event: BenchmarkProgress) => void;
+  /**
+   * Called with each protected prompt once it is scored, before the benchmark disposes of it (e.g. to save it and
+   * run {@link runAttacks} on it later). The prompt must not be kept past the returned promise.
+   */
+  onProtected?: (run: { scenario: ProtectionScenario; seed: number; prompt: PromptModel }) => void | Promise<void>;
   /** Stops the benchmark after the current training step with `ERR_ABORTED`. */
   signal?: AbortSignal;
 }
@@ -328,6 +339,7 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
             ...(kind === 'protected' ? {} : { referenceFor: scenario }),
             epochs: recipe.epochs, lr: recipe.lr, batchSize: recipe.batchSize, preset: recipe.preset, seed,
             featureCache: recipe.featureCache, trainEnhancer: recipe.trainEnhancer,
+            ...(kind === 'protected' && recipe.disguisedUnauthorized ? { disguisedUnauthorized: recipe.disguisedUnauthorized } : {}),
             ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
             ...(opts.signal ? { signal: opts.signal } : {}),
             onProgress: (p) => progress(kind, p),
@@ -339,7 +351,8 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
           return model;
         };
         // Scenarios whose reference trains on the same authorized stream with the same recipe share it.
-        const refKey = JSON.stringify([trainingStreams(REFERENCE_SCENARIO, scenario).authorized, recipe]);
+        const { disguisedUnauthorized: _uOnly, ...referenceRecipe } = recipe;
+        const refKey = JSON.stringify([trainingStreams(REFERENCE_SCENARIO, scenario).authorized, referenceRecipe]);
         let reference = references.get(refKey);
         if (!reference) {
           progress('reference');
@@ -364,6 +377,7 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
           sets[s.name] = { zeroShot: report.zeroShot![k]!, reference: report.reference![k]!.accuracy, protected: report.sets[k]!.accuracy, n: report.sets[k]!.n };
         }
         runs.push(scoreRun(scenario, seed, sets, plan.authorizedSet, plan.scored, chance, target, report.sets, (performance.now() - t0) / 1000));
+        await opts.onProtected?.({ scenario, seed, prompt: protectedModel });
         protectedModel.dispose();
         owned.splice(owned.indexOf(protectedModel), 1);
       }

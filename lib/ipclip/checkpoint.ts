@@ -14,6 +14,7 @@ import { IpclipError, check } from '../core/errors.js';
 import type { ClipActivation, ClipConfig } from '../native/types.js';
 import { readSafetensors, writeSafetensors, type SafetensorsTensor } from '../io/safetensors.js';
 import type { FloatTensor, Tensor } from '../core/tensor.js';
+import { resolveDisguise, type DisguiseOptions, type ResolvedDisguise } from './trainer/disguise.js';
 
 /** Version of the `ipclip` metadata written by this module. */
 export const CHECKPOINT_FORMAT = 1;
@@ -90,6 +91,8 @@ export interface TrainingMeta {
   pairing?: string;
   /** Scenario `reference` only: the protection scenario whose authorized stream the reference trains on. */
   referenceFor?: string;
+  /** The disguised-unauthorized defence's settings (lib/ipclip/trainer/disguise.ts); absent when off. */
+  disguisedUnauthorized?: ResolvedDisguise;
   /** Iterations done (the next step is this one, 0-based). */
   iteration: number;
   /** Epoch of the next iteration. */
@@ -345,6 +348,13 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
       featureCache: t.featureCache === true,
       ...(t.pairing !== undefined ? { pairing: str(t.pairing, 'training.pairing') } : {}),
       ...(t.referenceFor !== undefined ? { referenceFor: str(t.referenceFor, 'training.referenceFor') } : {}),
+      ...(t.disguisedUnauthorized !== undefined ? { disguisedUnauthorized: (() => {
+        try {
+          return resolveDisguise(obj(t.disguisedUnauthorized, 'training.disguisedUnauthorized') as DisguiseOptions)!;
+        } catch (err) {
+          throw bad(`training.disguisedUnauthorized: ${(err as Error).message}`);
+        }
+      })() } : {}),
       iteration: int(t.iteration, 'training.iteration'),
       epoch: int(t.epoch, 'training.epoch'),
       seed: int(t.seed, 'training.seed'),

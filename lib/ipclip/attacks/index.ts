@@ -20,6 +20,7 @@ import {
 
 export * from './types.js';
 export { recoveredFraction, sentence } from './rows.js';
+export { mergeAttackSeeds, rowKey, seedSpread, type AttackRowSpread, type SeedSpread } from './seeds.js';
 export {
   adain, amplitude, bandHalfWidth, channelStats, dft2, disguise, fourierSwap, histogramMatch, inLowBand, levelHistogram,
   styleTarget, STYLE_METHODS, type StyleMethod, type StyleTarget, type Spectrum,

@@ -7,6 +7,7 @@ import type { DomainDataset } from '../../data/dataset.js';
 import type { OwnershipEvidence } from '../metrics.js';
 import type { PromptModel } from '../prompt-model.js';
 import type { ImageSet, ZeroShot } from './common.js';
+import type { AttackRowSpread, SeedSpread } from './seeds.js';
 
 /**
  * The attack families (`--attacks`):
@@ -117,6 +118,11 @@ export interface AttackRow {
   ownership?: { before: OwnershipEvidence; after: OwnershipEvidence };
   /** One plain sentence saying what happened. */
   sentence: string;
+  /**
+   * A report merged over several seeds ({@link mergeAttackSeeds}): the row's mean ± sample std and per-seed
+   * values; the row's own numbers are then the means. Absent in a single-seed report.
+   */
+  spread?: AttackRowSpread;
 }
 
 /**
@@ -141,6 +147,14 @@ export interface AttackReport {
   protected: AttackAccuracy;
   zeroShot: AttackAccuracy;
   rows: AttackRow[];
+  /**
+   * A report merged over several seeds ({@link mergeAttackSeeds}; `seed` is then the first): the seeds, in order,
+   * the spread of the protected prompt and of zero-shot CLIP, and every seed's own report. `protected`,
+   * `zeroShot`, `counts` and the rows then hold means over the seeds. Absent in a single-seed report.
+   */
+  seeds?: number[];
+  spread?: { protected: { authorized: SeedSpread; unauthorized: SeedSpread }; zeroShot: { authorized: SeedSpread; unauthorized: SeedSpread } };
+  perSeed?: AttackReport[];
 }
 
 /**

@@ -10,6 +10,7 @@ import type { DataParallel, DistributedOptions } from './distributed.js';
 import type { TrainProgress } from './run-state.js';
 import { resolveValidation, type EarlyStoppingOptions, type EpochEndAction, type EpochEndInfo, type ValidationData, type ValidationSettings } from './validation.js';
 import { resolvePairing, type Pairing } from './streams.js';
+import { resolveDisguise, type DisguiseOptions, type ResolvedDisguise } from './disguise.js';
 
 /**
  * Options of {@link IPTrainer}.
@@ -84,6 +85,16 @@ export interface TrainerOptions {
    */
   pairing?: Pairing;
   /**
+   * The disguised-unauthorized defence (beyond the paper; `paper` preset and target-specified only; default off):
+   * every unauthorized training image also enters the unauthorized stream disguised as the authorized domain by
+   * the attack suite's black-box style transforms (AdaIN, Fourier amplitude swap, histogram matching towards k
+   * authorized training images, each copy with its own transform, k and strength; see {@link DisguiseOptions}).
+   * The copies are ordinary U samples: every unauthorized loss term and the unauthorized bank see them, and the
+   * U stream cycles over `(1 + copies) · |U|` samples. Measured in docs/attacks.md ("Defences"). `true` takes
+   * the defaults.
+   */
+  disguisedUnauthorized?: boolean | DisguiseOptions;
+  /**
    * Scenario `reference` only: the protection scenario this reference is for (default `target-specified`). Its
    * authorized stream is that scenario's (watermarked images for `authorization`, clean ones otherwise), so the
    * metrics compare the protected prompt with a reference trained on the same kind of images.
@@ -115,6 +126,8 @@ export interface ResolvedTrainerOptions {
   bankBatchSize: number;
   featureCache: boolean;
   pairing: Pairing;
+  /** The disguised-unauthorized defence's settings; null when off. */
+  disguisedUnauthorized: ResolvedDisguise | null;
   /** The protection scenario a reference run is for; null for the protection scenarios. */
   referenceFor: ProtectionScenario | null;
 }
@@ -161,10 +174,16 @@ export function resolveTrainerOptions(opts: TrainerOptions, defaultSeed: number)
   if (opts.featureCache !== undefined) assertOneOf(opts.featureCache, 'featureCache', [true, false]);
   const scenario = resolveScenario(opts.scenario, opts.referenceFor);
   const pairing = resolvePairing(scenario.streams.source, preset, opts.pairing);
+  const disguisedUnauthorized = resolveDisguise(opts.disguisedUnauthorized);
+  if (disguisedUnauthorized) {
+    check(preset === 'paper', "disguisedUnauthorized is an option of the 'paper' preset (the 'official' preset keeps the release's numerics)");
+    check(scenario.streams.source === 'own',
+      `disguisedUnauthorized needs a scenario whose unauthorized stream is a dataset of its own (target-specified), not '${opts.scenario}'`);
+  }
   const options: ResolvedTrainerOptions = {
     scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
     trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize, featureCache: opts.featureCache === true,
-    pairing, referenceFor: scenario.referenceFor,
+    pairing, disguisedUnauthorized, referenceFor: scenario.referenceFor,
   };
   const hooks: TrainerHooks = {
     validation, extend: opts.extend === true,

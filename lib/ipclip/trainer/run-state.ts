@@ -97,6 +97,7 @@ export class RunState {
       scenario: o.scenario, preset: o.preset, epochs: o.epochs, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay,
       trainEnhancer: o.trainEnhancer, featureCache: o.featureCache,
       pairing: o.pairing, ...(o.referenceFor ? { referenceFor: o.referenceFor } : {}),
+      ...(o.disguisedUnauthorized ? { disguisedUnauthorized: o.disguisedUnauthorized } : {}),
       iteration: this.iteration,
       epoch: total > 0 ? Math.floor((this.iteration * o.epochs) / total) : 0,
       seed: o.seed, totalIterations: total, optimizerStep: extra.optimizerStep, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
@@ -153,6 +154,7 @@ export function checkResumable(file: string, meta: CheckpointMeta | undefined | 
     // Checkpoints from before the stream rules were recorded used another sample plan: not resumable.
     ['pairing', t.pairing ?? 'unrecorded (a checkpoint from an older stream rule)', o.pairing],
     ['referenceFor', t.referenceFor ?? null, o.referenceFor],
+    ['disguisedUnauthorized', JSON.stringify(t.disguisedUnauthorized ?? null), JSON.stringify(o.disguisedUnauthorized)],
   ];
   if (target.totalIterations !== undefined) {
     if (extending) pairs.push(['the iterations per epoch (dataset size)', t.totalIterations / t.epochs, target.totalIterations / o.epochs]);

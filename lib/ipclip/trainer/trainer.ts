@@ -18,6 +18,7 @@ import { learningRate } from '../schedule.js';
 import type { FloatTensor, ImageTensor } from '../../core/tensor.js';
 import { buildBanks } from './banks.js';
 import { DataParallel, checkShardable, resolveDistributed, type ResolvedDistributed } from './distributed.js';
+import { withDisguisedUnauthorized } from './disguise.js';
 import { FeatureCache } from './feature-cache.js';
 import { resolveTrainerOptions, type ResolvedTrainerOptions, type TrainerHooks, type TrainerOptions } from './options.js';
 import { RunState, checkResumable, type StepTerms, type TrainProgress } from './run-state.js';
@@ -101,7 +102,7 @@ export interface TrainResult {
  * `skipped: true`; {@link skippedUpdates} counts them and the progress and history report them).
  *
  * The parts (lib/ipclip/trainer/): options.ts (resolution and validation), streams.ts (the datasets and samples of
- * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), run-state.ts (position,
+ * each step), banks.ts (bank construction), feature-cache.ts (the cached fit's features), disguise.ts (the disguised-unauthorized defence), run-state.ts (position,
  * history, resume checks), validation.ts (epoch-end scores, best epoch, early stopping); checkpoints are written with lib/ipclip/checkpoint.ts.
  * @category Training
  */
@@ -260,6 +261,15 @@ export class IPTrainer {
     const ownU = plan.source === 'own';
     this.runRecord = runRecordOf(this.options.scenario, streams.authorized, ownU ? streams.unauthorized : undefined);
     throwIfAborted(signal, 'training');
+    const disguise = this.options.disguisedUnauthorized;
+    if (disguise) {
+      // The defence: U's own samples, then their disguised copies (a pure function of the run seed and the data).
+      streams.unauthorized = await withDisguisedUnauthorized(streams.authorized, streams.unauthorized, disguise, {
+        size: this.clip.config.vision.imageSize, seed: this.options.seed, ...(this.hooks.workers !== undefined ? { workers: this.hooks.workers } : {}),
+      });
+      data = streams;
+      throwIfAborted(signal, 'training');
+    }
     const seeds = this.streamSeeds;
     const globalBatch = this.options.batchSize * (this.dp?.worldSize ?? 1); // each rank takes its slice of it
     const aLoader = streamLoader(this.loaders, streams.authorized, plan.authorized, seeds.authorized, globalBatch, true, true);
