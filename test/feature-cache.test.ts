@@ -116,9 +116,21 @@ describe.skipIf(!HAVE_SHARED)('feature cache', () => {
     }
     expect(Object.keys(gradFeatures).sort()).toEqual(Object.keys(gradImages).sort());
     expect(Object.keys(gradImages).length).toBeGreaterThan(0);
+    // A bias feeding a training-mode BatchNorm (the enhancer's pre_project) has a zero gradient by construction (the
+    // batch mean is subtracted): it is 0 or a few ulps of round-off depending on the CPU's kernels (exactly 0 on an
+    // AVX-512 Xeon). Such tensors are compared against a thousandth of the largest gradient's size instead of their own.
+    const largest = Math.max(...Object.values(gradImages).map((g) => Math.max(...Array.from(g.data, Math.abs))));
+    expect(largest).toBeGreaterThan(0);
     for (const k of Object.keys(gradImages)) {
       expect(gradImages[k]!.data, k).toBeInstanceOf(Float64Array);
-      expect(relToScale(gradFeatures[k]!.data, gradImages[k]!.data, k), k).toBeLessThanOrEqual(EXACT);
+      const a = gradFeatures[k]!.data, b = gradImages[k]!.data;
+      const own = Math.max(...Array.from(a, Math.abs), ...Array.from(b, Math.abs));
+      if (own < 1e-3 * largest) {
+        const diff = Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i]!)));
+        expect(diff, k).toBeLessThanOrEqual(EXACT * 1e-3 * largest);
+      } else {
+        expect(relToScale(a, b, k), k).toBeLessThanOrEqual(EXACT);
+      }
     }
   });
 
