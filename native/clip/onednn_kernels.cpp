@@ -189,11 +189,16 @@ Desc stridedDesc(const torch::Tensor& t, DataType type) {
 }
 
 // A batched product's primitive per shape and strides, built once; null where oneDNN has only its reference kernel.
+struct BatchedMatmul {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul primitive;
+};
+
 struct BatchedMatmuls {
   std::mutex mutex;
-  std::map<std::vector<int64_t>, std::shared_ptr<dnnl::matmul::primitive_desc>> cache;
+  std::map<std::vector<int64_t>, std::shared_ptr<BatchedMatmul>> cache;
 
-  std::shared_ptr<dnnl::matmul::primitive_desc> get(const Desc& a, const Desc& b, const Desc& c, float scale,
+  std::shared_ptr<BatchedMatmul> get(const Desc& a, const Desc& b, const Desc& c, float scale,
                                                     const std::vector<int64_t>& key) {
     std::lock_guard<std::mutex> lock(mutex);
     auto found = cache.find(key);
@@ -201,15 +206,16 @@ struct BatchedMatmuls {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     if (scale != 1.f) attr.set_output_scales(0, {scale});
-    std::shared_ptr<dnnl::matmul::primitive_desc> pd;
+    std::shared_ptr<BatchedMatmul> made;
     try {
-      pd = std::make_shared<dnnl::matmul::primitive_desc>(dnnl::matmul::desc(a, b, c), attr, cpuEngine());
-      if (std::string(pd->impl_info_str()).find("ref") != std::string::npos) pd.reset();
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, cpuEngine());
+      if (std::string(pd.impl_info_str()).find("ref") == std::string::npos)
+        made = std::make_shared<BatchedMatmul>(BatchedMatmul{pd, dnnl::matmul(pd)});
     } catch (const dnnl::error&) {
-      pd.reset();
+      made.reset();
     }
-    cache.emplace(key, pd);
-    return pd;
+    cache.emplace(key, made);
+    return made;
   }
 };
 
@@ -229,16 +235,16 @@ bool batchedMatmul(const torch::Tensor& a, const torch::Tensor& b, torch::Tensor
   key.push_back(static_cast<int64_t>(type));
   key.push_back(static_cast<int64_t>(std::llround(scale * 1e9)));
   const Desc da = stridedDesc(a, type), db = stridedDesc(b, type), dc = stridedDesc(c, type);
-  auto pd = batchedMatmuls().get(da, db, dc, scale, key);
-  if (!pd) return false;
+  auto mm = batchedMatmuls().get(da, db, dc, scale, key);
+  if (!mm) return false;
   (void)at::get_num_threads();  // this thread's OpenMP thread count, as in execute()
-  dnnl::matmul primitive(*pd);  // cheap: the primitive cache of oneDNN keeps the generated kernel
-  auto scratch = torch::empty({static_cast<int64_t>(pd->scratchpad_desc().get_size())}, torch::TensorOptions().dtype(torch::kUInt8));
+  const auto& pd = mm->pd;
+  auto scratch = torch::empty({static_cast<int64_t>(pd.scratchpad_desc().get_size())}, torch::TensorOptions().dtype(torch::kUInt8));
   dnnl::stream stream(cpuEngine());
-  primitive.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(da, cpuEngine(), a.data_ptr())},
+  mm->primitive.execute(stream, {{DNNL_ARG_SRC, dnnl::memory(da, cpuEngine(), a.data_ptr())},
                              {DNNL_ARG_WEIGHTS, dnnl::memory(db, cpuEngine(), b.data_ptr())},
                              {DNNL_ARG_DST, dnnl::memory(dc, cpuEngine(), c.data_ptr())},
-                             {DNNL_ARG_SCRATCHPAD, dnnl::memory(pd->scratchpad_desc(), cpuEngine(), scratch.data_ptr())}});
+                             {DNNL_ARG_SCRATCHPAD, dnnl::memory(pd.scratchpad_desc(), cpuEngine(), scratch.data_ptr())}});
   stream.wait();
   return true;
 }
