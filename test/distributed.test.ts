@@ -1,8 +1,8 @@
 // Data-parallel training (lib/ipclip/trainer/distributed.ts, native/ipclip/distributed.cpp): 2 CPU processes
 // with Gloo over 127.0.0.1, 1 thread each, against one process with the global batch; a rank killed mid-run;
 // a rank that disagrees on the run. Each job spawns test/helpers/dist-worker.mjs once per rank (it runs dist/).
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { DomainDataset } from '../lib/data/dataset.js';
 import { IpclipError } from '../lib/core/errors.js';
+import { readCheckpoint } from '../lib/ipclip/checkpoint.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { IPTrainer, type TrainerOptions } from '../lib/ipclip/trainer/trainer.js';
 import { distributedFromEnv, resolveDistributed, shardRange } from '../lib/ipclip/trainer/distributed.js';
@@ -36,6 +37,9 @@ const backends = (() => {
   }
 })();
 const haveGloo = backends?.includes('gloo') === true;
+/** Whether Debian's python3 can import torch (its torch.distributed.run is the torchrun the CLI test launches). */
+const PYTHON = '/usr/bin/python3';
+const haveTorchrun = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import torch.distributed.run'], { stdio: 'ignore', timeout: 60_000 }).status === 0;
 
 describe('sharding rule and options', () => {
   it('shardRange splits n items into contiguous slices in rank order, sizes differing by at most one', () => {
@@ -49,7 +53,13 @@ describe('sharding rule and options', () => {
     expect(distributedFromEnv({ WORLD_SIZE: '1', RANK: '0' })).toBeNull();
     expect(distributedFromEnv({ WORLD_SIZE: '4', RANK: '3', LOCAL_RANK: '1', MASTER_ADDR: 'node7', MASTER_PORT: '1234' })).toEqual({
       backend: 'gloo', rank: 3, worldSize: 4, localRank: 1, masterAddr: 'node7', masterPort: 1234, timeoutMs: 300_000,
+      agentStore: false, attempt: 0,
     });
+    // What torchrun 1.13's agent adds: it serves the store itself, and counts its restarts of the worker group.
+    expect(distributedFromEnv({ WORLD_SIZE: '2', RANK: '0', TORCHELASTIC_USE_AGENT_STORE: 'True', TORCHELASTIC_RESTART_COUNT: '2' }))
+      .toMatchObject({ rank: 0, agentStore: true, attempt: 2 });
+    expect(distributedFromEnv({ WORLD_SIZE: '2', RANK: '0', TORCHELASTIC_USE_AGENT_STORE: 'False' })).toMatchObject({ agentStore: false });
+    expect(() => resolveDistributed({ rank: 0, worldSize: 2, attempt: -1 })).toThrow(/attempt/);
     expect(() => distributedFromEnv({ WORLD_SIZE: '2', RANK: 'x' })).toThrow(IpclipError);
     expect(() => resolveDistributed({ rank: 2, worldSize: 2 })).toThrow(/rank/);
     expect(() => resolveDistributed({ rank: 0, worldSize: 2, backend: 'mpi' as 'gloo' })).toThrow(/backend/);
@@ -77,9 +87,9 @@ describe('sharding rule and options', () => {
   });
 });
 
-function runCli(bin: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(bin: string, args: string[], command = process.execPath): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT });
+    const child = spawn(command, [bin, ...args], { cwd: ROOT });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -257,15 +267,18 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     expect(a.history).toEqual(read(cleanOut, 'clean', 0).history);
   }, 240_000);
 
+  const BIN = join(ROOT, 'bin', 'ipclip.js');
+  const clipFlags = ['--clip', CLIP_TINY.openaiSafetensors, '--vocab', VOCAB_PATH];
+  // 8 training images per domain: 2 steps of 2 × 2 per epoch; 4 test images per domain, 2 per rank.
+  const trainFlags = (out: string) => ['--data', data, '--authorized', 'dots', '--scenario', 'reference', '--epochs', '1', '--batch-size', '2',
+    '--split-sizes', '8/4', '--out', out, '--json', ...clipFlags];
+  // The launcher's run (made by the first CLI test): what a run under torchrun must reproduce.
+  let launched: { doc: unknown; out: string } | null = null;
+
   it('ipclip train --nproc-per-node 2: one job of 2 local ranks; the sharded evaluation equals ipclip eval in one process', async () => {
-    const BIN = join(ROOT, 'bin', 'ipclip.js');
     const out = join(root, 'cli-run');
-    const clipFlags = ['--clip', CLIP_TINY.openaiSafetensors, '--vocab', VOCAB_PATH];
     const port = await freePort();
-    // 8 training images per domain: 2 steps of 2 × 2 per epoch; 4 test images per domain, 2 per rank.
-    const train = await runCli(BIN, ['train', '--nproc-per-node', '2', '--master-port', String(port), '--threads', '2',
-      '--data', data, '--authorized', 'dots', '--scenario', 'reference', '--epochs', '1', '--batch-size', '2',
-      '--split-sizes', '8/4', '--out', out, '--json', ...clipFlags]);
+    const train = await runCli(BIN, ['train', '--nproc-per-node', '2', '--master-port', String(port), '--threads', '2', ...trainFlags(out)]);
     expect(train.code, train.stderr).toBe(0);
     expect(train.stderr).toMatch(/2 local ranks on 127\.0\.0\.1:\d+, 1 thread each/);
     const doc = JSON.parse(train.stdout) as { iterations: number; evaluation: { set: string; accuracy: number }[] };
@@ -275,6 +288,25 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     const rows = (JSON.parse(evaluated.stdout) as { sets: unknown[] }).sets;
     expect(rows.length).toBeGreaterThanOrEqual(2); // dots (authorized) and stripes
     expect(doc.evaluation).toEqual(rows);
+    launched = { doc, out };
+  }, 240_000);
+
+  it.skipIf(!haveTorchrun)("torchrun (torch 1.13's torch.distributed.run, whose agent serves the store) runs the same job to the same result", async () => {
+    expect(launched, 'the launcher test made the run to compare with').not.toBeNull();
+    const out = join(root, 'torchrun-run');
+    // torch 1.13 spells the flags with underscores (torch 2 also takes --nproc-per-node, --no-python). Under
+    // Python 3.11 its default --redirects 0 and --tee 0 parse to None (enum iteration skips a zero flag) and
+    // the agent fails before starting a worker; a per-rank mapping parses: local rank 1's stdout, which is
+    // empty, is teed through a log file.
+    const run = await runCli('-m', ['torch.distributed.run', '--nproc_per_node', '2', '--no_python', '--master_port', String(await freePort()),
+      '--redirects', '1:1', '--tee', '1:1', process.execPath, BIN, 'train', '--threads', '1', ...trainFlags(out)], PYTHON);
+    expect(run.code, run.stderr).toBe(0);
+    // One JSON document: rank 1 prints nothing although torchrun gives every worker this stdout.
+    const doc = JSON.parse(run.stdout) as Record<string, unknown>;
+    const same = (d: Record<string, unknown>) => ({ ...d, checkpoint: undefined, prompt: undefined });
+    expect(same(doc)).toEqual(same(launched!.doc as Record<string, unknown>));
+    const [a, b] = await Promise.all([join(out, 'prompt.safetensors'), join(launched!.out, 'prompt.safetensors')].map((f) => readCheckpoint(f)));
+    for (const k of Object.keys(b.state)) expect(Array.from(a.state[k]!.data), k).toEqual(Array.from(b.state[k]!.data));
   }, 240_000);
 
   it('an abort on one rank stops every rank after the same step (ERR_ABORTED on both)', async () => {

@@ -170,6 +170,9 @@ export interface NativeProcessGroupOptions {
   masterAddr: string;
   masterPort: number;
   timeoutMs: number;
+  /** torchrun's agent serves the store: every rank is a client, keys under `/worker/attempt_<attempt>`. */
+  agentStore?: boolean;
+  attempt?: number;
 }
 
 /**

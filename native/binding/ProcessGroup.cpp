@@ -52,8 +52,9 @@ ProcessGroup* ProcessGroup::unwrap(Napi::Env env, Napi::Value v) {
   return Unwrap(v.As<Napi::Object>());
 }
 
-// createProcessGroup({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs }) → Promise<ProcessGroup>:
-// the rendezvous (rank 0 serves the TCPStore and waits for every rank) runs on a worker thread.
+// createProcessGroup({ backend, rank, worldSize, masterAddr, masterPort, timeoutMs, agentStore, attempt })
+// → Promise<ProcessGroup>: the rendezvous (rank 0 serves the TCPStore and waits for every rank; with agentStore
+// every rank is a client of torchrun's agent) runs on a worker thread.
 Napi::Value ProcessGroup::create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsObject(), "createProcessGroup: expected an options object");
@@ -72,6 +73,8 @@ Napi::Value ProcessGroup::create(const Napi::CallbackInfo& info) {
   opts.masterAddr = optionString(o, "masterAddr", "127.0.0.1");
   opts.masterPort = static_cast<int>(integer("masterPort", 29500, 1, 65535));
   opts.timeoutMs = static_cast<int64_t>(integer("timeoutMs", 300000, 1, 8.64e7));
+  opts.agentStore = optionBool(o, "agentStore", false);
+  opts.attempt = static_cast<int>(integer("attempt", 0, 0, 1e6));
   guarded(env, [&] { return requireDistributedBackend(opts.backend), 0; });  // before anything is joined
   return PromiseWorker<std::shared_ptr<GroupHandle>>::start(
       env, Napi::Object(), "ipclip.distributed.create",

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 // Gloo: Debian's libtorch exports ProcessGroupGloo, but its header compiles only with USE_C10D_GLOO and the gloo
@@ -96,11 +97,22 @@ ProcessGroup::ProcessGroup(const DistributedOptions& o) : options_(o) {
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(o.masterPort);
-    so.isServer = o.rank == 0;
-    so.numWorkers = static_cast<std::size_t>(o.worldSize);
-    so.waitWorkers = true;
     so.timeout = timeout;
-    impl->store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
+    if (o.agentStore) {
+      // The agent's store outlives this attempt and holds the agent's own keys: a client whose keys are scoped
+      // to this attempt, so a worker group restarted by the agent never reads a failed attempt's addresses.
+      // Nobody counts workers on the agent's store (only a serving store waits for them): the Gloo rendezvous
+      // below is what waits for every rank.
+      so.isServer = false;
+      so.waitWorkers = false;
+      auto client = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
+      impl->store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(o.attempt), client);
+    } else {
+      so.isServer = o.rank == 0;
+      so.numWorkers = static_cast<std::size_t>(o.worldSize);
+      so.waitWorkers = true;
+      impl->store = c10::make_intrusive<c10d::TCPStore>(o.masterAddr, so);
+    }
 #if defined(IPCLIP_HAVE_GLOO)
     if (o.backend == "gloo") {
       auto go = c10d::ProcessGroupGloo::Options::create(timeout);

@@ -1,5 +1,5 @@
 // ProcessGroup: one rank's membership of a data-parallel job, on libtorch's own distributed engine (c10d): a
-// TCPStore for the rendezvous (rank 0 serves it) and a Gloo (CPU) or NCCL (CUDA builds that have it) process
+// TCPStore for the rendezvous (rank 0 serves it, or torchrun's agent does) and a Gloo (CPU) or NCCL (CUDA builds that have it) process
 // group for the collectives. The prompt's training step all-reduces its gradients through one (PromptModel::
 // attach); the binding exposes the rest (all-gather, broadcast, barrier) to the trainer.
 //
@@ -26,6 +26,11 @@ struct DistributedOptions {
   std::string masterAddr = "127.0.0.1";
   int masterPort = 29500;
   int64_t timeoutMs = 300000;  // rendezvous and every collective
+  // torchrun's agent serves the store at masterAddr:masterPort (its workers see TORCHELASTIC_USE_AGENT_STORE=True):
+  // every rank, rank 0 included, connects as a client, and the job's keys live under /worker/attempt_<attempt>
+  // (the agent's TORCHELASTIC_RESTART_COUNT), as torch.distributed's env:// rendezvous keeps them.
+  bool agentStore = false;
+  int attempt = 0;
 };
 
 // Whether this build has `backend` ('gloo': the Gloo headers were found at build time; 'nccl': a CUDA libtorch
@@ -36,7 +41,8 @@ void requireDistributedBackend(const std::string& backend);
 
 class ProcessGroup {
  public:
-  // Joins the job: connects to (rank 0: serves) the store at masterAddr:masterPort and waits for every rank.
+  // Joins the job: connects to (rank 0 without agentStore: serves) the store at masterAddr:masterPort and waits
+  // for every rank.
   // ERR_DEVICE for a backend this build lacks, ERR_DISTRIBUTED when the rendezvous fails or times out.
   explicit ProcessGroup(const DistributedOptions& options);
   ~ProcessGroup();

@@ -47,6 +47,18 @@ export interface DistributedOptions {
   masterPort?: number;
   /** How long the rendezvous and each collective may wait for the other ranks (default 300 000 ms). */
   timeoutMs?: number;
+  /**
+   * The launcher serves the rendezvous store at masterAddr:masterPort, so every rank (rank 0 too) connects to it
+   * as a client: torchrun's agent does (it sets `TORCHELASTIC_USE_AGENT_STORE=True` in its workers). Default false:
+   * rank 0 serves the store.
+   */
+  agentStore?: boolean;
+  /**
+   * With `agentStore`: the launcher's restart count (`TORCHELASTIC_RESTART_COUNT`). The job's keys live under
+   * `/worker/attempt_<attempt>` of the agent's store, as torch.distributed keeps them, so a worker group the agent
+   * restarts never reads a failed attempt's keys. Default 0.
+   */
+  attempt?: number;
 }
 
 /**
@@ -61,13 +73,16 @@ export interface ResolvedDistributed {
   masterAddr: string;
   masterPort: number;
   timeoutMs: number;
+  agentStore: boolean;
+  attempt: number;
 }
 
 const DEFAULT_PORT = 29500;
 const DEFAULT_TIMEOUT_MS = 300_000;
 
 /**
- * The job `env` describes (torchrun's variables), or null when `WORLD_SIZE` is unset (a single process).
+ * The job `env` describes (torchrun's variables), or null when `WORLD_SIZE` is unset (a single process). Under
+ * torchrun's agent (`TORCHELASTIC_USE_AGENT_STORE=True`, torch.distributed's own test) the store is the agent's.
  * @category Training
  * @throws IpclipError `ERR_INVALID_ARGUMENT` naming a malformed variable.
  */
@@ -85,6 +100,7 @@ export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): Resolv
     rank, worldSize: int('WORLD_SIZE'), localRank: int('LOCAL_RANK', rank),
     masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort: int('MASTER_PORT', DEFAULT_PORT),
     timeoutMs: int('IPCLIP_DIST_TIMEOUT_MS', DEFAULT_TIMEOUT_MS),
+    agentStore: env.TORCHELASTIC_USE_AGENT_STORE === 'True', attempt: int('TORCHELASTIC_RESTART_COUNT', 0),
     ...(backend ? { backend: backend as DistributedBackend } : {}),
   });
 }
@@ -113,8 +129,12 @@ export function resolveDistributed(opt: DistributedOptions | 'env' | undefined):
   check(Number.isInteger(masterPort) && masterPort >= 1 && masterPort <= 65535, `distributed.masterPort must be an integer in [1, 65535], got ${String(masterPort)}`);
   const timeoutMs = opt.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   check(Number.isInteger(timeoutMs) && timeoutMs >= 1, `distributed.timeoutMs must be a positive integer, got ${String(timeoutMs)}`);
+  const agentStore = opt.agentStore ?? false;
+  check(typeof agentStore === 'boolean', `distributed.agentStore must be a boolean, got ${String(agentStore)}`);
+  const attempt = opt.attempt ?? 0;
+  check(Number.isInteger(attempt) && attempt >= 0, `distributed.attempt must be a non-negative integer, got ${String(attempt)}`);
   if (worldSize === 1) return null;
-  return { backend, rank, worldSize, localRank, masterAddr, masterPort, timeoutMs };
+  return { backend, rank, worldSize, localRank, masterAddr, masterPort, timeoutMs, agentStore, attempt };
 }
 
 /**
@@ -169,6 +189,7 @@ export class DataParallel {
     const addon = loadNative();
     const group = await callNative(() => addon.createProcessGroup({
       backend: o.backend, rank: o.rank, worldSize: o.worldSize, masterAddr: o.masterAddr, masterPort: o.masterPort, timeoutMs: o.timeoutMs,
+      agentStore: o.agentStore, attempt: o.attempt,
     }));
     return new DataParallel(group, o);
   }
