@@ -201,7 +201,11 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     // target-specified: the banks are built from both ranks' slices (all-gathered); its enhancement branch's
     // BatchNorm normalises over each rank's slice, so its parameters are compared in the next test's terms.
     const ts = { scenario: 'target-specified' as const, epochs: 1, lr: 0.01, seed: 3 };
-    const { ranks, out } = await job('exact', 'float64', [{ name: 'ref', ...ref, batchSize: 2 }, { name: 'ts', ...ts, batchSize: 2 }, { name: 'ts1', ...ts, batchSize: 6 }, CLEAN]);
+    // featureCache: each rank encodes its half of each stream and the halves are all-gathered; the cached runs
+    // ('refc', and 'ts1c', which reads the unauthorized stream's cache too) must be the cached single process's.
+    const cached = { featureCache: true };
+    const { ranks, out } = await job('exact', 'float64', [{ name: 'ref', ...ref, batchSize: 2 }, { name: 'ts', ...ts, batchSize: 2 }, { name: 'ts1', ...ts, batchSize: 6 },
+      { name: 'refc', ...ref, ...cached, batchSize: 2 }, { name: 'ts1c', ...ts, ...cached, batchSize: 6 }, CLEAN]);
     for (const r of ranks) expect(r.code, r.stdout + r.stderr).toBe(0);
     cleanOut = out;
     const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: 'cpu', dtype: 'float64' });
@@ -241,6 +245,23 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
       }
       const enh = ['ceSelf', 'ceCross'].map((k) => Math.abs(ranksStep[k]! - oneStep[k]!) / Math.abs(oneStep[k]!));
       console.log(`[distributed] one step 2×6 vs 1×12: ceSelf, ceCross differ by ${enh.map((x) => x.toExponential(2)).join(', ')} (relative)`);
+
+      // The sharded feature cache: the same parameters as one process filling the whole cache itself.
+      const oneCached = await single(clip, { ...ref, ...cached, batchSize: 4 });
+      const c0 = read(out, 'refc', 0);
+      expect(c0.iterations).toBe(6);
+      expect(read(out, 'refc', 1).state).toEqual(c0.state);
+      for (const k of Object.keys(oneCached).filter(PARAMS)) expect(rel(c0.state[k]!, oneCached[k]!, k), k).toBeLessThan(EXACT);
+      // Cached features are the test transform's, not the random crops': a different run, so this compares something.
+      expect(Object.keys(one).filter(PARAMS).some((k) => rel(oneCached[k]!, one[k]!, k) > 1e-6)).toBe(true);
+      const oneCachedStep = await (async () => {
+        using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
+        return (await new IPTrainer(prompt, { ...ts, ...cached, batchSize: 12 }).fit({ authorized: dots, unauthorized: stripes })).history[0]!.terms;
+      })();
+      const cachedStep = read(out, 'ts1c', 0).history[0]!.terms;
+      for (const k of ['ceA', 'ceU', 'mse', 'kl', 'entropy']) {
+        expect(Math.abs(cachedStep[k]! - oneCachedStep[k]!) / Math.abs(oneCachedStep[k]!), `cached ${k}`).toBeLessThan(EXACT);
+      }
     } finally {
       clip.dispose();
     }

@@ -337,6 +337,8 @@ export interface NativePromptModel {
   cacheFeatures(stream: 'authorized' | 'unauthorized', size: number, indices: Int32Array, images: Float32Array, shape: number[]): Promise<void>;
   /** Frees both streams' cached features. */
   clearFeatures(): Promise<void>;
+  /** Data parallelism: every rank's cached share of `stream` on every rank (a collective over the attached group). */
+  shareFeatures(stream: 'authorized' | 'unauthorized'): Promise<void>;
   /**
    * {@link NativePromptModel.step} on cached features, gathered native-side: A's samples `indicesA` of the
    * authorized cache, U's `indicesU` of the unauthorized one (unread when `unauthorized` is false).

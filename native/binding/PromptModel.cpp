@@ -240,6 +240,7 @@ Napi::Function PromptModel::define(Napi::Env env) {
                       InstanceMethod<&PromptModel::stepFeatures>("stepFeatures"),
                       InstanceMethod<&PromptModel::cacheFeatures>("cacheFeatures"),
                       InstanceMethod<&PromptModel::clearFeatures>("clearFeatures"),
+                      InstanceMethod<&PromptModel::shareFeatures>("shareFeatures"),
                       InstanceMethod<&PromptModel::stepCached>("stepCached"),
                       InstanceMethod<&PromptModel::gradients>("gradients"),
                       InstanceMethod<&PromptModel::optimizerState>("optimizerState"),
@@ -516,6 +517,32 @@ Napi::Value PromptModel::clearFeatures(const Napi::CallbackInfo& info) {
         s.core->authorizedFeatures.clear();
         s.core->unauthorizedFeatures.clear();
         s.bytes = s.core->bytes();
+        return h;
+      },
+      [](Napi::Env env, std::shared_ptr<PromptHandle>& s) -> Napi::Value {
+        reportMemory(env, *s);
+        return env.Undefined();
+      });
+}
+
+// shareFeatures(stream) → Promise<void>: data parallelism, every rank of the attached group calls it once its
+// share of `stream` is cached; afterwards every rank's cache holds every rank's samples (two all-gathers).
+Napi::Value PromptModel::shareFeatures(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto h = handle(env);
+  IPCLIP_CHECK_ARG(env, info.Length() >= 1 && info[0].IsString(), "shareFeatures: expected (stream)");
+  const auto stream = info[0].As<Napi::String>().Utf8Value();
+  IPCLIP_CHECK_ARG(env, stream == "authorized" || stream == "unauthorized",
+                   "shareFeatures: stream must be 'authorized' or 'unauthorized'");
+  const bool authorized = stream == "authorized";
+  return queue<std::shared_ptr<PromptHandle>>(
+      env, "ipclip.prompt.shareFeatures",
+      [h, authorized](PromptHandle& s) {
+        auto& core = *s.core;
+        if (!core.group) fail("ERR_INVALID_ARGUMENT", "shareFeatures needs an attached process group");
+        (authorized ? core.authorizedFeatures : core.unauthorizedFeatures)
+            .share(*core.group, authorized ? "authorized" : "unauthorized");
+        s.bytes = core.bytes();
         return h;
       },
       [](Napi::Env env, std::shared_ptr<PromptHandle>& s) -> Napi::Value {

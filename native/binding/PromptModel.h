@@ -43,6 +43,7 @@ class PromptModel : public BoundObject<PromptModel, PromptHandle> {
   Napi::Value stepFeatures(const Napi::CallbackInfo& info);
   Napi::Value cacheFeatures(const Napi::CallbackInfo& info);
   Napi::Value clearFeatures(const Napi::CallbackInfo& info);
+  Napi::Value shareFeatures(const Napi::CallbackInfo& info);
   Napi::Value stepCached(const Napi::CallbackInfo& info);
   Napi::Value gradients(const Napi::CallbackInfo& info);
   Napi::Value optimizerState(const Napi::CallbackInfo& info);

@@ -1,6 +1,7 @@
 #include "ipclip/feature_cache.h"
 
 #include "common/errors.h"
+#include "ipclip/distributed.h"
 
 namespace ipclip {
 
@@ -43,6 +44,32 @@ VisionFeatures FeatureCache::gather(const std::vector<int64_t>& indices, const c
       fail("ERR_INVALID_ARGUMENT", std::string("feature cache: no features for ") + stream + " sample " + std::to_string(i));
   auto at = indexTensor(indices, embeds_.device());
   return {embeds_.index_select(0, at), stats_.index_select(1, at)};
+}
+
+void FeatureCache::share(ProcessGroup& group, const char* stream) {
+  torch::NoGradGuard noGrad;
+  if (!embeds_.defined())
+    fail("ERR_INVALID_ARGUMENT", std::string("feature cache: this rank has no ") + stream + " features to share");
+  std::vector<int64_t> mine;
+  for (size_t i = 0; i < filled_.size(); ++i)
+    if (filled_[i]) mine.push_back(static_cast<int64_t>(i));
+  const auto n = static_cast<int64_t>(mine.size());
+  const auto D = embeds_.size(1), L = stats_.size(0), P = stats_.size(2), W = stats_.size(3);
+  // One row per sample: its embedding, then its [L,2,W] statistics flattened; the indices travel beside them.
+  auto local = gather(mine, stream);
+  auto rows = torch::cat({local.embeds, local.stats.permute({1, 0, 2, 3}).reshape({n, L * P * W})}, 1);
+  auto at = group.allGatherRows(torch::tensor(mine, torch::kInt64).reshape({n, 1})).reshape({-1});
+  auto all = group.allGatherRows(rows.contiguous()).to(embeds_.device());
+  if (all.size(0) != at.size(0)) fail("ERR_NATIVE", std::string("feature cache: the ranks' ") + stream + " shares do not match their indices");
+  std::vector<int64_t> indices(at.data_ptr<int64_t>(), at.data_ptr<int64_t>() + at.numel());
+  for (auto i : indices)
+    if (i < 0 || i >= size())
+      fail("ERR_INVALID_ARGUMENT", std::string("feature cache: a rank shared ") + stream + " sample " + std::to_string(i) +
+                                       ", outside this rank's stream of " + std::to_string(size()));
+  auto where = at.to(embeds_.device());
+  embeds_.index_copy_(0, where, all.narrow(1, 0, D));
+  stats_.index_copy_(1, where, all.narrow(1, D, L * P * W).reshape({-1, L, P, W}).permute({1, 0, 2, 3}));
+  for (auto i : indices) filled_[static_cast<size_t>(i)] = true;
 }
 
 void FeatureCache::clear() {

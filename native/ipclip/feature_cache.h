@@ -10,6 +10,8 @@
 
 namespace ipclip {
 
+class ProcessGroup;
+
 class FeatureCache {
  public:
   // Stores the features of batch rows k at sample indices[k] of a stream of `size` samples. The first store (or
@@ -19,6 +21,10 @@ class FeatureCache {
   // The features of `indices` as one batch (embeds [n,D], stats [L,n,2,W]). ERR_INVALID_ARGUMENT for an index
   // outside the stream or a sample never stored.
   VisionFeatures gather(const std::vector<int64_t>& indices, const char* stream) const;
+  // Data parallelism (every rank of `group` calls it): each rank has stored its own share of the stream's samples;
+  // afterwards every rank holds every sample any rank stored (the rows travel as stored, so every rank's copy has
+  // the same bytes). ERR_INVALID_ARGUMENT when this rank stored nothing, or a peer's sample lies outside the stream.
+  void share(ProcessGroup& group, const char* stream);
   void clear();
   int64_t size() const { return static_cast<int64_t>(filled_.size()); }
   int64_t bytes() const;

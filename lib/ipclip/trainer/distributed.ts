@@ -10,11 +10,12 @@
  *   same update and reports the global batch's terms;
  * - the banks are built from every rank's slice of each bank batch (all-gathered, then the single-process rule);
  * - rank 0 writes the checkpoints (atomically) while the others wait at a barrier; a rerun resumes on every rank
- *   from that file.
+ *   from that file;
+ * - with `featureCache`, each rank runs the vision tower on its {@link shardRange} of each stream's samples and
+ *   the cached rows are all-gathered, so every rank holds the whole cache.
  *
  * What is not global: the enhancement branch's BatchNorm normalises over each rank's own slice (README, "Several
- * processes, GPUs and machines", measures the difference); the feature cache is filled by every rank for every
- * sample.
+ * processes, GPUs and machines", measures the difference).
  */
 import { createHash } from 'node:crypto';
 import { IpclipError, check } from '../../core/errors.js';

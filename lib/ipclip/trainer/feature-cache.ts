@@ -8,6 +8,7 @@ import { IpclipError } from '../../core/errors.js';
 import type { BatchLoader } from '../../data/loader.js';
 import type { NativeStepOptions, NativeStepResult } from '../../native/types.js';
 import type { PromptModel } from '../prompt-model.js';
+import type { DataParallel } from './distributed.js';
 
 /** A stream of the cache. */
 export type CacheStream = 'authorized' | 'unauthorized';
@@ -24,15 +25,23 @@ export class FeatureCache {
 
   /**
    * Runs the vision tower over one pass of `loader` (epoch 0, its order) and keeps each sample's features under
-   * its dataset index in `stream` (a cache of `loader.dataset.length` samples).
+   * its dataset index in `stream` (a cache of `loader.dataset.length` samples). With `group` (every rank calls
+   * it, with a loader of the same samples), this rank encodes only its slice of each of the loader's batches and
+   * the ranks then exchange their rows: every rank ends with the whole cache, having run the tower on 1/N of it.
    * @throws IpclipError `ERR_ABORTED` when `signal` fires between batches; loader and native errors.
    */
-  async fill(stream: CacheStream, loader: BatchLoader, signal?: AbortSignal): Promise<void> {
+  async fill(stream: CacheStream, loader: BatchLoader, signal?: AbortSignal, group?: DataParallel): Promise<void> {
     const size = loader.dataset.length;
-    for await (const b of loader.epoch(0)) {
+    // A sample's transform depends on (seed, epoch, index) only, so its slice of epoch 0 on any rank gets the
+    // features it would get in one process.
+    const batches = group
+      ? loader.batches(Array.from({ length: loader.batchesPerEpoch() }, (_, b) => group.shard(loader.drawsOf(0, b))).filter((s) => s.length > 0))
+      : loader.epoch(0);
+    for await (const b of batches) {
       if (signal?.aborted) throw new IpclipError('ERR_ABORTED', 'feature caching stopped on request');
       await this.prompt.exclusive('feature caching', (native) => native.cacheFeatures(stream, size, Int32Array.from(b.indices), b.images.data, [...b.images.shape]));
     }
+    if (group) await this.prompt.exclusive('feature sharing', (native) => native.shareFeatures(stream));
   }
 
   /**

@@ -425,9 +425,10 @@ export class IPTrainer {
     const seeds = this.streamSeeds;
     const cache = new FeatureCache(this.prompt);
     const fill = async (stream: 'authorized' | 'unauthorized', data: StreamData[typeof stream], transform: typeof plan.authorized, seed: number) => {
-      const loader = streamLoader(this.loaders, data, withoutRandomCrop(transform), seed, this.options.bankBatchSize, false);
+      // Over ranks a loader batch is a global one: each rank encodes its bankBatchSize slice of it.
+      const loader = streamLoader(this.loaders, data, withoutRandomCrop(transform), seed, this.options.bankBatchSize * (this.dp?.worldSize ?? 1), false);
       try {
-        await cache.fill(stream, loader, signal);
+        await cache.fill(stream, loader, signal, this.dp ?? undefined);
       } finally {
         await loader.close();
       }
