@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Clip } from '../lib/clip/clip.js';
 import { DomainDataset } from '../lib/data/dataset.js';
 import { IpclipError } from '../lib/core/errors.js';
+import { runProtectionBenchmark, type BenchmarkResult } from '../lib/ipclip/benchmark.js';
 import { readCheckpoint } from '../lib/ipclip/checkpoint.js';
 import { PromptModel } from '../lib/ipclip/prompt-model.js';
 import { IPTrainer, type TrainerOptions } from '../lib/ipclip/trainer/trainer.js';
@@ -293,6 +294,14 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
   // 8 training images per domain: 2 steps of 2 × 2 per epoch; 4 test images per domain, 2 per rank.
   const trainFlags = (out: string) => ['--data', data, '--authorized', 'dots', '--scenario', 'reference', '--epochs', '1', '--batch-size', '2',
     '--split-sizes', '8/4', '--out', out, '--json', ...clipFlags];
+  /** `ipclip <args>` as 2 local ranks of Debian's torch 1.13 torchrun. */
+  const torchrun = async (args: string[]) =>
+    // torch 1.13 spells the flags with underscores (torch 2 also takes --nproc-per-node, --no-python). Under
+    // Python 3.11 its default --redirects 0 and --tee 0 parse to None (enum iteration skips a zero flag) and
+    // the agent fails before starting a worker; a per-rank mapping parses: local rank 1's stdout, which is
+    // empty, is teed through a log file.
+    runCli('-m', ['torch.distributed.run', '--nproc_per_node', '2', '--no_python', '--master_port', String(await freePort()),
+      '--redirects', '1:1', '--tee', '1:1', process.execPath, BIN, ...args], PYTHON);
   // The launcher's run (made by the first CLI test): what a run under torchrun must reproduce.
   let launched: { doc: unknown; out: string } | null = null;
 
@@ -315,12 +324,7 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
   it.skipIf(!haveTorchrun)("torchrun (torch 1.13's torch.distributed.run, whose agent serves the store) runs the same job to the same result", async () => {
     expect(launched, 'the launcher test made the run to compare with').not.toBeNull();
     const out = join(root, 'torchrun-run');
-    // torch 1.13 spells the flags with underscores (torch 2 also takes --nproc-per-node, --no-python). Under
-    // Python 3.11 its default --redirects 0 and --tee 0 parse to None (enum iteration skips a zero flag) and
-    // the agent fails before starting a worker; a per-rank mapping parses: local rank 1's stdout, which is
-    // empty, is teed through a log file.
-    const run = await runCli('-m', ['torch.distributed.run', '--nproc_per_node', '2', '--no_python', '--master_port', String(await freePort()),
-      '--redirects', '1:1', '--tee', '1:1', process.execPath, BIN, 'train', '--threads', '1', ...trainFlags(out)], PYTHON);
+    const run = await torchrun(['train', '--threads', '1', ...trainFlags(out)]);
     expect(run.code, run.stderr).toBe(0);
     // One JSON document: rank 1 prints nothing although torchrun gives every worker this stdout.
     const doc = JSON.parse(run.stdout) as Record<string, unknown>;
@@ -328,6 +332,80 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     expect(same(doc)).toEqual(same(launched!.doc as Record<string, unknown>));
     const [a, b] = await Promise.all([join(out, 'prompt.safetensors'), join(launched!.out, 'prompt.safetensors')].map((f) => readCheckpoint(f)));
     for (const k of Object.keys(b.state)) expect(Array.from(a.state[k]!.data), k).toEqual(Array.from(b.state[k]!.data));
+  }, 240_000);
+
+  // A benchmark small enough for 2 ranks: 6 training images per domain (trainFraction 0.5), one global batch of
+  // 2 × 3 per step, two epochs, one seed; 6 test images per domain.
+  const BENCH = { authorized: 'dots', unauthorized: 'stripes', others: ['stripes'], scenarios: ['target-specified' as const], seeds: [0], trainFraction: 0.5 };
+  const BENCH_RECIPE = { epochs: 2, lr: 0.02 };
+  /** A report without its timings and date (which differ between runs of the same job). */
+  const timeless = (b: BenchmarkResult) => ({ ...b, seconds: 0, date: '', runs: b.runs.map((r) => ({ ...r, seconds: 0 })) });
+  interface BenchOut { result: BenchmarkResult; steps: { stage: string; iteration: number; terms: { ceA: number } }[] }
+
+  it('the protection benchmark over 2 ranks (float64) scores as one process with the global batch; every rank gets the whole report', async () => {
+    const { ranks, out } = await job('bench', 'float64', [{ name: 'bench', benchmark: { ...BENCH, recipe: { ...BENCH_RECIPE, batchSize: 3 } } }]);
+    for (const r of ranks) expect(r.code, r.stdout + r.stderr).toBe(0);
+    const [b0, b1] = [0, 1].map((r) => JSON.parse(readFileSync(join(out, `bench-rank${r}.json`), 'utf8')) as BenchOut);
+    expect(timeless(b1!.result)).toEqual(timeless(b0!.result));
+    const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: 'cpu', dtype: 'float64' });
+    try {
+      const single = async (batchSize: number) => {
+        const steps: BenchOut['steps'] = [];
+        const result = await runProtectionBenchmark({
+          clip, data, ...BENCH, recipe: { ...BENCH_RECIPE, batchSize },
+          onProgress: (e) => { if (e.training) steps.push({ stage: e.stage, iteration: e.training.iteration, terms: e.training.terms }); },
+        });
+        return { result, steps };
+      };
+      const one = await single(6);
+      const [mine, theirs] = [b0!.result.runs[0]!, one.result.runs[0]!];
+      expect(Object.keys(mine.sets)).toEqual(['dots', 'stripes']);
+      for (const [name, s] of Object.entries(theirs.sets)) {
+        expect(mine.sets[name]!.n, name).toBe(6);
+        expect(mine.sets[name]!.n, name).toBe(s.n);
+        // Zero-shot CLIP and the reference (CE on the authorized stream, exact over ranks) score alike.
+        expect(mine.sets[name]!.zeroShot, name).toBe(s.zeroShot);
+        expect(mine.sets[name]!.reference, name).toBe(s.reference);
+      }
+      // The reference's steps: the same global batches, so the same CE_A to 1e-10 at each of the 2 steps (what
+      // a rank that trained alone on its 3 images would not give: 4 steps of other losses).
+      const ceA = (o: BenchOut) => o.steps.filter((x) => x.stage === 'reference').map((x) => x.terms.ceA);
+      expect(ceA(b0!)).toHaveLength(2);
+      expect(ceA(one)).toHaveLength(2);
+      ceA(b0!).forEach((v, i) => expect(Math.abs(v - ceA(one)[i]!) / Math.abs(ceA(one)[i]!), `step ${i + 1}`).toBeLessThan(EXACT));
+      const alone = await single(3);
+      expect(ceA(alone)).toHaveLength(4);
+      // Not an exactness claim: the protected run's enhancement BatchNorm sees 3 rows per rank instead of 6.
+      const gap = Object.entries(theirs.sets).map(([name, s]) => `${name} ${mine.sets[name]!.protected.toFixed(3)} vs ${s.protected.toFixed(3)}`);
+      console.log(`[distributed] benchmark, protected accuracy 2×3 vs 1×6: ${gap.join(', ')} (per-rank BatchNorm)`);
+    } finally {
+      clip.dispose();
+    }
+  }, 240_000);
+
+  const benchFlags = (out: string) => ['--data', data, '--authorized', 'dots', '--unauthorized', 'stripes', '--others', 'stripes',
+    '--scenarios', 'target-specified', '--seeds', '0', '--train-fraction', '0.5', '--epochs', '2', '--lr', '0.02', '--batch-size', '3',
+    '--out', out, '--json', ...clipFlags];
+  let benchLaunched: BenchmarkResult | null = null;
+
+  it('ipclip benchmark --nproc-per-node 2: rank 0 alone prints and writes the report; its verdict is the exit code', async () => {
+    const out = join(root, 'bench-cli');
+    const run = await runCli(BIN, ['benchmark', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--threads', '2', ...benchFlags(out)]);
+    expect(run.stderr).toMatch(/ipclip benchmark: 2 local ranks on 127\.0\.0\.1:\d+, 1 thread each/);
+    const doc = JSON.parse(run.stdout) as BenchmarkResult; // one document: rank 1 printed nothing
+    expect(run.code, run.stderr).toBe(doc.pass ? 0 : 1);
+    expect(JSON.parse(readFileSync(join(out, 'benchmark.json'), 'utf8'))).toEqual(doc);
+    expect(doc.runs).toHaveLength(1);
+    expect(doc.runs[0]!.sets.stripes!.n).toBe(6);
+    benchLaunched = doc;
+  }, 240_000);
+
+  it.skipIf(!haveTorchrun)("ipclip benchmark under torchrun gives the launcher's report", async () => {
+    expect(benchLaunched, 'the launcher test made the report to compare with').not.toBeNull();
+    const run = await torchrun(['benchmark', '--threads', '1', ...benchFlags(join(root, 'bench-torchrun'))]);
+    const doc = JSON.parse(run.stdout) as BenchmarkResult;
+    expect(run.code, run.stderr).toBe(doc.pass ? 0 : 1);
+    expect(timeless(doc)).toEqual(timeless(benchLaunched!));
   }, 240_000);
 
   it('an abort on one rank stops every rank after the same step (ERR_ABORTED on both)', async () => {

@@ -3,16 +3,19 @@
  * set, `benchmark.json` and `benchmark.html`. Exit code 0 when every scenario passes on every seed, 1 otherwise.
  */
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import {
   DEFAULT_RECIPE, DEFAULT_TARGETS, runProtectionBenchmark, type BenchmarkRecipe, type BenchmarkResult, type BenchmarkTargets,
 } from '../ipclip/benchmark.js';
 import { PROTECTION_SCENARIOS, type ProtectionScenario } from '../ipclip/scenario.js';
+import { DataParallel } from '../ipclip/trainer/distributed.js';
 import type { Preset } from '../ipclip/schedule.js';
 import { ProgressBar } from '../tools/progress.js';
 import { writeBenchmark } from '../tools/report/benchmark-page.js';
 import { generateSynthDomains } from '../tools/synth/synth.js';
 import { UsageError, bool, choice, int, list, positiveNumber, str, type Command, type Io, type Parsed } from './args.js';
 import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, table, withInterrupt } from './common.js';
+import { DATA_PARALLEL_FLAGS, launchIfAsked, rankFromEnv } from './launch.js';
 
 const PRESETS = ['paper', 'official'] as const satisfies readonly Preset[];
 
@@ -94,6 +97,7 @@ export const benchmarkCommand: Command = {
     'reference-slack': { type: 'string', value: 'x', help: 'target: reference ≥ zero-shot − x on the authorized set (default 0.01)' },
     'p-value': { type: 'string', value: 'x', help: 'target (ownership): watermark collapse p below x (default 1e-9)' },
     out: { type: 'string', value: 'dir', help: 'where benchmark.json and benchmark.html go (default out/benchmark)' },
+    ...DATA_PARALLEL_FLAGS,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
   },
@@ -102,8 +106,13 @@ authorized stream only) and the protected prompt with the same recipe, and score
 sets (ownership and authorization add watermarked sets). Targets per seed: reference ≥ zero-shot − slack;
 protected authorized ≥ retention · max(reference, zero-shot); every scored unauthorized set ≤ chance + margin;
 ownership also needs the watermark collapse significant (one-sided binomial, p below --p-value).
+Data parallelism: --nproc-per-node N runs every training and evaluation of the benchmark over N local ranks
+(under torchrun, or any launcher setting RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, each process is
+one rank); --batch-size is per rank. Rank 0 prints and writes the report.
 Exit code 0 when every scenario passes on every seed, 1 otherwise, 130 when stopped with Ctrl-C.`,
   async run(p: Parsed, io: Io): Promise<number> {
+    const launched = await launchIfAsked(p, io, 'benchmark');
+    if (launched !== null) return launched;
     const json = bool(p, 'json');
     const scenarios = (list(p, 'scenarios') ?? PROTECTION_SCENARIOS.slice()).map((s) => {
       if (!PROTECTION_SCENARIOS.includes(s as ProtectionScenario)) throw new UsageError(`--scenarios: unknown scenario '${s}' (${PROTECTION_SCENARIOS.join(', ')})`);
@@ -132,13 +141,21 @@ Exit code 0 when every scenario passes on every seed, 1 otherwise, 130 when stop
     const others = list(p, 'others');
     const outDir = str(p, 'out') ?? join('out', 'benchmark');
 
+    // One rank of a data-parallel job (else null): joined before the data exists, so that rank 0 alone renders
+    // the default SynthDomains while the others wait, then reuse its images.
+    const dist = rankFromEnv(p);
+    const main = dist === null || dist.rank === 0;
+    const stderr = main ? io.stderr : new Writable({ write: (_chunk, _enc, done) => done() });
+    const group = dist ? await DataParallel.join(dist) : undefined;
     return withInterrupt(io, async (signal) => {
       let data = str(p, 'data');
       if (data === undefined) {
         const perClass = int(p, 'per-class', 50, 2, 10_000);
-        const bar = new ProgressBar(perClass * 10 * 4, { stream: io.stderr, label: 'render SynthDomains' });
+        if (group && !main) await group.barrier();
+        const bar = new ProgressBar(perClass * 10 * 4, { stream: stderr, label: 'render SynthDomains' });
         const synth = await generateSynthDomains({ out: join('.cache', 'synth'), perClass, seed: 0, size: 64, signal, onProgress: (d) => bar.update(d) });
         bar.done(`SynthDomains: ${synth.count} images in ${synth.root}${synth.reused ? ' (cached)' : ''}`);
+        if (group && main) await group.barrier();
         data = synth.root;
       } else if (str(p, 'per-class') !== undefined) {
         throw new UsageError('--per-class only applies to the SynthDomains default (without --data)');
@@ -149,7 +166,9 @@ Exit code 0 when every scenario passes on every seed, 1 otherwise, 130 when stop
         let current = '';
         const result = await runProtectionBenchmark({
           clip, data, authorized, unauthorized, ...(others ? { others } : {}), scenarios, seeds, trainFraction, recipe, targets, signal,
+          ...(group ? { distributed: group } : {}),
           onProgress: (e) => {
+            if (!main) return;
             const label = `${e.scenario} seed ${e.seed} ${e.stage} (run ${e.runsDone + 1}/${e.runsTotal})`;
             if (label !== current) {
               bar?.done();
@@ -164,13 +183,17 @@ Exit code 0 when every scenario passes on every seed, 1 otherwise, 130 when stop
           },
         });
         bar?.done();
-        const files = await writeBenchmark(outDir, result);
-        if (json) printJson(io, result);
-        else io.stdout.write(`${benchmarkTable(result)}\nwrote ${files.json} and ${files.html}\n`);
-        return result.pass ? 0 : 1;
+        if (main) {
+          const files = await writeBenchmark(outDir, result);
+          if (json) printJson(io, result);
+          else io.stdout.write(`${benchmarkTable(result)}\nwrote ${files.json} and ${files.html}\n`);
+        }
+        // Rank 0 carries the verdict: a launcher stops the other ranks when one exits non-zero, and a failed
+        // check is not a failed rank (rank 0 may still be writing the report).
+        return result.pass || !main ? 0 : 1;
       } finally {
         clip.dispose();
       }
-    });
+    }).finally(() => group?.close());
   },
 };

@@ -17,8 +17,8 @@ import {
 } from '../ipclip/scenario.js';
 import { PAIRINGS, type Pairing } from '../ipclip/trainer/streams.js';
 import { CHECKPOINT_FILE, IPTrainer, type TrainProgress } from '../ipclip/trainer/trainer.js';
-import { DataParallel, distributedFromEnv } from '../ipclip/trainer/distributed.js';
-import { launchLocal } from './launch.js';
+import { DataParallel } from '../ipclip/trainer/distributed.js';
+import { DATA_PARALLEL_FLAGS, launchIfAsked, rankFromEnv } from './launch.js';
 import { UsageError, bool, choice, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
 import {
   BAD_IMAGE_FLAG, CLIP_FLAGS, JSON_FLAG, dataRoot, domainSplits, loadClipFromFlags, onBadImageFlag, printJson, splitSizes, withInterrupt,
@@ -71,8 +71,7 @@ export const trainCommand: Command = {
     extend: { type: 'boolean', help: 'continue the run in --out for more --epochs instead of refusing it' },
     'feature-cache': { type: 'boolean', help: 'run the frozen vision tower once per image (test transform instead of random crops; see the README)' },
     verbose: { type: 'boolean', help: 'show every non-zero loss term in the progress line (default: the scenario\'s, to fit 80 columns)' },
-    'nproc-per-node': { type: 'string', value: 'n', help: 'data parallelism: n local ranks (CPU: --threads split between them)' },
-    'master-port': { type: 'string', value: 'n', help: 'with --nproc-per-node: the rendezvous port (default 29500)' },
+    ...DATA_PARALLEL_FLAGS,
     ...BAD_IMAGE_FLAG,
     ...CLIP_FLAGS,
     ...JSON_FLAG,
@@ -129,15 +128,11 @@ function ownUScenarios(): Scenario[] {
 
 async function runTrain(p: Parsed, io: Io): Promise<number> {
   const json = bool(p, 'json');
-  const nproc = int(p, 'nproc-per-node', 1, 1, 1024);
-  if (nproc > 1) {
-    const threads = str(p, 'threads') === undefined ? undefined : int(p, 'threads', 1, 1, 1024);
-    return launchLocal(nproc, { port: int(p, 'master-port', 29500, 1, 65535), io, ...(threads ? { threads } : {}) });
-  }
+  const launched = await launchIfAsked(p, io, 'train');
+  if (launched !== null) return launched;
   // One rank of a data-parallel job when torchrun's variables are set (else null: a single process).
-  const dist = distributedFromEnv();
+  const dist = rankFromEnv(p);
   const main = dist === null || dist.rank === 0;
-  if (dist && str(p, 'device') === 'cuda') p.values.device = `cuda:${dist.localRank}`;
   const scenario = choice<Scenario>(p, 'scenario', SCENARIOS, DEFAULT_SCENARIO);
   const descriptor = SCENARIO_DESCRIPTORS[scenario];
   const preset = choice(p, 'preset', ['paper', 'official'] as const, 'paper');
@@ -200,8 +195,7 @@ async function runTrain(p: Parsed, io: Io): Promise<number> {
   const clip = await loadClipFromFlags(p);
   let prompt: PromptModel | undefined;
   // One rank of a job: joined once, for training and then the sharded evaluation.
-  const backend = process.env.IPCLIP_DIST_BACKEND || !str(p, 'device')?.startsWith('cuda') ? {} : { backend: 'nccl' as const };
-  const group = dist ? await DataParallel.join({ ...dist, ...backend }) : undefined;
+  const group = dist ? await DataParallel.join(dist) : undefined;
   try {
     prompt = await PromptModel.create(clip, a.train.classNames, { seed });
     const file = join(out, CHECKPOINT_FILE);

@@ -17,6 +17,7 @@ import {
 } from './scenario.js';
 import type { Preset } from './schedule.js';
 import { IPTrainer, type TrainProgress } from './trainer/trainer.js';
+import { dataParallelOption, withDataParallel, type DataParallel, type DistributedOptions } from './trainer/distributed.js';
 import type { DisguiseOptions } from './trainer/disguise.js';
 
 /**
@@ -109,6 +110,12 @@ export interface BenchmarkOptions {
   onProtected?: (run: { scenario: ProtectionScenario; seed: number; prompt: PromptModel }) => void | Promise<void>;
   /** Stops the benchmark after the current training step with `ERR_ABORTED`. */
   signal?: AbortSignal;
+  /**
+   * Data parallelism (as `TrainerOptions.distributed`): every training run and every evaluation of the benchmark
+   * is sharded over the job's ranks; each rank makes the same calls and returns the whole result, so write it from
+   * rank 0 only. `onProgress` and `onProtected` are called on every rank. A joined `DataParallel` is left open.
+   */
+  distributed?: DistributedOptions | 'env' | DataParallel;
 }
 
 /**
@@ -285,7 +292,8 @@ function targetsFor(scenario: ProtectionScenario, t: BenchmarkOptions['targets']
  * trained with the same recipe and seed, and the three are scored on the scenario's sets. A reference is shared by
  * the scenarios of a seed whose authorized streams and recipes are the same (target-specified, target-free and
  * ownership all train on the clean authorized images; a scenario given a recipe of its own trains its own).
- * @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options, `ERR_ABORTED` when `signal` fires, data and native errors.
+ * @throws IpclipError `ERR_INVALID_ARGUMENT` for bad options, `ERR_ABORTED` when `signal` fires, `ERR_DISTRIBUTED` /
+ * `ERR_MISMATCH` over ranks (as `IPTrainer`), data and native errors.
  * @category Evaluation
  */
 export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<BenchmarkResult> {
@@ -309,90 +317,97 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
   check(!others.includes(opts.authorized), 'runProtectionBenchmark: others must not contain the authorized domain');
   const recipes = new Map(scenarios.map((s) => [s, recipeFor(s, opts.recipe)]));
   const targets = new Map(scenarios.map((s) => [s, targetsFor(s, opts.targets)]));
+  const job = dataParallelOption(opts.distributed);
   const clip = opts.clip;
-  const evaluator = new Evaluator(clip, { batchSize: opts.evalBatchSize ?? 64, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
-  const runs: BenchmarkRun[] = [];
-  const runsTotal = scenarios.length * seeds.length;
-  let classNames: string[] | null = null;
+  // Over ranks every trainer and the evaluator share one group, joined once for the whole benchmark.
+  return withDataParallel(job, async (group) => {
+    const evaluator = new Evaluator(clip, {
+      batchSize: opts.evalBatchSize ?? 64, ...(group ? { group } : {}), ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+    });
+    const runs: BenchmarkRun[] = [];
+    const runsTotal = scenarios.length * seeds.length;
+    let classNames: string[] | null = null;
 
-  for (const seed of seeds) {
-    const splits = new Map<string, { train: DomainDataset; test: DomainDataset }>();
-    for (const d of [opts.authorized, ...others]) {
-      splits.set(d, await DomainDataset.splits(opts.data, { domain: d, seed, trainFraction, ...(classNames ? { classNames } : {}) }));
-    }
-    classNames ??= splits.get(opts.authorized)!.train.classNames;
-    const chance = 1 / classNames.length;
-    const references = new Map<string, PromptModel>();
-    const owned: PromptModel[] = [];
-    try {
-      for (const scenario of scenarios) {
-        const t0 = performance.now();
-        const recipe = recipes.get(scenario)!;
-        const target = targets.get(scenario)!;
-        const progress = (stage: BenchmarkProgress['stage'], training?: TrainProgress) =>
-          opts.onProgress?.({ scenario, seed, stage, runsDone: runs.length, runsTotal, ...(training ? { training } : {}) });
-        const train = async (kind: 'reference' | 'protected'): Promise<PromptModel> => {
-          const model = await PromptModel.create(clip, classNames!, { seed });
-          owned.push(model);
-          const trainer = new IPTrainer(model, {
-            scenario: kind === 'protected' ? scenario : REFERENCE_SCENARIO,
-            ...(kind === 'protected' ? {} : { referenceFor: scenario }),
-            epochs: recipe.epochs, lr: recipe.lr, batchSize: recipe.batchSize, preset: recipe.preset, seed,
-            featureCache: recipe.featureCache, trainEnhancer: recipe.trainEnhancer,
-            ...(kind === 'protected' && recipe.disguisedUnauthorized ? { disguisedUnauthorized: recipe.disguisedUnauthorized } : {}),
-            ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
-            ...(opts.signal ? { signal: opts.signal } : {}),
-            onProgress: (p) => progress(kind, p),
-          });
-          await trainer.fit({
-            authorized: splits.get(opts.authorized)!.train,
-            ...(kind === 'protected' && resolveScenario(scenario).streams.source === 'own' ? { unauthorized: splits.get(opts.unauthorized)!.train } : {}),
-          });
-          return model;
-        };
-        // Scenarios whose reference trains on the same authorized stream with the same recipe share it.
-        const { disguisedUnauthorized: _uOnly, ...referenceRecipe } = recipe;
-        const refKey = JSON.stringify([trainingStreams(REFERENCE_SCENARIO, scenario).authorized, referenceRecipe]);
-        let reference = references.get(refKey);
-        if (!reference) {
-          progress('reference');
-          reference = await train('reference');
-          references.set(refKey, reference);
-        }
-        progress('protected');
-        const protectedModel = await train('protected');
-        progress('evaluate');
-        const plan = benchmarkSets(scenario, opts.authorized, opts.unauthorized, others);
-        const evalSet = (s: { domain: string; watermark: boolean }): EvalSet => ({ dataset: splits.get(s.domain)!.test, watermark: s.watermark });
-        const [first, ...rest] = plan.sets;
-        const report = await evaluator.evaluate(protectedModel, {
-          authorized: evalSet(first!),
-          unauthorized: Object.fromEntries(rest.map((s) => [s.name, evalSet(s)])),
-          reference,
-        });
-        const key = (name: string) => (name === plan.authorizedSet ? AUTHORIZED_SET : name);
-        const sets: Record<string, BenchmarkSetScore> = {};
-        for (const s of plan.sets) {
-          const k = key(s.name);
-          sets[s.name] = { zeroShot: report.zeroShot![k]!, reference: report.reference![k]!.accuracy, protected: report.sets[k]!.accuracy, n: report.sets[k]!.n };
-        }
-        runs.push(scoreRun(scenario, seed, sets, plan.authorizedSet, plan.scored, chance, target, report.sets, (performance.now() - t0) / 1000));
-        await opts.onProtected?.({ scenario, seed, prompt: protectedModel });
-        protectedModel.dispose();
-        owned.splice(owned.indexOf(protectedModel), 1);
+    for (const seed of seeds) {
+      const splits = new Map<string, { train: DomainDataset; test: DomainDataset }>();
+      for (const d of [opts.authorized, ...others]) {
+        splits.set(d, await DomainDataset.splits(opts.data, { domain: d, seed, trainFraction, ...(classNames ? { classNames } : {}) }));
       }
-    } finally {
-      for (const m of owned) m.dispose();
+      classNames ??= splits.get(opts.authorized)!.train.classNames;
+      const chance = 1 / classNames.length;
+      const references = new Map<string, PromptModel>();
+      const owned: PromptModel[] = [];
+      try {
+        for (const scenario of scenarios) {
+          const t0 = performance.now();
+          const recipe = recipes.get(scenario)!;
+          const target = targets.get(scenario)!;
+          const progress = (stage: BenchmarkProgress['stage'], training?: TrainProgress) =>
+            opts.onProgress?.({ scenario, seed, stage, runsDone: runs.length, runsTotal, ...(training ? { training } : {}) });
+          const train = async (kind: 'reference' | 'protected'): Promise<PromptModel> => {
+            const model = await PromptModel.create(clip, classNames!, { seed });
+            owned.push(model);
+            const trainer = new IPTrainer(model, {
+              scenario: kind === 'protected' ? scenario : REFERENCE_SCENARIO,
+              ...(kind === 'protected' ? {} : { referenceFor: scenario }),
+              epochs: recipe.epochs, lr: recipe.lr, batchSize: recipe.batchSize, preset: recipe.preset, seed,
+              featureCache: recipe.featureCache, trainEnhancer: recipe.trainEnhancer,
+              ...(kind === 'protected' && recipe.disguisedUnauthorized ? { disguisedUnauthorized: recipe.disguisedUnauthorized } : {}),
+              ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+              ...(opts.signal ? { signal: opts.signal } : {}),
+              ...(group ? { distributed: group } : {}),
+              onProgress: (p) => progress(kind, p),
+            });
+            await trainer.fit({
+              authorized: splits.get(opts.authorized)!.train,
+              ...(kind === 'protected' && resolveScenario(scenario).streams.source === 'own' ? { unauthorized: splits.get(opts.unauthorized)!.train } : {}),
+            });
+            return model;
+          };
+          // Scenarios whose reference trains on the same authorized stream with the same recipe share it.
+          const { disguisedUnauthorized: _uOnly, ...referenceRecipe } = recipe;
+          const refKey = JSON.stringify([trainingStreams(REFERENCE_SCENARIO, scenario).authorized, referenceRecipe]);
+          let reference = references.get(refKey);
+          if (!reference) {
+            progress('reference');
+            reference = await train('reference');
+            references.set(refKey, reference);
+          }
+          progress('protected');
+          const protectedModel = await train('protected');
+          progress('evaluate');
+          const plan = benchmarkSets(scenario, opts.authorized, opts.unauthorized, others);
+          const evalSet = (s: { domain: string; watermark: boolean }): EvalSet => ({ dataset: splits.get(s.domain)!.test, watermark: s.watermark });
+          const [first, ...rest] = plan.sets;
+          const report = await evaluator.evaluate(protectedModel, {
+            authorized: evalSet(first!),
+            unauthorized: Object.fromEntries(rest.map((s) => [s.name, evalSet(s)])),
+            reference,
+          });
+          const key = (name: string) => (name === plan.authorizedSet ? AUTHORIZED_SET : name);
+          const sets: Record<string, BenchmarkSetScore> = {};
+          for (const s of plan.sets) {
+            const k = key(s.name);
+            sets[s.name] = { zeroShot: report.zeroShot![k]!, reference: report.reference![k]!.accuracy, protected: report.sets[k]!.accuracy, n: report.sets[k]!.n };
+          }
+          runs.push(scoreRun(scenario, seed, sets, plan.authorizedSet, plan.scored, chance, target, report.sets, (performance.now() - t0) / 1000));
+          await opts.onProtected?.({ scenario, seed, prompt: protectedModel });
+          protectedModel.dispose();
+          owned.splice(owned.indexOf(protectedModel), 1);
+        }
+      } finally {
+        for (const m of owned) m.dispose();
+      }
     }
-  }
-  const chance = 1 / classNames!.length;
-  const summaries = scenarios.map((s) => summarise(s, runs.filter((r) => r.scenario === s), recipes.get(s)!, targets.get(s)!));
-  return {
-    clip: { fingerprint: clip.info.fingerprint, dtype: clip.info.dtype, device: clip.info.device },
-    data: opts.data, classNames: classNames!, chance, authorized: opts.authorized, unauthorized: opts.unauthorized, others,
-    seeds, trainFraction, scenarios: summaries, runs, pass: summaries.every((s) => s.pass),
-    seconds: (performance.now() - started) / 1000, date: new Date().toISOString(),
-  };
+    const chance = 1 / classNames!.length;
+    const summaries = scenarios.map((s) => summarise(s, runs.filter((r) => r.scenario === s), recipes.get(s)!, targets.get(s)!));
+    return {
+      clip: { fingerprint: clip.info.fingerprint, dtype: clip.info.dtype, device: clip.info.device },
+      data: opts.data, classNames: classNames!, chance, authorized: opts.authorized, unauthorized: opts.unauthorized, others,
+      seeds, trainFraction, scenarios: summaries, runs, pass: summaries.every((s) => s.pass),
+      seconds: (performance.now() - started) / 1000, date: new Date().toISOString(),
+    };
+  });
 }
 
 /** The metrics and checks of one run, from its per-set accuracies. */

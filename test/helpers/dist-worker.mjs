@@ -1,10 +1,10 @@
 // One rank of a data-parallel test job (test/distributed.test.ts spawns one process per rank; it runs the
 // compiled library in dist/). argv[2] is a JSON job: { rank, worldSize, port, timeoutMs, clip, vocab, data,
-// dtype, out, runs: [{ name, dtype?, trainer options…, killAfter? }] }. Each run's final prompt state is written to
+// dtype, out, runs: [{ name, dtype?, trainer options…, killAfter? } | { name, benchmark: options }] }. Each run's final prompt state (a benchmark's result) is written to
 // `${out}/${name}-rank${rank}.json` (`byRank: { option: [per rank] }` sets one rank's option); a failure prints `FAILED <code>: <message>` and exits 3.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Clip, DomainDataset, IPTrainer, PromptModel, setThreads } from '../../dist/index.js';
+import { Clip, DomainDataset, IPTrainer, PromptModel, runProtectionBenchmark, setThreads } from '../../dist/index.js';
 
 const job = JSON.parse(process.argv[2]);
 setThreads(1);
@@ -19,14 +19,25 @@ const stripes = await DomainDataset.fromFolder(job.data, { domain: 'stripes' });
 try {
   for (const run of job.runs) {
     // byRank: { option: [value of rank 0, value of rank 1, …] } (a mismatching rank, a rank to kill).
-    const { name, byRank = {}, ...rest } = run;
+    const { name, byRank = {}, benchmark, ...rest } = run;
+    const distributed = job.worldSize > 1
+      ? { rank: job.rank, worldSize: job.worldSize, masterPort: job.port, timeoutMs: job.timeoutMs }
+      : undefined;
+    if (benchmark) {
+      // { benchmark: options }: runProtectionBenchmark on the job's data; the whole result and the training
+      // steps' progress ({ stage, iteration, terms }) are written.
+      const steps = [];
+      const result = await runProtectionBenchmark({
+        clip: await clipOf(job.dtype), data: job.data, ...benchmark, ...(distributed ? { distributed } : {}),
+        onProgress: (e) => { if (e.training) steps.push({ stage: e.stage, iteration: e.training.iteration, terms: e.training.terms }); },
+      });
+      writeFileSync(join(job.out, `${name}-rank${job.rank}.json`), JSON.stringify({ result, steps }));
+      continue;
+    }
     const mine = Object.fromEntries(Object.entries(byRank).map(([k, v]) => [k, v[job.rank]]).filter(([, v]) => v !== null));
     const { killAfter, abortAfter, stopAfter, dtype = job.dtype, ...options } = { ...rest, ...mine };
     const controller = new AbortController();
     const prompt = await PromptModel.create(await clipOf(dtype), dots.classNames, { seed: 1 });
-    const distributed = job.worldSize > 1
-      ? { rank: job.rank, worldSize: job.worldSize, masterPort: job.port, timeoutMs: job.timeoutMs }
-      : undefined;
     const trainer = new IPTrainer(prompt, {
       ...options, ...(distributed ? { distributed } : {}),
       onProgress: (p) => {

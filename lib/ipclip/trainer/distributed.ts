@@ -139,6 +139,29 @@ export function resolveDistributed(opt: DistributedOptions | 'env' | undefined):
 }
 
 /**
+ * What a `distributed` option ({@link TrainerOptions.distributed}, the benchmark's) names, checked: the caller's
+ * joined {@link DataParallel}, a job to join, or null for a single process.
+ * @throws IpclipError `ERR_INVALID_ARGUMENT` as {@link resolveDistributed}.
+ */
+export function dataParallelOption(opt: DistributedOptions | 'env' | DataParallel | undefined): ResolvedDistributed | DataParallel | null {
+  return opt instanceof DataParallel ? opt : resolveDistributed(opt);
+}
+
+/**
+ * Runs `fn` as a member of the job `job` names: the caller's group as it is (left open for the caller), or one
+ * joined for `fn` and left after it; `fn(null)` for a single process.
+ */
+export async function withDataParallel<T>(job: ResolvedDistributed | DataParallel | null, fn: (dp: DataParallel | null) => Promise<T>): Promise<T> {
+  if (job === null || job instanceof DataParallel) return fn(job);
+  const dp = await DataParallel.join(job);
+  try {
+    return await fn(dp);
+  } finally {
+    await dp.close();
+  }
+}
+
+/**
  * Rank `rank`'s share `[start, end)` of `n` items over `world` ranks: contiguous, in rank order, sizes
  * differing by at most one (the first `n mod world` ranks take one more).
  * @category Training

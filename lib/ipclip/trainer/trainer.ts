@@ -17,7 +17,7 @@ import { bankStreams, stepLoss, withoutRandomCrop, type ResolvedScenario } from 
 import { learningRate } from '../schedule.js';
 import type { FloatTensor, ImageTensor } from '../../core/tensor.js';
 import { buildBanks } from './banks.js';
-import { DataParallel, checkShardable, resolveDistributed, type ResolvedDistributed } from './distributed.js';
+import { checkShardable, dataParallelOption, withDataParallel, type DataParallel, type ResolvedDistributed } from './distributed.js';
 import { withDisguisedUnauthorized } from './disguise.js';
 import { FeatureCache } from './feature-cache.js';
 import { resolveTrainerOptions, type ResolvedTrainerOptions, type TrainerHooks, type TrainerOptions } from './options.js';
@@ -136,7 +136,7 @@ export class IPTrainer {
     this.options = r.options;
     this.scenario = r.scenario;
     this.hooks = r.hooks;
-    this.distributed = opts.distributed instanceof DataParallel ? opts.distributed : resolveDistributed(opts.distributed);
+    this.distributed = dataParallelOption(opts.distributed);
   }
 
   /** Optimiser updates done (the next step's iteration). */
@@ -486,18 +486,17 @@ export class IPTrainer {
 
   /** Runs `fn` as a member of the data-parallel job when the options name one: joined, attached, then left. */
   private async withGroup<T>(fn: () => Promise<T>): Promise<T> {
-    if (!this.distributed) return fn();
-    const given = this.distributed instanceof DataParallel; // the caller's group: left open for it
-    const dp = given ? this.distributed as DataParallel : await DataParallel.join(this.distributed as ResolvedDistributed);
-    try {
-      await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(dp.group));
-      this.dp = dp;
-      return await fn();
-    } finally {
-      this.dp = null;
-      await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(null)).catch(() => undefined);
-      if (!given) await dp.close();
-    }
+    return withDataParallel(this.distributed, async (dp) => {
+      if (!dp) return fn();
+      try {
+        await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(dp.group));
+        this.dp = dp;
+        return await fn();
+      } finally {
+        this.dp = null;
+        await this.prompt.exclusive('attachGroup', (native) => native.attachGroup(null)).catch(() => undefined);
+      }
+    });
   }
 
   /** Refuses (ERR_MISMATCH) a job whose ranks would train different runs, before anything is trained. */
