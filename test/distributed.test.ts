@@ -66,6 +66,22 @@ describe('sharding rule and options', () => {
     expect(() => resolveDistributed({ rank: 0, worldSize: 2, backend: 'mpi' as 'gloo' })).toThrow(/backend/);
   });
 
+  it.skipIf(!HAVE_SHARED || backends === null)('shareFeatures needs an attached process group and a stream name (ERR_INVALID_ARGUMENT)', async () => {
+    const clip = await Clip.load(CLIP_TINY.openaiSafetensors, { vocab: VOCAB_PATH, device: 'cpu' });
+    try {
+      using prompt = await PromptModel.create(clip, CLASSES, { seed: 1 });
+      const share = (stream: string) => prompt.exclusive('test', (native) => native.shareFeatures(stream as 'authorized')).then(() => null, (e: unknown) => e);
+      const alone = await share('authorized');
+      expect((alone as IpclipError).code).toBe('ERR_INVALID_ARGUMENT');
+      expect((alone as Error).message).toMatch(/attached process group/);
+      const bad = await share('both');
+      expect((bad as IpclipError).code).toBe('ERR_INVALID_ARGUMENT');
+      expect((bad as Error).message).toMatch(/'authorized' or 'unauthorized'/);
+    } finally {
+      clip.dispose();
+    }
+  });
+
   it.skipIf(!haveGloo)('a rendezvous that no other rank joins fails with ERR_DISTRIBUTED after timeoutMs, off the event loop', async () => {
     const addon = loadNative();
     let ticks = 0;
