@@ -2,6 +2,7 @@
 // step in one process, and split over 2 processes (G/2 + G/2 each, Gloo over 127.0.0.1), 1 thread per process.
 //   node bench/dataparallel.mjs [--arch quick-train] [--batch 8] [--steps 4]           the comparison (JSON)
 //   node bench/dataparallel.mjs --rank R --world N --port P --batch B [--steps S]      one rank (internal)
+//   node bench/dataparallel.mjs --arch ViT-B/16 --cache-fill 32                         the feature cache's fill
 // A rank times S training steps after a warm-up one (median), and then S all-reduces of a buffer of the
 // prompt's gradient size alone (the communication part of a step, measured on its own).
 import { spawn } from 'node:child_process';
@@ -24,17 +25,18 @@ async function rank(r, world, port, B) {
   const tokens = await classTokens(C, arch.text.contextLength, 2 * arch.vision.layers + 4, arch.text.vocabSize);
   const prompt = addon.createPrompt(clip, tokens.ids, tokens.shape, { seed: 11, textPath: 'fast' });
   const S = arch.vision.imageSize;
+  let group = null;
+  if (world > 1) {
+    group = await addon.createProcessGroup({ backend: 'gloo', rank: r, worldSize: world, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 600_000 });
+    await prompt.attachGroup(group);
+  }
+  if (args['cache-fill'] !== undefined) return cacheFill(prompt, group, r, world, Number(args['cache-fill']), S);
   // Rank r's slice of the global batch: images seeded by rank, so the ranks see different samples.
   const A = randomImages(100 + r, B, S), U = randomImages(200 + r, B, S);
   const yA = randomLabels(300 + r, B, C), yU = randomLabels(400 + r, B, C);
   const { SCENARIO_DESCRIPTORS } = await import('ipclip');
   const loss = SCENARIO_DESCRIPTORS['target-specified'].loss;
   const stepOpts = { preset: 'paper', unauthorized: true, lossWeights: loss.weights.paper, lr: 0.001, keepGradients: true };
-  let group = null;
-  if (world > 1) {
-    group = await addon.createProcessGroup({ backend: 'gloo', rank: r, worldSize: world, masterAddr: '127.0.0.1', masterPort: port, timeoutMs: 600_000 });
-    await prompt.attachGroup(group);
-  }
   const step = () => timed(() => prompt.step(A.data, A.shape, yA, U.data, U.shape, yU, stepOpts));
   await step(); // warm-up
   const stepMs = [];
@@ -47,6 +49,23 @@ async function rank(r, world, port, B) {
     await group.close();
   }
   emit({ rank: r, world, batch: B, stepMs: median(stepMs), samplesMs: stepMs, gradElements, allReduceMs: group ? median(allReduceMs) : null });
+}
+
+// featureCache over ranks: this rank runs the vision tower on its contiguous share of n images (4 per call), then
+// shareFeatures all-gathers every rank's rows.
+async function cacheFill(prompt, group, r, world, n, S) {
+  const all = randomImages(5, n, S);
+  const plane = 3 * S * S;
+  const [from, to] = [Math.floor((r * n) / world), Math.floor(((r + 1) * n) / world)];
+  const encode = await timed(async () => {
+    for (let i = from; i < to; i += 4) {
+      const j = Math.min(to, i + 4);
+      await prompt.cacheFeatures('authorized', n, Int32Array.from({ length: j - i }, (_, k) => i + k), all.data.subarray(i * plane, j * plane), [j - i, 3, S, S]);
+    }
+  });
+  const share = group ? (await timed(() => prompt.shareFeatures('authorized'))).ms : 0;
+  if (group) await group.close();
+  emit({ rank: r, world, images: to - from, encodeMs: encode.ms, shareMs: share });
 }
 
 function freePort() {
@@ -68,6 +87,25 @@ function child(argv) {
 
 if (args.rank !== undefined) {
   await rank(Number(args.rank), Number(args.world), Number(args.port), Number(args.batch));
+  process.exit(0);
+}
+
+if (args['cache-fill'] !== undefined) {
+  // The fill of the feature cache: 1 process encoding all n images against 2 ranks encoding half each and then
+  // exchanging them (the slower rank's encode + share), interleaved as below.
+  const n = Number(args['cache-fill']);
+  const common = ['--arch', archName, '--cache-fill', String(n), '--batch', '0'];
+  const one = [], two = [], share = [];
+  for (let round = 0; round < 2; round++) {
+    log(`dataparallel ${archName}: feature cache fill of ${n} images, 1 process (round ${round + 1})`);
+    one.push((await child(['--rank', '0', '--world', '1', '--port', '0', ...common])).encodeMs);
+    log(`dataparallel ${archName}: feature cache fill, 2 processes × ${n / 2} + share (round ${round + 1})`);
+    const port = await freePort();
+    const ranks = await Promise.all([0, 1].map((r) => child(['--rank', String(r), '--world', '2', '--port', String(port), ...common])));
+    two.push(Math.max(...ranks.map((x) => x.encodeMs + x.shareMs)));
+    share.push(Math.max(...ranks.map((x) => x.shareMs)));
+  }
+  emit({ arch: archName, images: n, oneProcessMs: median(one), twoProcessesMs: median(two), shareMs: median(share), speedup: median(one) / median(two), samples: { one, two } });
   process.exit(0);
 }
 
