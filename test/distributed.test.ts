@@ -306,6 +306,18 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     expect(ranks[1]!.signal).toBe('SIGKILL'); // stopped, then killed by this test once rank 0 had given up
   }, 120_000);
 
+  it("scripts/nccl-check.mjs (the GPU check's NCCL step, run here on gloo and the CPU) passes: a 1-rank group's fit is the plain fit", async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'nccl-check.mjs'), '--backend', 'gloo', '--device', 'cpu', '--data', join(root, 'synth')],
+      { cwd: ROOT, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code, output).toBe(0);
+    expect(output).toMatch(/through a 1-rank gloo group vs none: parameters \S+ of scale apart/);
+    expect(output).toContain('nccl-check: done');
+  }, 120_000);
+
   it('ranks started with different seeds are refused at start-up with ERR_MISMATCH', async () => {
     const { ranks } = await job('mismatch', 'float32', [{ name: 'run', scenario: 'reference', epochs: 1, batchSize: 2, byRank: { seed: [1, 2] } }]);
     for (const r of ranks) {
