@@ -13,7 +13,8 @@ const args = Object.fromEntries(process.argv.slice(2).map((a, i, all) =>
 const perClass = Number(args['per-class'] ?? 10);
 const threads = Number(args.threads ?? 0);
 const ipclip = await import(join(root, 'dist', 'index.js'));
-const { Clip, generateSynthDomains, preprocess, setThreads } = ipclip;
+const { Clip, preprocess, setThreads } = ipclip;
+const { generateSynthDomains } = await import(join(root, 'dist', 'tools', 'index.js')); // the tools subpath
 if (threads > 0) setThreads(threads);
 
 const modelFile = join(root, 'models', 'synth-clip', 'model.safetensors');

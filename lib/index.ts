@@ -11,7 +11,7 @@
 // --- Errors, tensors, runtime ----------------------------------------------------------------------------------------
 export { IpclipError, type IpclipErrorCode } from './core/errors.js';
 export type { Tensor, FloatTensor, ImageTensor } from './core/tensor.js';
-export { runtimeInfo, setThreads } from './native/load.js';
+export { releaseCpuCache, runtimeInfo, setThreads } from './native/load.js';
 export type { RuntimeInfo } from './native/types.js';
 export type { ProgressEvent, LongCallOptions } from './core/progress.js';
 

@@ -50,5 +50,9 @@ if [ "$(python3 -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; t
   node -e "const a=require('./build/Release/ipclip.node'); if(!a.distributedBackends.includes('nccl')){console.error('gpu-check: this build has no NCCL backend');process.exit(1)}"
   IPCLIP_DIST_BACKEND=nccl node bin/ipclip.js train --nproc-per-node 2 --device cuda --scenario reference \
     --data "${IPCLIP_GPU_DATA:-.cache/synth}" --authorized photo --epochs 1 --batch-size 8 --out /tmp/ipclip-nccl-run --fresh --skip-eval
+else
+  # One GPU: NCCL's code paths on a 1-rank group (collectives, the step's all-reduce, synchronised BatchNorm).
+  npm run build:ts >/dev/null
+  node scripts/nccl-check.mjs --data "${IPCLIP_GPU_DATA:-.cache/synth}"
 fi
 echo "gpu-check: done"

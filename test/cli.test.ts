@@ -73,6 +73,22 @@ describe('ipclip usage', () => {
     }
   });
 
+  it("pretrain --help offers every flag of scripts/pretrain.mjs with the script's own defaults", () => {
+    const script = readFileSync(join(ROOT, 'scripts', 'pretrain.mjs'), 'utf8');
+    // The script's parseArgs options with a literal default: `'name': { type: 'string', default: 'value' }`.
+    const literal = [...script.matchAll(/^\s+'?([a-z-]+)'?: \{ type: 'string', default: '([^']*)' \}/gm)].map((m) => [m[1]!, m[2]!]);
+    expect(literal.length).toBeGreaterThanOrEqual(12);
+    const help = ipclip(['pretrain', '--help']).stdout;
+    for (const [name, value] of literal) {
+      const line = help.split('\n').find((l) => l.trimStart().startsWith(`--${name} `));
+      expect(line, `--${name} is missing from ipclip pretrain --help`).toBeDefined();
+      expect(line, `--${name}`).toMatch(new RegExp(`\\(default ${value.replace('.', '\\.')}[):]`));
+    }
+    const bad = ipclip(['pretrain', '--fade', '2']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--fade must be a number from 0 to 1/);
+  });
+
   it('wrong usage exits 2 with a message naming the problem', () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command 'frobnicate'/],

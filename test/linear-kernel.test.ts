@@ -190,6 +190,10 @@ describe('Clip.load / Clip.random: dtype auto and linear', () => {
       const onednn = await Clip.random(config('gelu') as never, { seed: 1, linear: 'onednn' });
       expect(onednn.info.linear).toBe('onednn');
       onednn.dispose();
+      // bfloat16 takes the oneDNN layers too (clip/linear.cpp's usesOneDnn), and info says so.
+      const bf16 = await Clip.random(config('gelu') as never, { seed: 1, linear: 'onednn', dtype: 'bfloat16' });
+      expect(bf16.info.linear).toBe('onednn');
+      bf16.dispose();
     }
     const err = await Clip.random(config('gelu') as never, { linear: 'fast' as never }).then(() => null, (e: unknown) => e);
     expect((err as { code?: string }).code).toBe('ERR_INVALID_ARGUMENT');

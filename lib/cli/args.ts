@@ -194,6 +194,15 @@ export function positiveNumber(p: Parsed, name: string, fallback: number): numbe
   return n;
 }
 
+/** A number flag in [0, 1], or `fallback`. */
+export function unitFraction(p: Parsed, name: string, fallback: number): number {
+  const v = str(p, name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (v.trim() === '' || !(n >= 0 && n <= 1)) throw new UsageError(`--${name} must be a number from 0 to 1, got '${v}'`);
+  return n;
+}
+
 /** A flag restricted to `choices`, or `fallback`. */
 export function choice<T extends string>(p: Parsed, name: string, choices: readonly T[], fallback: T): T {
   const v = str(p, name);

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProgressBar } from '../tools/progress.js';
 import { SYNTH_CLASSES, SYNTH_DOMAINS, generateSynthDomains, renderContactSheet } from '../tools/synth/synth.js';
-import { bool, int, positiveNumber, required, str, type Command, type Io, type Parsed } from './args.js';
+import { bool, int, positiveNumber, required, str, unitFraction, type Command, type Io, type Parsed } from './args.js';
 import { JSON_FLAG, PACKAGE_ROOT, printJson, withInterrupt } from './common.js';
 
 /** `ipclip synth`. */
@@ -63,9 +63,10 @@ function runScript(script: string, args: string[]): Promise<number> {
   });
 }
 
-const PRETRAIN_PASS = ['out', 'data', 'epochs', 'batch-size', 'lr', 'seed', 'threads', 'train-per-class', 'test-per-class', 'merges', 'image-size'] as const;
+const PRETRAIN_PASS = ['out', 'data', 'epochs', 'batch-size', 'lr', 'seed', 'threads', 'train-per-class', 'test-per-class', 'merges',
+  'render-size', 'image-size', 'patch-size', 'vision-layers', 'fade', 'fillers'] as const;
 
-/** `ipclip pretrain` (runs scripts/pretrain.mjs). */
+/** `ipclip pretrain` (runs scripts/pretrain.mjs; the defaults in the help are the script's). */
 export const pretrainCommand: Command = {
   name: 'pretrain',
   summary: 'Pretrain the small CLIP on SynthDomains (reproduces models/synth-clip; about 30 min on 2 cores).',
@@ -73,15 +74,20 @@ export const pretrainCommand: Command = {
   flags: {
     out: { type: 'string', value: 'dir', help: 'model folder (default models/synth-clip)' },
     data: { type: 'string', value: 'dir', help: 'where SynthDomains is rendered (default .cache/synth-pretrain)' },
-    epochs: { type: 'string', value: 'n', help: 'passes over the captions (default 20)' },
+    epochs: { type: 'string', value: 'n', help: 'passes over the captions (default 18)' },
     'batch-size': { type: 'string', value: 'n', help: 'image–caption pairs per step (default 128)' },
-    lr: { type: 'string', value: 'x', help: 'peak learning rate (default 5e-4)' },
+    lr: { type: 'string', value: 'x', help: 'peak learning rate (default 1e-3)' },
     seed: { type: 'string', value: 'n', help: 'seed (default 0)' },
     threads: { type: 'string', value: 'n', help: 'CPU threads (default min(2, cores))' },
-    'train-per-class': { type: 'string', value: 'n', help: 'training images per domain and class (default 200)' },
+    'train-per-class': { type: 'string', value: 'n', help: 'training images per domain and class (default 400)' },
     'test-per-class': { type: 'string', value: 'n', help: 'held-out images per domain and class (default 50)' },
     merges: { type: 'string', value: 'n', help: 'BPE merges learnt from the captions (default 300)' },
+    'render-size': { type: 'string', value: 'px', help: 'resolution SynthDomains is drawn at (default 64)' },
     'image-size': { type: 'string', value: 'px', help: 'input resolution of the model (default 32)' },
+    'patch-size': { type: 'string', value: 'px', help: 'vision patch size, a divisor of --image-size (default 8)' },
+    'vision-layers': { type: 'string', value: 'n', help: 'vision transformer layers (default 4)' },
+    fade: { type: 'string', value: 'x', help: 'share of training images also given as a copy faded towards white, grey or black, 0–1 (default 0)' },
+    fillers: { type: 'string', value: 'n', help: 'caption variants per image with a random filler-word prefix (default 0: none)' },
     quiet: { type: 'boolean', help: 'no progress lines' },
   },
   details: `Runs scripts/pretrain.mjs, which drives ClipPretrainer (lib/pretrain/pretrainer.ts): renders SynthDomains, learns
@@ -96,6 +102,7 @@ config.json, vocab.txt.gz, eval.json and the model card README.md into --out.`,
       if (v === undefined) continue;
       // Validated here too, so bad values are usage errors (exit 2) before anything starts.
       if (name === 'lr') positiveNumber(p, name, 1);
+      else if (name === 'fade') unitFraction(p, name, 0);
       else if (name !== 'out' && name !== 'data') int(p, name, 0, 1);
       args.push(`--${name}`, v);
     }

@@ -38,7 +38,7 @@ export interface ClipLoadOptions {
    */
   dtype?: ClipDtype | 'auto';
   /**
-   * The engine of the towers' linear layers on the CPU in float32 (default `'auto'`: oneDNN on AVX-512 CPUs,
+   * The engine of the towers' linear layers on the CPU in float32 and bfloat16 (default `'auto'`: oneDNN on AVX-512 CPUs,
    * OpenBLAS otherwise); `info.linear` tells which runs. See {@link ClipLinear}.
    */
   linear?: ClipLinear;

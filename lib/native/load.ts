@@ -66,6 +66,15 @@ export function runtimeInfo(): RuntimeInfo {
 }
 
 /**
+ * Returns the CPU tensor cache's idle blocks to the system now: after a large job, in a process that goes on
+ * with other work. Live tensors are untouched; later model work refills the cache. See `runtimeInfo().cpuCache`.
+ * @category Errors, tensors, runtime
+ */
+export function releaseCpuCache(): void {
+  callNativeSync(() => loadNative().releaseCpuCache());
+}
+
+/**
  * Sets libtorch's intra-op thread count for the whole process (1–1024).
  * @category Errors, tensors, runtime
  */

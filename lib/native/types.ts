@@ -123,6 +123,12 @@ export interface RuntimeInfo {
   threads: number;
   /** The CPU as `/proc/cpuinfo` describes it (what `dtype: 'auto'`, `linear: 'auto'` and the bench's peak read). */
   cpu: { model: string; mhz: number; avx2: boolean; avx512f: boolean; avx512bf16: boolean; amxBf16: boolean; onednn: boolean };
+  /**
+   * The caching allocator of CPU tensors (blocks of ≥ 1 MiB kept after free for reuse, so a model's repeated
+   * forwards do not fault in fresh pages each time). `IPCLIP_CPU_CACHE_MB` (read when the addon first loads)
+   * sets `capBytes`, the most kept while idle; 0 leaves libtorch's default allocator (`installed: false`).
+   */
+  cpuCache: { installed: boolean; capBytes: number; cachedBytes: number; liveBytes: number; hits: number; misses: number };
 }
 
 /** Everything the addon exports. Optional members arrive with later native areas (prompt, pretrainer). */
@@ -133,6 +139,8 @@ export interface NativeAddon {
   readSafetensors(path: string): Promise<NativeSafetensors>;
   runtimeInfo(): RuntimeInfo;
   setThreads(n: number): void;
+  /** Frees the CPU cache's idle blocks now (see {@link RuntimeInfo.cpuCache}). */
+  releaseCpuCache(): void;
   /** The bound class (for `instanceof` checks); models are made by `loadClip`. */
   ClipModel: abstract new (...args: never[]) => NativeClipModel;
   /** An IP-CLIP prompt over a loaded CLIP: class token ids [C, contextLength] (synchronous, cheap). */

@@ -149,9 +149,10 @@ Napi::Value ClipModel::info(const Napi::CallbackInfo& info) {
   out.Set("fingerprint", h->fingerprint);
   out.Set("device", h->device.str());
   out.Set("dtype", dtypeName(h->dtype));
-  // The engine of the towers' linear layers: 'onednn' only where it applies (float32 on the CPU).
+  // The engine of the towers' linear layers: 'onednn' only where it applies (float32 or bfloat16 on the CPU,
+  // as clip/linear.cpp's usesOneDnn decides per layer).
   const bool oneDnn = h->model->linearKernel() == LinearKernel::OneDnn && h->device.is_cpu() &&
-                      h->dtype == torch::kFloat32 && at::hasMKLDNN();
+                      (h->dtype == torch::kFloat32 || h->dtype == torch::kBFloat16) && at::hasMKLDNN();
   out.Set("linear", oneDnn ? "onednn" : h->device.is_cuda() ? "cublas" : "blas");
   out.Set("bytes", static_cast<double>(h->bytes.load()));
   out.Set("source", h->source);

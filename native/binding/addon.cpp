@@ -12,10 +12,13 @@
 #include "binding/common.h"
 #include "binding/register.h"
 #include "binding/worker.h"
+#include "clip/cpu_cache.h"
 #include "clip/linear.h"
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace ipclip::binding {
@@ -48,7 +51,32 @@ Napi::Value runtimeInfo(const Napi::CallbackInfo& info) {
   c.Set("amxBf16", cpu.amxBf16);
   c.Set("onednn", at::hasMKLDNN());
   out.Set("cpu", c);
+  const auto cache = ipclip::cpuCacheStats();
+  auto m = Napi::Object::New(env);
+  m.Set("installed", cache.installed);
+  m.Set("capBytes", static_cast<double>(cache.capBytes));
+  m.Set("cachedBytes", static_cast<double>(cache.cachedBytes));
+  m.Set("liveBytes", static_cast<double>(cache.liveBytes));
+  m.Set("hits", static_cast<double>(cache.hits));
+  m.Set("misses", static_cast<double>(cache.misses));
+  out.Set("cpuCache", m);
   return out;
+}
+
+// The CPU caching allocator's cap (clip/cpu_cache.h): IPCLIP_CPU_CACHE_MB, default 1024; 0 keeps libtorch's
+// default allocator. Read once, at the first load of the addon in the process.
+int64_t cpuCacheCapFromEnv() {
+  const char* v = std::getenv("IPCLIP_CPU_CACHE_MB");
+  if (!v || !*v) return int64_t{1024} << 20;
+  char* end = nullptr;
+  const long long mb = std::strtoll(v, &end, 10);
+  if (*end != '\0' || mb < 0) return int64_t{1024} << 20;  // not a number: the default, as for an unset variable
+  return static_cast<int64_t>(mb) << 20;
+}
+
+Napi::Value releaseCpuCache(const Napi::CallbackInfo& info) {
+  ipclip::releaseCpuCache();
+  return info.Env().Undefined();
 }
 
 // benchMatmul(n, repeats, kernel = 'blas'): median milliseconds of an n×n float32 matrix product on the CPU,
@@ -99,6 +127,11 @@ Napi::Value setThreads(const Napi::CallbackInfo& info) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
+  static const bool cacheInstalled = [] {
+    ipclip::installCpuCache(cpuCacheCapFromEnv());
+    return true;
+  }();
+  (void)cacheInstalled;
   registerSafetensors(env, exports);
   registerClip(env, exports);
   registerPrompt(env, exports);
@@ -108,6 +141,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   registerDistributed(env, exports);
   exports.Set("runtimeInfo", Napi::Function::New(env, runtimeInfo, "runtimeInfo"));
   exports.Set("setThreads", Napi::Function::New(env, setThreads, "setThreads"));
+  exports.Set("releaseCpuCache", Napi::Function::New(env, releaseCpuCache, "releaseCpuCache"));
   exports.Set("benchMatmul", Napi::Function::New(env, benchMatmul, "benchMatmul"));
   return exports;
 }

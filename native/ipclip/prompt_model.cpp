@@ -154,6 +154,8 @@ StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tenso
     // Style enhancement: A's embeddings towards A's own prototypes (self) and U's prototypes (cross).
     const auto& protoA = bankA_.prototypesOn(dev);
     const auto& protoU = bankU_.prototypesOn(dev);
+    // Over ranks, the enhancement branch's BatchNorm normalises A's rows with the global batch's statistics.
+    enhancer_->imageRows = {group.get(), static_cast<double>(labelsA.size(0))};
     auto selfEnh = enhancer_->forward(A.embeds, protoA);
     auto crossEnh = enhancer_->forward(A.embeds, protoU);
     in.zSelf = logitsFrom(selfEnh, A.text);
@@ -175,6 +177,7 @@ StepResult PromptModel::stepFrom(const VisionFeatures& featA, const torch::Tenso
   // Backward even when the loss is not finite: the step is then skipped on the fused check below, and the
   // host is asked one question per step instead of one per tensor (each .item() waits for a GPU).
   (scaled ? total * scale : total).backward();
+  enhancer_->imageRows = {};
   std::vector<torch::Tensor> finite{torch::isfinite(total.detach()).reshape({1})};
   for (auto& [name, p] : params) {
     if (!p.grad().defined()) continue;
