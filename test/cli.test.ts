@@ -93,6 +93,7 @@ describe('ipclip usage', () => {
     const cases: [string[], RegExp][] = [
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['train', '--bogus'], /unknown flag '--bogus'/],
+      [['benchmark', '--dtype', 'half'], /--dtype must be one of float32, bfloat16, float16, float64, auto; got 'half'/],
       [['train', '--epochs'], /--epochs' needs a value/],
       [['train', '--epochs', 'two', '--data', '.', '--authorized', 'a'], /--epochs must be an integer/],
       [['train', '--data', '.', '--authorized', 'a', '--scenario', 'nope'], /--scenario must be one of target-specified/],

@@ -424,7 +424,7 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
 
   const benchFlags = (out: string) => ['--data', data, '--authorized', 'dots', '--unauthorized', 'stripes', '--others', 'stripes',
     '--scenarios', 'target-specified', '--seeds', '0', '--train-fraction', '0.5', '--epochs', '2', '--lr', '0.02', '--batch-size', '3',
-    '--out', out, '--json', ...clipFlags];
+    '--dtype', 'float64', '--out', out, '--json', ...clipFlags];
   let benchLaunched: BenchmarkResult | null = null;
 
   it('ipclip benchmark --nproc-per-node 2: rank 0 alone prints and writes the report; its verdict is the exit code', async () => {
@@ -436,6 +436,8 @@ describe.skipIf(!HAVE_SHARED || !haveGloo)('data parallelism: 2 CPU ranks (Gloo 
     expect(JSON.parse(readFileSync(join(out, 'benchmark.json'), 'utf8'))).toEqual(doc);
     expect(doc.runs).toHaveLength(1);
     expect(doc.runs[0]!.sets.stripes!.n).toBe(6);
+    // --dtype reached both ranks (the start-up digest compares dtypes: a rank in float32 would be ERR_MISMATCH).
+    expect(doc.clip.dtype).toBe('float64');
     benchLaunched = doc;
   }, 240_000);
 

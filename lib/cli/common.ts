@@ -20,11 +20,14 @@ export const PACKAGE_ROOT = packageRoot();
 /** The shipped small CLIP pretrained on SynthDomains (weights; its vocabulary sits beside them). */
 export const DEFAULT_MODEL = join(PACKAGE_ROOT, 'models', 'synth-clip', 'model.safetensors');
 
+const CLIP_DTYPES = ['float32', 'bfloat16', 'float16', 'float64', 'auto'] as const;
+
 /** Flags of every command that loads CLIP. */
 export const CLIP_FLAGS: Record<string, FlagSpec> = {
   clip: { type: 'string', value: 'path', help: 'CLIP weights (safetensors, Hugging Face folder or .pt); default: the shipped models/synth-clip' },
   vocab: { type: 'string', value: 'file', help: "tokenizer vocabulary (default: the one beside the weights)" },
   device: { type: 'string', value: 'name', help: "'cpu' (default), 'cuda' or 'cuda:N'" },
+  dtype: { type: 'string', value: 'type', help: "the towers' compute dtype: float32 (default), bfloat16, float16 (CUDA), float64, or auto (bf16 on CPUs with bf16 hardware)" },
   threads: { type: 'string', value: 'n', help: 'CPU threads for libtorch (default: all cores)' },
 };
 
@@ -47,7 +50,8 @@ export async function loadClipFromFlags(p: Parsed): Promise<Clip> {
   const vocab = str(p, 'vocab');
   if (vocab !== undefined && !existsSync(vocab)) throw new IpclipError('ERR_FILE_NOT_FOUND', `vocabulary not found: ${vocab}`);
   const device = str(p, 'device') ?? 'cpu';
-  return Clip.load(path, { device, ...(vocab ? { vocab } : {}) });
+  const dtype = choice(p, 'dtype', CLIP_DTYPES, 'float32');
+  return Clip.load(path, { device, dtype, ...(vocab ? { vocab } : {}) });
 }
 
 /** A checkpoint path: a file, or a training folder holding `last.safetensors` (else `prompt.safetensors`). */
