@@ -18,7 +18,8 @@ const args = Object.fromEntries(process.argv.slice(2).map((a, i, all) =>
 const count = Number(args.images ?? 1000);
 const threads = Number(args.threads ?? 0);
 const ipclip = await import(join(root, 'dist', 'index.js'));
-const { Clip, PromptModel, Rng, SYNTH_CLASSES, SYNTH_DOMAINS, decodeImage, preprocess, renderSynthImage, setThreads } = ipclip;
+const { Clip, PromptModel, decodeImage, preprocess, setThreads } = ipclip;
+const { Rng, SYNTH_CLASSES, SYNTH_DOMAINS, renderSynthImage } = await import(join(root, 'dist', 'tools', 'index.js')); // the tools subpath
 const { default: sharp } = await import('sharp');
 if (threads > 0) setThreads(threads);
 

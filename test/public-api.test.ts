@@ -1,6 +1,6 @@
 // The package's public surface: the entry names every export (no `export *`), the raw binding and the apps stay
 // out of it, and the subpaths `ipclip/cli` and `ipclip/tools` map (package.json "exports") to their entries.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as api from '../lib/index.js';
@@ -36,6 +36,29 @@ describe('the public API', () => {
     for (const name of ['generateSynthDomains', 'writeReport', 'runDemo', 'ProgressBar', 'ClipPretrainer', 'learnMerges']) {
       expect(tools, name).toHaveProperty(name);
     }
+  });
+
+  it("the names the bench and example scripts destructure from dist/ exist in that entry (they run only outside the suite)", () => {
+    const entries: Record<string, object> = { index: api, tools };
+    let checked = 0;
+    for (const dir of ['bench', 'examples', 'scripts']) {
+      for (const file of readdirSync(join(root, dir)).filter((f) => f.endsWith('.mjs'))) {
+        const text = readFileSync(join(root, dir, file), 'utf8');
+        // `const ipclip = await import(join(root, 'dist', 'index.js'));` … `const { A, B } = ipclip;`
+        const bound = new Map<string, string>();
+        for (const m of text.matchAll(/const (\w+) = await import\(join\(root, 'dist', (?:'(tools)', )?'index\.js'\)\)/g)) bound.set(m[1]!, m[2] ?? 'index');
+        const uses: [string, string][] = [];
+        for (const [v, entry] of bound) for (const m of text.matchAll(new RegExp(`const \\{([^}]+)\\} = ${v};`, 'g'))) uses.push([m[1]!, entry]);
+        for (const m of text.matchAll(/const \{([^}]+)\} = await import\(join\(root, 'dist', (?:'(tools)', )?'index\.js'\)\)/g)) uses.push([m[1]!, m[2] ?? 'index']);
+        for (const [names, entry] of uses) {
+          for (const name of names.split(',').map((n) => n.trim().split(':')[0]!.trim()).filter(Boolean)) {
+            expect(entries[entry], `${dir}/${file}: ${name} from dist/${entry === 'index' ? '' : 'tools/'}index.js`).toHaveProperty(name);
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(10);
   });
 
   it('package.json "exports" maps each subpath to the compiled entry of its source, with types', () => {
