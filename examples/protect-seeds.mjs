@@ -4,6 +4,7 @@
 // benchmark, saves each seed's prompt, and writes the benchmark's verdict, so that `ipclip attack --seeds` can
 // attack every seed (docs/attacks.md, "Several seeds" and "Defences"):
 //   node examples/protect-seeds.mjs [--data .cache/synth] [--out out/attack-seeds/baseline] [--seeds 0,1,2] [--defence]
+//                                   [--defence-methods adain,fourier,histogram]
 //   node bin/ipclip.js attack --prompt 'out/attack-seeds/baseline/prompt-seed{seed}.safetensors' --seeds 0,1,2 \
 //     --data .cache/synth --authorized photo --unauthorized sketch --train-fraction 0.6 --out out/attack-seeds/baseline
 // --defence trains with the `paper` preset's disguised-unauthorized option (docs/method.md, beyond the paper).
@@ -21,6 +22,8 @@ const { values: flags } = parseArgs({
     seeds: { type: 'string', default: '0,1,2' },
     epochs: { type: 'string', default: '20' },
     defence: { type: 'boolean', default: false },
+    // The defence's transforms (DisguiseOptions.methods), e.g. 'adain' or 'adain,fourier'; default all three.
+    'defence-methods': { type: 'string' },
   },
 });
 if (!existsSync(join(root, 'dist', 'index.js'))) {
@@ -39,7 +42,10 @@ const t0 = performance.now();
 let last = '';
 const result = await runProtectionBenchmark({
   clip, data: flags.data, authorized: 'photo', unauthorized: 'sketch', others: ['sketch'], scenarios: ['target-specified'], seeds,
-  recipe: { epochs: Number(flags.epochs), ...(flags.defence ? { disguisedUnauthorized: true } : {}) },
+  recipe: {
+    epochs: Number(flags.epochs),
+    ...(flags.defence ? { disguisedUnauthorized: flags['defence-methods'] ? { methods: flags['defence-methods'].split(',') } : true } : {}),
+  },
   onProgress: (e) => {
     const line = `seed ${e.seed} ${e.stage}`;
     if (line !== last) console.error(`${line} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);

@@ -28,7 +28,7 @@ export const CLIP_FLAGS: Record<string, FlagSpec> = {
   vocab: { type: 'string', value: 'file', help: "tokenizer vocabulary (default: the one beside the weights)" },
   device: { type: 'string', value: 'name', help: "'cpu' (default), 'cuda' or 'cuda:N'" },
   dtype: { type: 'string', value: 'type', help: "the towers' compute dtype: float32 (default), bfloat16, float16 (CUDA), float64, or auto (bf16 on CPUs with bf16 hardware)" },
-  threads: { type: 'string', value: 'n', help: 'CPU threads for libtorch (default: all cores)' },
+  threads: { type: 'string', value: 'n', help: 'CPU threads for libtorch (default: the physical cores, or OMP_NUM_THREADS)' },
 };
 
 /** `--json`. */

@@ -18,7 +18,7 @@ export const demoCommand: Command = {
     clip: { type: 'string', value: 'path', help: 'CLIP weights (default: the shipped models/synth-clip)' },
     vocab: { type: 'string', value: 'file', help: 'tokenizer vocabulary (default: beside the weights)' },
     device: { type: 'string', value: 'name', help: "'cpu' (default), 'cuda' or 'cuda:N'" },
-    threads: { type: 'string', value: 'n', help: 'CPU threads for libtorch (default: all cores)' },
+    threads: { type: 'string', value: 'n', help: 'CPU threads for libtorch (default: the physical cores, or OMP_NUM_THREADS)' },
     'per-class': { type: 'string', value: 'n', help: 'images per domain and class (default 50)' },
     epochs: { type: 'string', value: 'n', help: 'epochs per training run (default 20; the paper uses 50)' },
     'batch-size': { type: 'string', value: 'n', help: 'images per stream per step (default 8)' },

@@ -122,7 +122,9 @@ export interface RuntimeInfo {
   /** libtorch's intra-op thread count. */
   threads: number;
   /** The CPU as `/proc/cpuinfo` describes it (what `dtype: 'auto'`, `linear: 'auto'` and the bench's peak read). */
-  cpu: { model: string; mhz: number; avx2: boolean; avx512f: boolean; avx512bf16: boolean; amxBf16: boolean; onednn: boolean };
+  cpu: { model: string; mhz: number; avx2: boolean; avx512f: boolean; avx512bf16: boolean; amxBf16: boolean; onednn: boolean;
+    /** Physical cores this process may run on (SMT siblings once); the default thread count. 0: unknown. */
+    physicalCores: number };
   /**
    * The caching allocator of CPU tensors (blocks of ≥ 1 MiB kept after free for reuse, so a model's repeated
    * forwards do not fault in fresh pages each time). `IPCLIP_CPU_CACHE_MB` (read when the addon first loads)

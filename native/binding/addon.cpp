@@ -45,6 +45,7 @@ Napi::Value runtimeInfo(const Napi::CallbackInfo& info) {
   auto c = Napi::Object::New(env);
   c.Set("model", cpu.model);
   c.Set("mhz", cpu.mhz);
+  c.Set("physicalCores", cpu.physicalCores);
   c.Set("avx2", cpu.avx2);
   c.Set("avx512f", cpu.avx512f);
   c.Set("avx512bf16", cpu.avx512bf16);
@@ -72,6 +73,15 @@ int64_t cpuCacheCapFromEnv() {
   const long long mb = std::strtoll(v, &end, 10);
   if (*end != '\0' || mb < 0) return int64_t{1024} << 20;  // not a number: the default, as for an unset variable
   return static_cast<int64_t>(mb) << 20;
+}
+
+// libtorch's default intra-op thread count comes from the cpuinfo library's core count, which some VMs get wrong
+// (a 2-core AMD EPYC VM with AVX-512: 1 thread). The default here is the physical cores this process may run on,
+// as /proc/cpuinfo and the affinity mask say; OMP_NUM_THREADS, when set, is left to libtorch.
+void applyDefaultThreads() {
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && *omp) return;
+  const int cores = ipclip::cpuFeatures().physicalCores;
+  if (cores > 0 && cores != at::get_num_threads()) at::set_num_threads(cores);
 }
 
 Napi::Value releaseCpuCache(const Napi::CallbackInfo& info) {
@@ -129,6 +139,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   static const bool cacheInstalled = [] {
     ipclip::installCpuCache(cpuCacheCapFromEnv());
+    applyDefaultThreads();
     return true;
   }();
   (void)cacheInstalled;

@@ -5,6 +5,7 @@
 #include <torch/nn/functional/linear.h>
 
 #include <fstream>
+#include <sched.h>
 #include <sstream>
 #include <set>
 
@@ -74,12 +75,21 @@ const CpuFeatures& cpuFeatures() {
     std::ifstream in("/proc/cpuinfo");
     std::string line;
     bool flagsSeen = false;
+    cpu_set_t allowed;
+    const bool haveMask = sched_getaffinity(0, sizeof allowed, &allowed) == 0;
+    int processor = -1;
+    std::string physicalId;
+    std::set<std::pair<std::string, std::string>> cores;
     while (std::getline(in, line)) {
       const auto colon = line.find(':');
       if (colon == std::string::npos) continue;
       std::string key = line.substr(0, colon);
       while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
       const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+      if (key == "processor") processor = std::atoi(value.c_str());
+      if (key == "physical id") physicalId = value;
+      if (key == "core id" && (!haveMask || (processor >= 0 && processor < CPU_SETSIZE && CPU_ISSET(processor, &allowed))))
+        cores.emplace(physicalId, value);
       if (key == "model name" && f.model.empty()) f.model = value;
       if (key == "cpu MHz" && f.mhz == 0) f.mhz = std::atof(value.c_str());
       if (key == "flags" && !flagsSeen) {
@@ -93,6 +103,7 @@ const CpuFeatures& cpuFeatures() {
         f.amxBf16 = flags.count("amx_bf16") > 0;
       }
     }
+    f.physicalCores = static_cast<int>(cores.size());
     return f;
   }();
   return features;

@@ -49,6 +49,9 @@ struct CpuFeatures {
   bool avx2 = false, avx512f = false, avx512bf16 = false, amxBf16 = false;
   std::string model;   // "model name"
   double mhz = 0;      // "cpu MHz" of the first CPU as the kernel reports it (a VM reports its nominal clock)
+  // Physical cores this process may run on: distinct ("physical id", "core id") pairs of the CPUs in its affinity
+  // mask (SMT siblings count once); 0 when /proc/cpuinfo does not say.
+  int physicalCores = 0;
 };
 const CpuFeatures& cpuFeatures();
 
