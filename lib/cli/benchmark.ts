@@ -14,7 +14,7 @@ import { ProgressBar } from '../tools/progress.js';
 import { writeBenchmark } from '../tools/report/benchmark-page.js';
 import { generateSynthDomains } from '../tools/synth/synth.js';
 import { UsageError, bool, choice, int, list, positiveNumber, str, type Command, type Io, type Parsed } from './args.js';
-import { CLIP_FLAGS, JSON_FLAG, loadClipFromFlags, pct, printJson, table, withInterrupt } from './common.js';
+import { CLIP_FLAGS, JSON_FLAG, clipDtypeFlag, loadClipFromFlags, pct, printJson, table, withInterrupt } from './common.js';
 import { DATA_PARALLEL_FLAGS, launchIfAsked, rankFromEnv } from './launch.js';
 
 const PRESETS = ['paper', 'official'] as const satisfies readonly Preset[];
@@ -140,6 +140,7 @@ Exit code 0 when every scenario passes on every seed, 1 otherwise, 130 when stop
     const unauthorized = str(p, 'unauthorized') ?? 'sketch';
     const others = list(p, 'others');
     const outDir = str(p, 'out') ?? join('out', 'benchmark');
+    clipDtypeFlag(p); // a bad --dtype is a usage error before any data is rendered
 
     // One rank of a data-parallel job (else null): joined before the data exists, so that rank 0 alone renders
     // the default SynthDomains while the others wait, then reuse its images.

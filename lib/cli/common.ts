@@ -36,6 +36,11 @@ export const JSON_FLAG: Record<string, FlagSpec> = {
   json: { type: 'boolean', help: 'print one JSON document on stdout (progress goes to stderr)' },
 };
 
+/** `--dtype`, checked (a usage error names the choices); commands that work before loading CLIP check it first. */
+export function clipDtypeFlag(p: Parsed): (typeof CLIP_DTYPES)[number] {
+  return choice(p, 'dtype', CLIP_DTYPES, 'float32');
+}
+
 /** Loads CLIP from `--clip` (or the shipped model), `--vocab`, `--device`, `--threads`. */
 export async function loadClipFromFlags(p: Parsed): Promise<Clip> {
   const threads = str(p, 'threads') === undefined ? undefined : int(p, 'threads', 1, 1, 1024);
@@ -50,8 +55,7 @@ export async function loadClipFromFlags(p: Parsed): Promise<Clip> {
   const vocab = str(p, 'vocab');
   if (vocab !== undefined && !existsSync(vocab)) throw new IpclipError('ERR_FILE_NOT_FOUND', `vocabulary not found: ${vocab}`);
   const device = str(p, 'device') ?? 'cpu';
-  const dtype = choice(p, 'dtype', CLIP_DTYPES, 'float32');
-  return Clip.load(path, { device, dtype, ...(vocab ? { vocab } : {}) });
+  return Clip.load(path, { device, dtype: clipDtypeFlag(p), ...(vocab ? { vocab } : {}) });
 }
 
 /** A checkpoint path: a file, or a training folder holding `last.safetensors` (else `prompt.safetensors`). */
