@@ -4,7 +4,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Clip } from '../clip/clip.js';
+import { CLIP_DTYPES, Clip } from '../clip/clip.js';
 import { DomainDataset, SPLIT_PRESETS, type DatasetSizes, type OnBadImage } from '../data/dataset.js';
 import { IpclipError } from '../core/errors.js';
 import { packageRoot } from '../core/fs.js';
@@ -19,8 +19,6 @@ export const PACKAGE_ROOT = packageRoot();
 
 /** The shipped small CLIP pretrained on SynthDomains (weights; its vocabulary sits beside them). */
 export const DEFAULT_MODEL = join(PACKAGE_ROOT, 'models', 'synth-clip', 'model.safetensors');
-
-const CLIP_DTYPES = ['float32', 'bfloat16', 'float16', 'float64', 'auto'] as const;
 
 /** Flags of every command that loads CLIP. */
 export const CLIP_FLAGS: Record<string, FlagSpec> = {

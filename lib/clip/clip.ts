@@ -144,10 +144,13 @@ export function resolveModelPath(path: string): string {
 /** Vocabulary files looked for beside the weights, in this order. */
 export const VOCAB_FILE_NAMES: readonly string[] = ['vocab.txt.gz', 'bpe_simple_vocab_16e6.txt.gz'];
 
+/** Every `dtype` {@link Clip.load} and {@link Clip.random} take (the CLI's `--dtype` offers the same). */
+export const CLIP_DTYPES = ['float32', 'bfloat16', 'float16', 'float64', 'auto'] as const;
+
 /** The dtype and linear-engine options of {@link Clip.load} and {@link Clip.random}, checked before any work. */
 function checkDtypeAndLinear(where: string, dtype: unknown, linear: unknown): void {
-  check(dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16' || dtype === 'float64' || dtype === 'auto',
-    `${where}: unsupported dtype ${JSON.stringify(dtype)} (use 'float32', 'float16', 'bfloat16', 'float64' or 'auto')`);
+  check((CLIP_DTYPES as readonly unknown[]).includes(dtype),
+    `${where}: unsupported dtype ${JSON.stringify(dtype)} (use ${CLIP_DTYPES.map((d) => `'${d}'`).join(', ')})`);
   check(linear === 'auto' || linear === 'onednn' || linear === 'blas',
     `${where}: unsupported linear ${JSON.stringify(linear)} (use 'auto', 'onednn' or 'blas')`);
 }

@@ -137,12 +137,13 @@ Napi::Value setThreads(const Napi::CallbackInfo& info) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
-  static const bool cacheInstalled = [] {
+  // Process-wide settings, once per process (worker_threads load the addon again into the same process).
+  static const bool processDefaultsApplied = [] {
     ipclip::installCpuCache(cpuCacheCapFromEnv());
     applyDefaultThreads();
     return true;
   }();
-  (void)cacheInstalled;
+  (void)processDefaultsApplied;
   registerSafetensors(env, exports);
   registerClip(env, exports);
   registerPrompt(env, exports);
