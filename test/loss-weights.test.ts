@@ -84,6 +84,39 @@ describe.skipIf(!HAVE_SHARED)('custom loss weights in the native step', () => {
     for (const k of KEYS) expect(r.terms[k], k).toBe(0);
   });
 
+  it('ceUPerSample: the CE_U term is the mean of each sample\'s CE bounded on its own (hand-computed from the logits)', async () => {
+    // Per-sample CE from the step's own logits, by the textbook formula: −z_y + log Σ exp z.
+    const ref = await step({ preset: 'paper', lossWeights: ZERO, returnOutputs: true });
+    const z = ref.outputs!.zU;
+    const C = z.shape[1]!;
+    const ce = Array.from(yU, (y, b) => {
+      const row = Array.from(z.data.subarray(b * C, (b + 1) * C));
+      const m = Math.max(...row);
+      return -row[y]! + m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+    });
+    expect(Math.abs(ce.reduce((a, v) => a + v, 0) / ce.length - ref.terms.ceU)).toBeLessThan(1e-12);
+    // A bound between the samples' CEs: some are bounded, some are not, so per-sample and batch-mean bounding differ.
+    const sorted = [...ce].sort((a, b) => a - b);
+    const bound = (sorted[0]! + sorted[1]!) / 2;
+    const w = 0.75;
+    const r = await step({ preset: 'paper', lossWeights: { ...ZERO, ceU: w }, ceUPerSample: bound });
+    const expected = ce.reduce((a, v) => a + Math.min(v, bound), 0) / ce.length;
+    expect(Math.abs(r.terms.loss - r.terms.ceA - w * expected)).toBeLessThan(1e-12);
+    expect(Math.abs(expected - Math.min(ref.terms.ceU, bound))).toBeGreaterThan(1e-3); // not the batch-mean bound
+    expect(r.terms.ceU).toBe(ref.terms.ceU); // the reported term stays the unbounded batch mean
+    // Bounded below every sample's CE, the term is constant: it passes no gradient (only CE_A's remains); bounded
+    // above them all, it passes CE_U's whole gradient.
+    const gradientsOf = async (opts: object) => { await step({ preset: 'paper', ...opts }); return prompt.native.gradients(); };
+    const onlyA = await gradientsOf({ lossWeights: ZERO });
+    const maxDiff = (g: Record<string, { data: Float32Array }>) =>
+      Math.max(...Object.entries(g).map(([k, t]) => Math.max(...Array.from(t.data, (v, i) => Math.abs(v - onlyA[k]!.data[i]!)))));
+    expect(maxDiff(await gradientsOf({ lossWeights: { ...ZERO, ceU: w }, ceUPerSample: sorted[0]! / 2 }))).toBeLessThanOrEqual(1e-12);
+    expect(maxDiff(await gradientsOf({ lossWeights: { ...ZERO, ceU: w }, ceUPerSample: 1e6 }))).toBeGreaterThan(1e-6);
+    for (const bad of [0, -1, Number.NaN, '5']) {
+      expect(await codeOf(step({ preset: 'paper', lossWeights: ZERO, ceUPerSample: bad })), String(bad)).toBe('ERR_INVALID_ARGUMENT');
+    }
+  });
+
   it('refuses malformed tables with ERR_INVALID_ARGUMENT', async () => {
     const { ceU: _dropped, ...missing } = ZERO;
     const bad: unknown[] = [

@@ -92,6 +92,7 @@ export const benchmarkCommand: Command = {
     preset: { type: 'string', value: 'name', help: `${PRESETS.join(' or ')} (default ${DEFAULT_RECIPE.preset})` },
     'no-feature-cache': { type: 'boolean', help: 'train on augmented images (crop + flip) instead of cached test-transform features' },
     'train-enhancer': { type: 'boolean', help: 'also train the enhancement module' },
+    'clamp-per-sample': { type: 'boolean', help: 'bound the unauthorized cross-entropy per sample (beyond the paper; paper preset)' },
     retention: { type: 'string', value: 'x', help: 'target: protected authorized ≥ x · max(reference, zero-shot) (default 0.97; 0.95 target-free, authorization)' },
     margin: { type: 'string', value: 'x', help: 'target: unauthorized sets ≤ chance + x (default 0.05; 0.10 target-free, authorization)' },
     'reference-slack': { type: 'string', value: 'x', help: 'target: reference ≥ zero-shot − x on the authorized set (default 0.01)' },
@@ -128,6 +129,7 @@ Exit code 0 when every scenario passes on every seed, 1 otherwise, 130 when stop
       ...(str(p, 'preset') ? { preset: choice<Preset>(p, 'preset', PRESETS, DEFAULT_RECIPE.preset) } : {}),
       ...(bool(p, 'no-feature-cache') ? { featureCache: false } : {}),
       ...(bool(p, 'train-enhancer') ? { trainEnhancer: true } : {}),
+      ...(bool(p, 'clamp-per-sample') ? { clampPerSample: true } : {}),
     };
     const override: Partial<BenchmarkTargets> = {
       ...(fraction(p, 'retention') !== undefined ? { retention: fraction(p, 'retention')! } : {}),

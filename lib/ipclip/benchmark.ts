@@ -63,6 +63,8 @@ export interface BenchmarkRecipe {
    * `paper` preset; default false). The reference never reads U, so it does not depend on this field.
    */
   disguisedUnauthorized?: boolean | DisguiseOptions;
+  /** The protected run's CE_U bounded per sample (`TrainerOptions.clampPerSample`, `paper` preset). */
+  clampPerSample?: boolean;
 }
 
 /**
@@ -353,6 +355,7 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
               epochs: recipe.epochs, lr: recipe.lr, batchSize: recipe.batchSize, preset: recipe.preset, seed,
               featureCache: recipe.featureCache, trainEnhancer: recipe.trainEnhancer,
               ...(kind === 'protected' && recipe.disguisedUnauthorized ? { disguisedUnauthorized: recipe.disguisedUnauthorized } : {}),
+              ...(kind === 'protected' && recipe.clampPerSample ? { clampPerSample: true } : {}),
               ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
               ...(opts.signal ? { signal: opts.signal } : {}),
               ...(group ? { distributed: group } : {}),
@@ -365,7 +368,7 @@ export async function runProtectionBenchmark(opts: BenchmarkOptions): Promise<Be
             return model;
           };
           // Scenarios whose reference trains on the same authorized stream with the same recipe share it.
-          const { disguisedUnauthorized: _uOnly, ...referenceRecipe } = recipe;
+          const { disguisedUnauthorized: _uOnly, clampPerSample: _uTerm, ...referenceRecipe } = recipe;
           const refKey = JSON.stringify([trainingStreams(REFERENCE_SCENARIO, scenario).authorized, referenceRecipe]);
           let reference = references.get(refKey);
           if (!reference) {

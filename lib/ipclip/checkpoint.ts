@@ -93,6 +93,8 @@ export interface TrainingMeta {
   referenceFor?: string;
   /** The disguised-unauthorized defence's settings (lib/ipclip/trainer/disguise.ts); absent when off. */
   disguisedUnauthorized?: ResolvedDisguise;
+  /** CE_U bounded per sample (`clampPerSample`, beyond the paper); absent when off. */
+  clampPerSample?: boolean;
   /** Iterations done (the next step is this one, 0-based). */
   iteration: number;
   /** Epoch of the next iteration. */
@@ -355,6 +357,7 @@ export function parseMeta(text: string, file = 'checkpoint'): CheckpointMeta {
           throw bad(`training.disguisedUnauthorized: ${(err as Error).message}`);
         }
       })() } : {}),
+      ...(t.clampPerSample === true ? { clampPerSample: true } : {}),
       iteration: int(t.iteration, 'training.iteration'),
       epoch: int(t.epoch, 'training.epoch'),
       seed: int(t.seed, 'training.seed'),

@@ -252,6 +252,11 @@ export interface NativeStepOptions {
   unauthorized?: boolean;
   /** Required unless `unauthorized` is false. */
   lossWeights?: LossWeights | AttackLossWeights;
+  /**
+   * Bound CE_U per unauthorized sample at this value, mean_b min(CE_b, bound), instead of min(mean_b CE_b, 5)
+   * (beyond the paper; `TrainerOptions.clampPerSample`). Absent: the release's term.
+   */
+  ceUPerSample?: number;
   lr: number;
   weightDecay?: number;
   /** false: loss and gradients only, no Adam step. */

@@ -144,6 +144,12 @@ StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
   opts.unauthorized = optionBool(o, "unauthorized", true);
   if (opts.unauthorized || (o.Has("lossWeights") && !o.Get("lossWeights").IsUndefined()))
     opts.weights = lossWeightsFrom(env, o.Get("lossWeights"));
+  if (o.Has("ceUPerSample") && !o.Get("ceUPerSample").IsUndefined()) {
+    Napi::Value b = o.Get("ceUPerSample");
+    IPCLIP_CHECK_ARG(env, b.IsNumber() && std::isfinite(b.As<Napi::Number>().DoubleValue()) && b.As<Napi::Number>().DoubleValue() > 0,
+                     "step: ceUPerSample must be a positive number (the per-sample bound of CE_U)");
+    opts.weights.ceUPerSample = b.As<Napi::Number>().DoubleValue();
+  }
   if (o.Has("distillTargets") && !o.Get("distillTargets").IsUndefined()) {
     Napi::Value t = o.Get("distillTargets");
     IPCLIP_CHECK_ARG(env, t.IsObject(), "step: distillTargets must be { data: Float32Array, shape: [B, C] }");

@@ -77,7 +77,12 @@ LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights
   auto kl = ((logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0))).to(in.textA.scalar_type());
   auto ent = preset == Preset::Official ? entropyOfficial(in.zU) : entropyPaper(in.zU);
 
-  out.total = weightedA + w.ceU * clamp5(ceU) + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
+  // The reported CE_U stays the batch mean; only the bounded term differs (see LossWeights::ceUPerSample).
+  auto boundedCeU =
+      w.ceUPerSample > 0
+          ? F::cross_entropy(in.zU, in.yU, F::CrossEntropyFuncOptions().reduction(torch::kNone)).clamp_max(w.ceUPerSample).mean()
+          : clamp5(ceU);
+  out.total = weightedA + w.ceU * boundedCeU + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
               w.mse * clamp5(mse) + w.entropy * ent + w.kl * kl;
   // No .item() here: on a GPU each would wait for the device. The caller copies `values` once.
   std::vector<torch::Tensor> values;

@@ -95,6 +95,16 @@ export interface TrainerOptions {
    */
   disguisedUnauthorized?: boolean | DisguiseOptions;
   /**
+   * Bound the unauthorized cross-entropy per sample, at chance (beyond the paper; `paper` preset only; default
+   * false): the term is `mean_b min(CE_b, ln C)` instead of the release's `min(mean_b CE_b, 5)`. With the batch
+   * mean bounded, a batch whose other unauthorized samples are already far past 5 passes no gradient, so the few
+   * still classified correctly are never pushed away: on a CLIP that recognises the unauthorized domain well, its
+   * images collapse onto two or three classes and keep 20–25 % accuracy. Bounded per sample, each one keeps its
+   * gradient until its true class is no likelier than chance (1/C), and no further, which costs the authorized
+   * domain less than a per-sample bound of 5. Measured in docs/method.md ("Beyond the paper").
+   */
+  clampPerSample?: boolean;
+  /**
    * Scenario `reference` only: the protection scenario this reference is for (default `target-specified`). Its
    * authorized stream is that scenario's (watermarked images for `authorization`, clean ones otherwise), so the
    * metrics compare the protected prompt with a reference trained on the same kind of images.
@@ -128,6 +138,8 @@ export interface ResolvedTrainerOptions {
   pairing: Pairing;
   /** The disguised-unauthorized defence's settings; null when off. */
   disguisedUnauthorized: ResolvedDisguise | null;
+  /** CE_U bounded per sample ({@link TrainerOptions.clampPerSample}). */
+  clampPerSample: boolean;
   /** The protection scenario a reference run is for; null for the protection scenarios. */
   referenceFor: ProtectionScenario | null;
 }
@@ -180,10 +192,13 @@ export function resolveTrainerOptions(opts: TrainerOptions, defaultSeed: number)
     check(scenario.streams.source === 'own',
       `disguisedUnauthorized needs a scenario whose unauthorized stream is a dataset of its own (target-specified), not '${opts.scenario}'`);
   }
+  if (opts.clampPerSample !== undefined) assertOneOf(opts.clampPerSample, 'clampPerSample', [true, false]);
+  const clampPerSample = opts.clampPerSample === true;
+  check(!clampPerSample || preset === 'paper', "clampPerSample is an option of the 'paper' preset (the 'official' preset keeps the release's numerics)");
   const options: ResolvedTrainerOptions = {
     scenario: opts.scenario, preset, epochs, batchSize, lr, weightDecay, seed,
     trainEnhancer: opts.trainEnhancer === true, checkpointEvery, bankBatchSize, featureCache: opts.featureCache === true,
-    pairing, disguisedUnauthorized, referenceFor: scenario.referenceFor,
+    pairing, disguisedUnauthorized, clampPerSample, referenceFor: scenario.referenceFor,
   };
   const hooks: TrainerHooks = {
     validation, extend: opts.extend === true,

@@ -98,6 +98,7 @@ export class RunState {
       trainEnhancer: o.trainEnhancer, featureCache: o.featureCache,
       pairing: o.pairing, ...(o.referenceFor ? { referenceFor: o.referenceFor } : {}),
       ...(o.disguisedUnauthorized ? { disguisedUnauthorized: o.disguisedUnauthorized } : {}),
+      ...(o.clampPerSample ? { clampPerSample: true } : {}),
       iteration: this.iteration,
       epoch: total > 0 ? Math.floor((this.iteration * o.epochs) / total) : 0,
       seed: o.seed, totalIterations: total, optimizerStep: extra.optimizerStep, lastLr: this.lastLr, skippedUpdates: this.skippedUpdates,
@@ -155,6 +156,7 @@ export function checkResumable(file: string, meta: CheckpointMeta | undefined | 
     ['pairing', t.pairing ?? 'unrecorded (a checkpoint from an older stream rule)', o.pairing],
     ['referenceFor', t.referenceFor ?? null, o.referenceFor],
     ['disguisedUnauthorized', JSON.stringify(t.disguisedUnauthorized ?? null), JSON.stringify(o.disguisedUnauthorized)],
+    ['clampPerSample', t.clampPerSample === true, o.clampPerSample],
   ];
   if (target.totalIterations !== undefined) {
     if (extending) pairs.push(['the iterations per epoch (dataset size)', t.totalIterations / t.epochs, target.totalIterations / o.epochs]);
