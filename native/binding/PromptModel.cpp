@@ -146,9 +146,9 @@ StepOptions stepOptionsFrom(Napi::Env env, Napi::Object o) {
     opts.weights = lossWeightsFrom(env, o.Get("lossWeights"));
   if (o.Has("ceUPerSample") && !o.Get("ceUPerSample").IsUndefined()) {
     Napi::Value b = o.Get("ceUPerSample");
-    IPCLIP_CHECK_ARG(env, b.IsNumber() && std::isfinite(b.As<Napi::Number>().DoubleValue()) && b.As<Napi::Number>().DoubleValue() > 0,
-                     "step: ceUPerSample must be a positive number (the per-sample bound of CE_U)");
-    opts.weights.ceUPerSample = b.As<Napi::Number>().DoubleValue();
+    const double bound = b.IsNumber() ? b.As<Napi::Number>().DoubleValue() : 0;
+    IPCLIP_CHECK_ARG(env, std::isfinite(bound) && bound > 0, "step: ceUPerSample must be a positive number (the per-sample bound of CE_U)");
+    opts.weights.ceUPerSample = bound;
   }
   if (o.Has("distillTargets") && !o.Get("distillTargets").IsUndefined()) {
     Napi::Value t = o.Get("distillTargets");

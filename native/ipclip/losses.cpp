@@ -66,7 +66,11 @@ LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights
     out.values = torch::cat({ceA.detach().to(torch::kFloat64).reshape({1}), zero});
     return out;
   }
-  auto ceU = F::cross_entropy(in.zU, in.yU);
+  // Per sample only when CE_U is bounded per sample (LossWeights::ceUPerSample); its mean is then the reported CE_U.
+  auto ceUPerSample = w.ceUPerSample > 0
+                          ? F::cross_entropy(in.zU, in.yU, F::CrossEntropyFuncOptions().reduction(torch::kNone))
+                          : torch::Tensor();
+  auto ceU = ceUPerSample.defined() ? ceUPerSample.mean() : F::cross_entropy(in.zU, in.yU);
   auto ceSelf = F::cross_entropy(in.zSelf, in.yA);
   auto ceCross = F::cross_entropy(in.zCross, in.yA);
   auto mse = (in.domainA - in.domainU).pow(2).mean();
@@ -77,11 +81,7 @@ LossTerms computeLoss(const LossInputs& in, bool unauthorized, const LossWeights
   auto kl = ((logpU.exp() * (logpU - logpA)).sum() / static_cast<double>(in.textA.size(0))).to(in.textA.scalar_type());
   auto ent = preset == Preset::Official ? entropyOfficial(in.zU) : entropyPaper(in.zU);
 
-  // The reported CE_U stays the batch mean; only the bounded term differs (see LossWeights::ceUPerSample).
-  auto boundedCeU =
-      w.ceUPerSample > 0
-          ? F::cross_entropy(in.zU, in.yU, F::CrossEntropyFuncOptions().reduction(torch::kNone)).clamp_max(w.ceUPerSample).mean()
-          : clamp5(ceU);
+  auto boundedCeU = ceUPerSample.defined() ? ceUPerSample.clamp_max(w.ceUPerSample).mean() : clamp5(ceU);
   out.total = weightedA + w.ceU * boundedCeU + w.ceSelf * clamp5(ceSelf) + w.ceCross * clamp5(ceCross) +
               w.mse * clamp5(mse) + w.entropy * ent + w.kl * kl;
   // No .item() here: on a GPU each would wait for the device. The caller copies `values` once.

@@ -24,11 +24,10 @@ struct LossWeights {
   double ceU = 0, ceSelf = 0, ceCross = 0, mse = 0, entropy = 0, kl = 0;
   double ceA = 1, entropyA = 0, diversityA = 0, distillA = 0;
   torch::Tensor distillTargets;  // [B,C] rows summing to 1, or undefined
-  // Beyond the paper (the `paper` preset's clampPerSample option): the CE_U term is mean_b min(CE_b, bound), each
-  // unauthorized sample bounded on its own, instead of min(mean_b CE_b, 5). With the batch mean clamped, a batch
-  // whose other samples are already far past 5 passes no gradient at all, so the few unauthorized samples still
-  // classified correctly are never pushed away (sketches collapse onto two classes and keep ~20% accuracy).
-  // The bound per sample; 0 keeps the release's min(mean_b CE_b, 5).
+  // Beyond the paper (the `paper` preset's clampPerSample option): when > 0, the CE_U term is
+  // mean_b min(CE_b, ceUPerSample), each unauthorized sample bounded on its own; 0 keeps the release's
+  // min(mean_b CE_b, 5). With the batch mean bounded, a batch whose other samples are far past 5 passes no gradient
+  // at all, so the few unauthorized samples still classified correctly are never pushed away.
   double ceUPerSample = 0;
 };
 

@@ -186,7 +186,9 @@ export class IPTrainer {
   /** The native step's options: this run's scenario as data (its loss weights under the preset, whether U is read). */
   private stepOptions(lr: number, update: boolean, returnOutputs: boolean, keepGradients?: boolean): NativeStepOptions {
     return {
-      ...stepLoss(this.options.scenario, this.options.preset), ...(this.options.clampPerSample ? { ceUPerSample: Math.log(this.prompt.numClasses) } : {}), lr, weightDecay: this.options.weightDecay,
+      ...stepLoss(this.options.scenario, this.options.preset), lr, weightDecay: this.options.weightDecay,
+      // clampPerSample bounds each unauthorized sample's CE at chance, ln C.
+      ...(this.options.clampPerSample ? { ceUPerSample: Math.log(this.prompt.numClasses) } : {}),
       update, returnOutputs, trainEnhancer: this.options.trainEnhancer,
       ...(keepGradients === undefined ? {} : { keepGradients }),
     };
