@@ -104,7 +104,8 @@ function layerOf(layers: FloatTensor, l: number): FloatTensor {
 
 describe.skipIf(!HAVE_SHARED)('tower activations (clip-tiny)', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'ipclip-act-'));
-  const hfConfig = JSON.parse(readFileSync(join(CLIP_TINY.hfDir, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  // Read in beforeAll, not at collection: a skipped suite's body is still collected.
+  let hfConfig: Record<string, Record<string, unknown>>;
   let golden: Awaited<ReturnType<typeof readGolden>>;
   let hf: SafetensorsContent;
   let images: Tensor;
@@ -142,6 +143,7 @@ describe.skipIf(!HAVE_SHARED)('tower activations (clip-tiny)', () => {
   }
 
   beforeAll(async () => {
+    hfConfig = JSON.parse(readFileSync(join(CLIP_TINY.hfDir, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;
     golden = await readGolden();
     hf = await readSafetensors(join(CLIP_TINY.hfDir, 'model.safetensors'));
     images = { data: floatData(golden, 'images'), shape: golden.tensors.images!.shape };

@@ -3,7 +3,7 @@
 // (IPCLIP_CPU_CACHE_MB) and the allocator is process-wide.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runtimeInfo } from '../lib/native/load.js';
 import { CLIP_TINY, HAVE_SHARED } from './helpers/fixtures.js';
 
@@ -28,8 +28,13 @@ describe('CPU caching allocator', () => {
   });
 
   describe.skipIf(!HAVE_SHARED)('in a process of its own', () => {
-    const cached = child();
-    const plain = child('0');
+    // The children run in beforeAll, not at collection: a skipped suite's body is still collected.
+    let cached: ChildOut;
+    let plain: ChildOut;
+    beforeAll(() => {
+      cached = child();
+      plain = child('0');
+    }, 240_000);
 
     it('serves repeated forwards from the cache and gives bit-identical embeddings to the default allocator', () => {
       expect(cached.after.installed).toBe(true);
